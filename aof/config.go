@@ -1,0 +1,118 @@
+package aof
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
+)
+
+// RecoveryMode says what Open does with corruption in the middle of the log.
+type RecoveryMode uint8
+
+const (
+	// RecoverStrict makes Open fail with an error wrapping ErrCorrupt that
+	// names the file and offset. Nothing is changed on disk. The default.
+	RecoverStrict RecoveryMode = iota
+	// RecoverRepair cuts the log at the corrupt record: the bad bytes and
+	// everything after them (later segments included) are moved or copied
+	// into the log's "repair" directory, and the log continues from the
+	// last good record. The RecoveryReport lists what was cut.
+	RecoverRepair
+)
+
+// Config configures a log. A zero field takes the default shown; a value
+// that makes no sense is an error from Open, never silently changed.
+type Config struct {
+	// SegmentSize is the size of each segment file, a power of two in
+	// [64 KiB, 4 GiB]. Default 64 MiB. Existing segments keep the size
+	// they were created with.
+	SegmentSize int64
+	// FlushWatermark starts a flush as soon as this many bytes are not
+	// durable. Default 1 MiB.
+	FlushWatermark int64
+	// FlushInterval bounds how long an appended byte waits before a
+	// flush starts, also when the log goes idle. Default 5 ms.
+	FlushInterval time.Duration
+	// MaxUnflushed is the backpressure limit: an Append that finds this
+	// many bytes not durable flushes on its own goroutine before it
+	// returns. Default 64 MiB; at least FlushWatermark.
+	MaxUnflushed int64
+	// Retry is the retry policy for syncs that fail with a transient
+	// error. Default flush.DefaultRetryPolicy.
+	Retry flush.RetryPolicy
+	// Recovery chooses strict or repair handling of corruption in the
+	// middle of the log. Default RecoverStrict.
+	Recovery RecoveryMode
+	// NoBackgroundFlush runs no flusher goroutine: bytes become durable
+	// only when a caller asks (FlushUntil, Sync, backpressure, Close),
+	// on that caller's goroutine.
+	NoBackgroundFlush bool
+}
+
+// Default values of Config.
+const (
+	DefaultSegmentSize    = 64 << 20
+	DefaultFlushWatermark = 1 << 20
+	DefaultFlushInterval  = 5 * time.Millisecond
+	DefaultMaxUnflushed   = 64 << 20
+)
+
+// withDefaults returns c with zero fields set to their defaults, or an
+// error naming the first field that is wrong.
+func (c Config) withDefaults() (Config, error) {
+	if c.SegmentSize == 0 {
+		c.SegmentSize = DefaultSegmentSize
+	}
+	if c.FlushWatermark == 0 {
+		c.FlushWatermark = DefaultFlushWatermark
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.MaxUnflushed == 0 {
+		c.MaxUnflushed = max(DefaultMaxUnflushed, c.FlushWatermark)
+	}
+	if c.Retry == (flush.RetryPolicy{}) {
+		c.Retry = flush.DefaultRetryPolicy
+	}
+	var errs []error
+	if err := segment.CheckSize(c.SegmentSize); err != nil {
+		errs = append(errs, fmt.Errorf("SegmentSize: %w", err))
+	}
+	if c.FlushWatermark < 0 {
+		errs = append(errs, fmt.Errorf("FlushWatermark %d: must be positive", c.FlushWatermark))
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("FlushInterval %v: must be positive", c.FlushInterval))
+	}
+	if c.MaxUnflushed < c.FlushWatermark {
+		errs = append(errs, fmt.Errorf("MaxUnflushed %d: must be at least FlushWatermark (%d)", c.MaxUnflushed, c.FlushWatermark))
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("Retry: %w", err))
+	}
+	if c.Recovery > RecoverRepair {
+		errs = append(errs, fmt.Errorf("Recovery %d: unknown mode", c.Recovery))
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// Option sets something on a log that is not configuration proper.
+type Option func(*options)
+
+type options struct {
+	fs vfs.FS
+}
+
+// WithFS makes the log use fs for every file operation instead of the
+// operating system's. Tests pass a *vfs.FaultFS to inject failures.
+func WithFS(fs vfs.FS) Option {
+	return func(o *options) { o.fs = fs }
+}

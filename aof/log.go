@@ -1,0 +1,548 @@
+// Package aof is the public face of aof2: a durable, segmented append-only
+// log.
+//
+// # Contract
+//
+// Append returns once the record is in the log's memory, with a dense,
+// increasing sequence number: it is "appended". A background flusher writes
+// appended records to the segment file with pwrite and syncs them
+// (fdatasync) when the backlog reaches the watermark, when the flush
+// interval passes, or when a caller asks. A record is "durable" once a sync
+// that started after the record was complete has succeeded: FlushUntil(id)
+// returns nil exactly then. Concurrent waiters share one sync (group
+// commit). Durability is a prefix: when a record is durable, so is every
+// record before it.
+//
+// A sync that fails with EINTR, EAGAIN, EBUSY or ETIMEDOUT is retried with
+// bounded exponential backoff and jitter. Any other write or sync failure
+// (EIO, ENOSPC, EROFS, ...) fail-stops the log: no retry is trusted, because
+// Linux marks the pages clean after a failed fsync. Every waiter, and every
+// later Append, gets an error wrapping ErrFailed and the errno that names
+// the durable frontier. Reopening the log recovers it: recovery rewrites
+// the bytes it cannot prove durable and syncs them again.
+//
+// # Concurrency
+//
+// Every method of Log is safe for concurrent use. Append takes no lock: one
+// compare-and-swap reserves space and sequence numbers, the frame is copied
+// into the segment's append buffer, and a final atomic store publishes it.
+// Rolling over to the next segment (prepared ahead of time by a background
+// goroutine) takes a mutex, once per segment.
+//
+// Goroutines: a Log owns two, the flusher (unless Config.NoBackgroundFlush)
+// and the segment preparer. Close stops both.
+package aof
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
+)
+
+// RecordID locates a record. Seq is its dense sequence number (the first
+// record of a log has Seq 1); Segment and Offset say where its frame is.
+type RecordID struct {
+	Seq     uint64 // sequence number
+	Segment uint64 // index of the segment holding it
+	Offset  int64  // offset of its frame in the segment file
+}
+
+// seg is a segment with its place in the log's byte stream.
+type seg struct {
+	*segment.Segment
+	// pos is the log position of the segment's offset 0: the sum of the
+	// data sizes of the segments before it since the log was opened.
+	// Positions only serve to measure backlogs.
+	pos int64
+}
+
+// Log is an open log. See the package comment for the contract.
+type Log struct {
+	dir     string
+	segDir  string
+	cfg     Config
+	fs      vfs.FS
+	dirLock vfs.Unlocker
+
+	maxPayload int
+
+	active atomic.Pointer[seg]
+	// durablePos is the log position up to which bytes are durable.
+	durablePos atomic.Int64
+
+	segMu   sync.RWMutex
+	segs    []*seg // every segment, in order; the active one last
+	pending []*seg // segments not yet sealed, in order; flusher-owned order
+
+	rotateMu sync.Mutex
+	closed   atomic.Bool
+
+	prep *preparer
+
+	metrics flush.Metrics
+	pipe    *flush.Pipeline
+
+	// At open, for "since open" metrics.
+	openSeq uint64
+	openPos int64
+
+	sealedCount atomic.Uint64
+	report      RecoveryReport
+}
+
+// Open opens the log in dir, creating it if needed, and recovers what is
+// there (see RecoveryReport). The directory is locked: a second Open of the
+// same directory, from this process or another, fails with ErrLocked until
+// this Log is closed.
+func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	o := options{fs: vfs.Default}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("aof2: open %s: not a directory", dir)
+	}
+	l := &Log{
+		dir:        dir,
+		segDir:     filepath.Join(dir, "segments"),
+		cfg:        cfg,
+		fs:         o.fs,
+		maxPayload: segment.MaxPayload(cfg.SegmentSize),
+	}
+	if err := l.fs.MkdirAll(l.segDir); err != nil {
+		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
+	}
+	lock, err := l.fs.Lock(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
+	}
+	l.dirLock = lock
+	if err := l.recover(); err != nil {
+		l.releaseSegments()
+		lock.Unlock()
+		return nil, err
+	}
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize)
+	l.pipe = flush.New(l, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.durableSeq())
+	if !cfg.NoBackgroundFlush {
+		l.pipe.Start()
+		if l.Backlog() > 0 {
+			l.pipe.Request(flush.ReasonRecovery)
+		}
+	}
+	return l, nil
+}
+
+// durableSeq computes the durable frontier from the segments: the first
+// unsealed segment's records before its durable offset. Used at open.
+func (l *Log) durableSeq() uint64 {
+	if len(l.pending) == 0 {
+		return l.nextSeq()
+	}
+	return l.report.durableSeq
+}
+
+// nextSeq returns the sequence number the next Append will get.
+func (l *Log) nextSeq() uint64 {
+	s := l.active.Load()
+	_, count := s.Reserved()
+	return s.Header().BaseSeq + count
+}
+
+// Recovery returns what Open found and did.
+func (l *Log) Recovery() RecoveryReport { return l.report }
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// MaxRecordSize returns the largest payload Append accepts.
+func (l *Log) MaxRecordSize() int { return l.maxPayload }
+
+// Append appends one record and returns its RecordID once the record is in
+// the log's memory; use FlushUntil to wait until it is durable. payload is
+// copied; the caller may reuse it at once. Empty payloads are allowed.
+//
+// If the bytes not yet durable reach Config.MaxUnflushed, Append flushes on
+// the caller's goroutine before it returns (backpressure); ctx bounds that
+// wait. Append fails with ErrRecordTooLarge, ErrClosed or ErrFailed, and
+// with the error that kept the next segment from being created (ENOSPC, for
+// example); in every such case the record was not appended.
+func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
+	if len(payload) > l.maxPayload {
+		return RecordID{}, fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(payload), l.maxPayload, l.cfg.SegmentSize)
+	}
+	if err := l.pipe.Err(); err != nil {
+		return RecordID{}, err
+	}
+	n := segment.FrameSize(len(payload))
+	for {
+		s := l.active.Load()
+		off, seq, err := s.Reserve(n, 1)
+		if err != nil {
+			if err := l.rotate(s, n); err != nil {
+				return RecordID{}, err
+			}
+			continue
+		}
+		end := s.Fill(off, seq, payload, time.Now().UnixNano())
+		id := RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}
+		return id, l.appended(ctx, s.pos+end, n)
+	}
+}
+
+// AppendBatch appends payloads as consecutive records, reserving space for
+// as many as fit in the active segment at once, and returns the RecordID of
+// each. A batch that does not fit in the rest of the segment continues in
+// the next one. The records are contiguous and dense, but a crash can keep
+// a prefix of the batch: call FlushUntil on the last RecordID to know all
+// of it is durable. If an error stops the batch, the IDs of the records
+// appended before it are returned with it.
+func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
+	for _, p := range payloads {
+		if len(p) > l.maxPayload {
+			return nil, fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(p), l.maxPayload, l.cfg.SegmentSize)
+		}
+	}
+	if err := l.pipe.Err(); err != nil {
+		return nil, err
+	}
+	ids := make([]RecordID, 0, len(payloads))
+	for len(payloads) > 0 {
+		s := l.active.Load()
+		// Take the longest prefix that fits in the segment's free space.
+		free := s.Free()
+		var k int
+		var n int64
+		for k < len(payloads) && n+segment.FrameSize(len(payloads[k])) <= free {
+			n += segment.FrameSize(len(payloads[k]))
+			k++
+		}
+		if k == 0 {
+			if err := l.rotate(s, segment.FrameSize(len(payloads[0]))); err != nil {
+				return ids, err
+			}
+			continue
+		}
+		off, seq, err := s.Reserve(n, uint64(k))
+		if err != nil {
+			continue // raced with other appenders: look again
+		}
+		ts := time.Now().UnixNano()
+		for _, p := range payloads[:k] {
+			ids = append(ids, RecordID{Seq: seq, Segment: s.Header().Index, Offset: off})
+			off = s.Fill(off, seq, p, ts)
+			seq++
+		}
+		payloads = payloads[k:]
+		if err := l.appended(ctx, s.pos+off, n); err != nil {
+			return ids, err
+		}
+	}
+	return ids, nil
+}
+
+// appended runs the flush triggers after n bytes were appended, ending at
+// log position end.
+func (l *Log) appended(ctx context.Context, end, n int64) error {
+	backlog := end - l.durablePos.Load()
+	switch {
+	case backlog >= l.cfg.MaxUnflushed:
+		return l.backpressure(ctx)
+	case backlog >= l.cfg.FlushWatermark && backlog-n < l.cfg.FlushWatermark:
+		l.pipe.Request(flush.ReasonWatermark)
+	case backlog == n:
+		// The first byte after a durable point: start the interval.
+		l.pipe.Arm()
+	}
+	return nil
+}
+
+// backpressure flushes on the caller's goroutine until the backlog is
+// below the limit, sharing flushes with the flusher and other appenders.
+func (l *Log) backpressure(ctx context.Context) error {
+	for l.Backlog() >= l.cfg.MaxUnflushed {
+		if err := l.pipe.Flush(ctx, flush.ReasonBackpressure); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil // Close drained the record
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// rotate makes a fresh segment the active one because full could not take
+// a frame of n bytes. It returns nil if another goroutine rotated first.
+func (l *Log) rotate(full *seg, n int64) error {
+	l.rotateMu.Lock()
+	defer l.rotateMu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if err := l.pipe.Err(); err != nil {
+		return err
+	}
+	if l.active.Load() != full {
+		return nil
+	}
+	if end, _ := full.Reserved(); !full.Closed() && end+n <= full.Limit() {
+		return nil // space was freed? never; but a smaller frame fits
+	}
+	next, err := l.prep.take()
+	if err != nil {
+		return fmt.Errorf("aof2: roll over to segment %d: %w", full.Header().Index+1, err)
+	}
+	end, count := full.Close()
+	if err := next.Activate(full.Header().Index+1, full.Header().BaseSeq+count, time.Now().UnixNano()); err != nil {
+		next.Discard()
+		return fmt.Errorf("aof2: roll over to segment %d: %w", full.Header().Index+1, err)
+	}
+	s := &seg{Segment: next, pos: full.pos + end}
+	l.segMu.Lock()
+	l.segs = append(l.segs, s)
+	l.pending = append(l.pending, s)
+	l.segMu.Unlock()
+	l.active.Store(s)
+	l.prep.kick()
+	// The full segment is sealed by the next flush.
+	l.pipe.Request(flush.ReasonWatermark)
+	return nil
+}
+
+// FlushUntil returns once the record id and every record before it are
+// durable, sharing syncs with concurrent callers. It returns the log's
+// *flush.FailError if a sync failed for good (never hangs), ErrClosed if
+// the log closed before the record became durable, ErrNotFound for an id
+// this log did not hand out, and ctx's error if ctx ends first.
+func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
+	if err := l.checkID(id); err != nil {
+		return err
+	}
+	return l.pipe.WaitDurable(ctx, id.Seq)
+}
+
+// checkID reports whether id is one this log handed out.
+func (l *Log) checkID(id RecordID) error {
+	s := l.segmentOf(id.Seq)
+	if s == nil || s.Header().Index != id.Segment || id.Offset < segment.HeaderSize {
+		return fmt.Errorf("%w: %+v", ErrNotFound, id)
+	}
+	return nil
+}
+
+// segmentOf returns the segment holding seq (appended, maybe not yet
+// complete), or nil.
+func (l *Log) segmentOf(seq uint64) *seg {
+	if s := l.active.Load(); s.Contains(seq) {
+		return s
+	}
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].Header().BaseSeq > seq })
+	if i == 0 || !l.segs[i-1].Contains(seq) {
+		return nil
+	}
+	return l.segs[i-1]
+}
+
+// Sync returns once every record appended before the call is durable.
+func (l *Log) Sync(ctx context.Context) error {
+	next := l.nextSeq()
+	if next == l.firstSeq() {
+		return nil
+	}
+	return l.pipe.WaitDurable(ctx, next-1)
+}
+
+func (l *Log) firstSeq() uint64 {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	return l.segs[0].Header().BaseSeq
+}
+
+// Read returns the record with sequence number seq, appending its payload
+// to dst (which may be nil). The record's checksum is verified: a corrupt
+// record is an error wrapping ErrCorrupt naming segment and offset, and no
+// payload is returned. A record being appended concurrently is read once
+// its Append has copied it.
+func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
+	if l.closed.Load() {
+		return segment.Record{}, ErrClosed
+	}
+	s := l.segmentOf(seq)
+	if s == nil {
+		return segment.Record{}, fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+	}
+	return s.Read(seq, dst)
+}
+
+// Backlog returns the number of bytes appended but not yet durable.
+func (l *Log) Backlog() int64 {
+	s := l.active.Load()
+	end, _ := s.Reserved()
+	return s.pos + end - l.durablePos.Load()
+}
+
+// Flush implements flush.Target: it writes and syncs every complete byte
+// of the segments not yet sealed, in order, and seals the full ones. The
+// pipeline calls it with its flush lock held.
+func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable uint64, flushed bool, err error) {
+	l.segMu.RLock()
+	pending := append([]*seg(nil), l.pending...)
+	l.segMu.RUnlock()
+	sealed := 0
+	defer func() {
+		if sealed > 0 {
+			l.segMu.Lock()
+			l.pending = l.pending[sealed:]
+			l.segMu.Unlock()
+		}
+	}()
+	durable = l.pipe.Durable()
+	for _, s := range pending {
+		closed := s.Closed()
+		end, count := s.Advance()
+		n, err := s.WriteOut()
+		if err != nil {
+			return durable, flushed, err
+		}
+		l.metrics.AddFlushedBytes(n)
+		if s.Durable() < end {
+			if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, nil); err != nil {
+				return durable, flushed, fmt.Errorf("segment %d: %w", s.Header().Index, err)
+			}
+			if s.NeedsDirSync() {
+				if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, nil); err != nil {
+					return durable, flushed, err
+				}
+				s.DirSynced()
+			}
+			// end was taken before the sync began: bytes appended
+			// during the sync are not claimed.
+			s.MarkDurable(end)
+			l.durablePos.Store(s.pos + end)
+			flushed = true
+		}
+		durable = s.Header().BaseSeq + count
+		if rend, _ := s.Reserved(); !closed || end != rend {
+			break // durability is a prefix: later segments wait
+		}
+		if err := s.Seal(); err != nil {
+			return durable, flushed, err
+		}
+		l.sealedCount.Add(1)
+		sealed++
+	}
+	return durable, flushed, nil
+}
+
+// Close makes every appended record durable, stops the log's goroutines,
+// unmaps its segments and releases the directory lock. Appends that race
+// with Close either complete (and are made durable) or fail with ErrClosed.
+// A second Close returns ErrClosed. If the log had failed, Close still
+// releases everything and returns the failure.
+func (l *Log) Close() error {
+	l.rotateMu.Lock()
+	if !l.closed.CompareAndSwap(false, true) {
+		l.rotateMu.Unlock()
+		return ErrClosed
+	}
+	active := l.active.Load()
+	active.Close() // no more reservations; rotate refuses from now on
+	l.rotateMu.Unlock()
+
+	var err error
+	// Drain: appenders that reserved before Close finish copying within
+	// moments; flush until everything reserved is durable.
+	for l.Backlog() > 0 {
+		if err = l.pipe.Flush(context.Background(), flush.ReasonExplicit); err != nil {
+			break
+		}
+	}
+	if err == nil && l.pipe.Err() == nil {
+		err = l.writeDurableMark(active)
+	}
+	l.pipe.Close(ErrClosed)
+	l.prep.stop()
+	return errors.Join(err, l.releaseSegments(), l.dirLock.Unlock())
+}
+
+func (l *Log) releaseSegments() error {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	var err error
+	for _, s := range l.segs {
+		err = errors.Join(err, s.Release())
+	}
+	return err
+}
+
+// Metrics is a snapshot of a log's counters and gauges, with no
+// OpenTelemetry needed. Counters count since Open.
+type Metrics struct {
+	flush.Snapshot
+	// AppendedRecords and AppendedBytes count records and frame bytes
+	// appended (frame bytes include the 32-byte frame header and padding).
+	AppendedRecords uint64
+	AppendedBytes   int64
+	// BacklogBytes is the number of bytes appended but not yet durable.
+	BacklogBytes int64
+	// DurableBytes counts bytes made durable.
+	DurableBytes int64
+	// NextSeq is the sequence number the next record will get;
+	// DurableSeq is the durable frontier (every record below it is
+	// durable).
+	NextSeq, DurableSeq uint64
+	// Segments is the number of segment files; SealedSegments counts
+	// segments sealed.
+	Segments       int
+	SealedSegments uint64
+}
+
+// Metrics returns a snapshot of the log's counters and gauges.
+func (l *Log) Metrics() Metrics {
+	s := l.active.Load()
+	end, count := s.Reserved()
+	pos := s.pos + end
+	durablePos := l.durablePos.Load()
+	l.segMu.RLock()
+	nsegs := len(l.segs)
+	l.segMu.RUnlock()
+	next := s.Header().BaseSeq + count
+	return Metrics{
+		Snapshot:        l.metrics.Snapshot(),
+		AppendedRecords: next - l.openSeq,
+		AppendedBytes:   pos - l.openPos,
+		BacklogBytes:    pos - durablePos,
+		DurableBytes:    durablePos - l.report.durablePos,
+		NextSeq:         next,
+		DurableSeq:      l.pipe.Durable(),
+		Segments:        nsegs,
+		SealedSegments:  l.sealedCount.Load(),
+	}
+}
+
+// StopFlusher stops the background flusher; from then on bytes become
+// durable only on the goroutines of callers that wait for them
+// (FlushUntil, Sync, backpressure, Close). StartFlusher starts it again.
+func (l *Log) StopFlusher() { l.pipe.Stop() }
+
+// StartFlusher starts the background flusher if it is stopped.
+func (l *Log) StartFlusher() {
+	l.pipe.Start()
+	l.pipe.Request(flush.ReasonExplicit)
+}

@@ -1,0 +1,107 @@
+package aof
+
+import (
+	"sync"
+
+	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
+)
+
+// preparer keeps the next segment file created, preallocated and mapped,
+// so a rollover only writes a header and renames a file. It owns one
+// goroutine, stopped by stop.
+type preparer struct {
+	fs   vfs.FS
+	dir  string
+	size int64
+
+	mu    sync.Mutex
+	cond  sync.Cond
+	ready *segment.Segment // prepared, not yet taken
+	busy  bool             // the goroutine is preparing one
+	next  uint64           // temporary-name counter
+
+	kickc chan struct{}
+	stopc chan struct{}
+	done  chan struct{}
+}
+
+func startPreparer(fs vfs.FS, dir string, size int64) *preparer {
+	p := &preparer{
+		fs:    fs,
+		dir:   dir,
+		size:  size,
+		kickc: make(chan struct{}, 1),
+		stopc: make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	p.cond.L = &p.mu
+	go p.run()
+	p.kick()
+	return p
+}
+
+// kick asks for a segment to be prepared if none is ready.
+func (p *preparer) kick() {
+	select {
+	case p.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func (p *preparer) run() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.stopc:
+			return
+		case <-p.kickc:
+		}
+		p.mu.Lock()
+		if p.ready != nil {
+			p.mu.Unlock()
+			continue
+		}
+		p.busy = true
+		id := p.next
+		p.next++
+		p.mu.Unlock()
+		// A failure (a full disk, say) is not kept: take retries on the
+		// appender's goroutine and returns the error there.
+		s, _ := segment.Prepare(p.fs, p.dir, id, p.size)
+		p.mu.Lock()
+		p.ready, p.busy = s, false
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}
+}
+
+// take returns a prepared segment, preparing one on the caller's goroutine
+// if none is ready, and asks for the next one.
+func (p *preparer) take() (*segment.Segment, error) {
+	p.mu.Lock()
+	for p.busy {
+		p.cond.Wait()
+	}
+	s := p.ready
+	p.ready = nil
+	id := p.next
+	p.next++
+	p.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	return segment.Prepare(p.fs, p.dir, id, p.size)
+}
+
+// stop stops the goroutine and removes a prepared segment nobody took.
+func (p *preparer) stop() {
+	close(p.stopc)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ready != nil {
+		p.ready.Discard()
+		p.ready = nil
+	}
+}

@@ -1,0 +1,362 @@
+package aof
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aof2/aof2/segment"
+)
+
+// RecoveryReport says what Open found and did.
+type RecoveryReport struct {
+	// Segments is the number of segment files after recovery.
+	Segments int
+	// Trusted counts sealed segments whose footer verified: they were
+	// not scanned, so recovery time does not grow with sealed data.
+	Trusted int
+	// Scanned counts unsealed segments checked record by record.
+	Scanned int
+	// FirstSeq and NextSeq bound the records in the log: [FirstSeq,
+	// NextSeq).
+	FirstSeq, NextSeq uint64
+	// Truncations lists every cut: torn tails and, in repair mode,
+	// corruption.
+	Truncations []Truncation
+	// TruncatedBytes adds up the bytes of every truncation.
+	TruncatedBytes int64
+	// Removed lists files removed: prepared segments never used, a
+	// segment whose header never reached the disk, segments past a torn
+	// tail that held nothing durable.
+	Removed []string
+	// BacklogBytes is what recovery found but cannot prove durable (the
+	// page cache may hold it, the disk may not). It counts as backlog:
+	// the first flush writes it again and syncs it.
+	BacklogBytes int64
+	// Duration is how long recovery took.
+	Duration time.Duration
+
+	durableSeq uint64
+	durablePos int64
+}
+
+// Truncation is one cut made by recovery.
+type Truncation struct {
+	File    string // segment file
+	Segment uint64 // its index
+	Offset  int64  // where the cut starts: the end of the last good record
+	Bytes   int64  // bytes cut (zeroed)
+	// Corrupt is true for a cut made by repair mode through bad bytes
+	// that later records vouched durable; false for a torn tail.
+	Corrupt bool
+	// Reason says what was found, for people.
+	Reason string
+	// KeptAt is where repair mode kept a copy of what it cut.
+	KeptAt string
+}
+
+func (r *RecoveryReport) truncated(t Truncation) {
+	r.Truncations = append(r.Truncations, t)
+	r.TruncatedBytes += t.Bytes
+}
+
+// recover rebuilds the log's state from its directory. See Open.
+func (l *Log) recover() (err error) {
+	start := time.Now()
+	rep := &l.report
+	names, err := l.fs.ReadDir(l.segDir)
+	if err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+	type file struct {
+		name  string
+		index uint64
+	}
+	var files []file
+	for _, name := range names {
+		if strings.HasSuffix(name, segment.TempSuffix) {
+			if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
+				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+			}
+			rep.Removed = append(rep.Removed, name)
+			continue
+		}
+		if index, _, ok := segment.ParseName(name); ok {
+			files = append(files, file{name, index})
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].index < files[j].index })
+
+	// Open every segment: headers are checked, sealed footers trusted.
+	var segs []*seg
+	defer func() {
+		if err != nil {
+			for _, s := range segs {
+				s.Release()
+			}
+			l.segs = nil
+		}
+	}()
+	for i, f := range files {
+		s, err := segment.Open(l.fs, l.segDir, f.name)
+		if err == nil && i > 0 && f.index != files[i-1].index+1 {
+			s.Release()
+			err = fmt.Errorf("%w: segment %d (%s) follows segment %d: segments in between are missing", ErrCorrupt, f.index, f.name, files[i-1].index)
+		}
+		if errors.Is(err, segment.ErrNoHeader) && i == len(files)-1 {
+			// Created, renamed, then the machine stopped before the
+			// header was synced: nothing in it was ever durable.
+			if err := l.fs.Remove(filepath.Join(l.segDir, f.name)); err != nil {
+				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+			}
+			rep.Removed = append(rep.Removed, f.name)
+			break
+		}
+		if err != nil {
+			if l.cfg.Recovery != RecoverRepair {
+				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+			}
+			names := make([]string, 0, len(files)-i)
+			for _, f := range files[i:] {
+				names = append(names, f.name)
+			}
+			if err := l.moveToRepair(names, err); err != nil {
+				return err
+			}
+			break
+		}
+		segs = append(segs, &seg{Segment: s})
+	}
+
+	// Walk them in order: check continuity, scan the unsealed ones.
+	mark, err := l.readDurableMark()
+	if err != nil {
+		return err
+	}
+	var pos int64
+	var nextSeq uint64
+	for i := 0; i < len(segs); i++ {
+		s := segs[i]
+		h := s.Header()
+		s.pos = pos
+		if i > 0 && h.BaseSeq != nextSeq {
+			err := fmt.Errorf("%w: segment %d (%s) starts at seq %d, but the previous segment ends before seq %d", ErrCorrupt, h.Index, filepath.Base(s.Path()), h.BaseSeq, nextSeq)
+			if l.cfg.Recovery != RecoverRepair {
+				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+			}
+			if err := l.moveSegmentsToRepair(segs[i:], err); err != nil {
+				return err
+			}
+			segs = segs[:i]
+			break
+		}
+		if s.Sealed() {
+			rep.Trusted++
+			end, count := s.Reserved()
+			pos += end
+			nextSeq = h.BaseSeq + count
+			continue
+		}
+		rep.Scanned++
+		var vouched int64
+		if mark.Index == h.Index {
+			vouched = mark.Offset
+		}
+		r := s.Scan(vouched)
+		if err := l.cutScanned(s, r); err != nil {
+			return err
+		}
+		if i+1 < len(segs) && segs[i+1].Header().BaseSeq != h.BaseSeq+r.Count {
+			// The log ends here. Durability is a prefix and a
+			// segment is synced only after the one before it was
+			// sealed, so the later segments hold nothing durable,
+			// unless one is sealed or vouches for its own syncs.
+			if err := l.dropAfter(s, segs[i+1:]); err != nil {
+				return err
+			}
+			segs = segs[:i+1]
+		}
+		if err := s.Resume(r); err != nil {
+			return err
+		}
+		if i+1 < len(segs) {
+			s.Close() // complete: the first flush seals it
+		}
+		if len(l.pending) == 0 {
+			rep.durableSeq = h.BaseSeq + r.DurableCount
+			rep.durablePos = pos + r.MaxHint
+		}
+		l.pending = append(l.pending, s)
+		rep.BacklogBytes += r.End - r.MaxHint
+		pos += r.End
+		nextSeq = h.BaseSeq + r.Count
+	}
+	l.segs = segs
+
+	// The active segment: the unsealed tail, or a fresh one.
+	if len(segs) == 0 || segs[len(segs)-1].Sealed() {
+		index, base := uint64(1), uint64(1)
+		if len(segs) > 0 {
+			index, base = segs[len(segs)-1].Header().Index+1, nextSeq
+		}
+		ns, err := segment.Prepare(l.fs, l.segDir, 0, l.cfg.SegmentSize)
+		if err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		if err := ns.Activate(index, base, time.Now().UnixNano()); err != nil {
+			ns.Discard()
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		s := &seg{Segment: ns, pos: pos}
+		l.segs = append(l.segs, s)
+		if len(l.pending) == 0 {
+			rep.durableSeq = base
+			rep.durablePos = pos + segment.HeaderSize
+		}
+		l.pending = append(l.pending, s)
+	}
+	active := l.segs[len(l.segs)-1]
+	l.active.Store(active)
+	l.durablePos.Store(rep.durablePos)
+	l.openSeq = l.nextSeq()
+	end, _ := active.Reserved()
+	l.openPos = active.pos + end
+	l.sealedCount.Store(0)
+
+	rep.Segments = len(l.segs)
+	rep.FirstSeq = l.segs[0].Header().BaseSeq
+	rep.NextSeq = l.openSeq
+	rep.Duration = time.Since(start)
+	return nil
+}
+
+// cutScanned handles what a scan found past the good records: a torn tail
+// is zeroed and reported; corruption fails recovery, or in repair mode is
+// cut with a copy kept.
+func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
+	if r.Garbage == 0 {
+		return nil
+	}
+	h := s.Header()
+	t := Truncation{File: filepath.Base(s.Path()), Segment: h.Index, Offset: r.End, Bytes: r.Garbage,
+		Reason: "torn tail: bad or partial record with no later record vouching it was durable"}
+	if r.Corrupt != nil {
+		if l.cfg.Recovery != RecoverRepair {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, r.Corrupt)
+		}
+		if err := l.fs.MkdirAll(l.repairDir()); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		t.Corrupt = true
+		t.Reason = r.Corrupt.Error()
+		t.KeptAt = filepath.Join(l.repairDir(), fmt.Sprintf("%s.cut-at-%d", t.File, r.End))
+	}
+	if err := s.Cut(r, t.KeptAt); err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+	l.report.truncated(t)
+	return nil
+}
+
+// dropAfter removes the segments after tail, which ends the log early. They
+// must hold nothing durable; if one does, that is corruption.
+func (l *Log) dropAfter(tail *seg, later []*seg) error {
+	for _, s := range later {
+		durable := s.Sealed()
+		if !durable {
+			durable = s.Scan(0).MaxHint > segment.HeaderSize
+		}
+		if durable {
+			err := fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
+				ErrCorrupt, tail.Header().Index, filepath.Base(tail.Path()), later[0].Header().BaseSeq, s.Header().Index, filepath.Base(s.Path()))
+			if l.cfg.Recovery != RecoverRepair {
+				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+			}
+			return l.moveSegmentsToRepair(later, err)
+		}
+	}
+	for _, s := range later {
+		end, _ := s.Reserved()
+		name := filepath.Base(s.Path())
+		l.report.truncated(Truncation{File: name, Segment: s.Header().Index, Offset: segment.HeaderSize, Bytes: end - segment.HeaderSize,
+			Reason: "segment after a torn tail: nothing in it was durable"})
+		l.report.Removed = append(l.report.Removed, name)
+		if err := errors.Join(s.Release(), l.fs.Remove(s.Path())); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+	}
+	return l.fs.SyncDir(l.segDir)
+}
+
+// durableMarkPath is where Close records how far the tail was durable.
+func (l *Log) durableMarkPath() string { return filepath.Join(l.dir, "DURABLE") }
+
+// readDurableMark reads the mark Close left, if any. A mark that fails its
+// checks is ignored: it only ever adds knowledge.
+func (l *Log) readDurableMark() (segment.DurableMark, error) {
+	f, err := l.fs.OpenReadOnly(l.durableMarkPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return segment.DurableMark{}, nil
+	}
+	if err != nil {
+		return segment.DurableMark{}, fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+	defer f.Close()
+	var b [segment.DurableMarkSize]byte
+	if n, _ := f.ReadAt(b[:], 0); n != len(b) {
+		return segment.DurableMark{}, nil
+	}
+	m, err := segment.DecodeDurableMark(b[:])
+	if err != nil {
+		return segment.DurableMark{}, nil
+	}
+	return m, nil
+}
+
+// writeDurableMark records, durably, that segment s is durable up to its
+// durable offset.
+func (l *Log) writeDurableMark(s *seg) error {
+	var b [segment.DurableMarkSize]byte
+	segment.EncodeDurableMark(b[:], segment.DurableMark{Index: s.Header().Index, Offset: s.Durable()})
+	tmp := l.durableMarkPath() + ".tmp"
+	l.fs.Remove(tmp)
+	if err := segment.WriteFileSync(l.fs, tmp, b[:]); err != nil {
+		return err
+	}
+	if err := l.fs.Rename(tmp, l.durableMarkPath()); err != nil {
+		return err
+	}
+	return l.fs.SyncDir(l.dir)
+}
+
+func (l *Log) repairDir() string { return filepath.Join(l.dir, "repair") }
+
+func (l *Log) moveSegmentsToRepair(segs []*seg, why error) error {
+	names := make([]string, 0, len(segs))
+	for _, s := range segs {
+		names = append(names, filepath.Base(s.Path()))
+		s.Release()
+	}
+	return l.moveToRepair(names, why)
+}
+
+// moveToRepair moves segment files out of the log into its repair
+// directory (repair mode only) and reports them as cut.
+func (l *Log) moveToRepair(names []string, why error) error {
+	if err := l.fs.MkdirAll(l.repairDir()); err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+	for _, name := range names {
+		kept := filepath.Join(l.repairDir(), name)
+		if err := l.fs.Rename(filepath.Join(l.segDir, name), kept); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		index, _, _ := segment.ParseName(name)
+		l.report.Truncations = append(l.report.Truncations, Truncation{File: name, Segment: index, Corrupt: true, Reason: why.Error(), KeptAt: kept})
+	}
+	return errors.Join(l.fs.SyncDir(l.segDir), l.fs.SyncDir(l.repairDir()))
+}

@@ -1,0 +1,344 @@
+// Package flush is the flush pipeline of a log: what makes appended bytes
+// durable, when, on which goroutine, and what waiters are told.
+//
+// # Model
+//
+// A [Pipeline] drives a [Target] (the log). The Target knows how to write
+// and sync every complete byte; the Pipeline decides when: on a watermark
+// (appenders call Request when the bytes not durable reach it), on an
+// interval timer (armed when the first byte after a durable point is
+// appended, so an idle log makes its last bytes durable within one
+// interval), on backpressure (the appender flushes on its own goroutine),
+// or on explicit request (FlushUntil, Sync, Close).
+//
+// At most one flush runs at a time, log-wide: the flush lock is a
+// one-slot semaphore, so durability is always a prefix of the log and at
+// most one flush is in flight per segment. The background goroutine and
+// synchronous callers (ModeSync) share the same lock and the same Target
+// code, so both give the same guarantees and the same retry policy.
+//
+// Durability is tracked as a sequence-number frontier: every record with a
+// sequence number below Durable() is durable. The Target reports the
+// frontier it reached; it must compute it from what was in place before
+// its sync began, never after.
+//
+// Group commit: a waiter registers on the channel of the next flush to
+// start, then asks for a flush; every waiter registered before a flush
+// starts is woken when it ends, and one sync serves them all.
+//
+// Failure: when the Target reports an error (a sync failed for good), the
+// pipeline fail-stops. Every waiter, now and later, gets a *FailError that
+// wraps the cause and names the last durable sequence number; no later
+// flush runs. Only reopening the log clears it.
+package flush
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrFailed is wrapped by every error of a log that fail-stopped after a
+// sync or write failed for good.
+var ErrFailed = errors.New("aof2: log failed; reopen it to recover")
+
+// FailError is the error of a fail-stopped log. errors.Is matches both
+// ErrFailed and the cause (an errno such as EIO, say).
+type FailError struct {
+	// Cause is the failure.
+	Cause error
+	// Durable is the durable frontier when the log failed: every record
+	// with a sequence number below it is durable, none at or above it is
+	// known to be.
+	Durable uint64
+}
+
+func (e *FailError) Error() string {
+	return fmt.Sprintf("%v: records below seq %d are durable, later ones are not: %v", ErrFailed, e.Durable, e.Cause)
+}
+
+// Unwrap returns ErrFailed and the cause.
+func (e *FailError) Unwrap() []error { return []error{ErrFailed, e.Cause} }
+
+// Target is what a pipeline flushes.
+type Target interface {
+	// Flush writes every complete byte not yet written, syncs it and
+	// returns the durable frontier it reached (every sequence number
+	// below it is durable) and whether it synced anything. It is never
+	// called concurrently with itself.
+	Flush(ctx context.Context, r Reason, m Mode) (durable uint64, flushed bool, err error)
+	// Backlog returns the number of bytes appended but not yet durable.
+	Backlog() int64
+}
+
+// Config sets the pipeline's triggers.
+type Config struct {
+	// Interval is the longest a byte waits before a flush starts.
+	Interval time.Duration
+	// Watermark is the backlog in bytes at which a flush starts at once.
+	Watermark int64
+}
+
+const armBit = 1 << numReasons // Request bit that only arms the interval timer
+
+// Pipeline schedules flushes of a Target. See the package comment.
+type Pipeline struct {
+	target  Target
+	cfg     Config
+	metrics *Metrics
+
+	lock    chan struct{} // the flush lock: a one-slot semaphore
+	durable atomic.Uint64
+	failed  atomic.Pointer[FailError]
+	closed  atomic.Pointer[error] // set by Close, under the flush lock
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed when the next flush to start ends
+
+	pending atomic.Uint32 // requested reasons, as bits
+	kick    chan struct{}
+
+	runMu   sync.Mutex // serialises Start and Stop
+	stop    chan struct{}
+	done    chan struct{}
+	running atomic.Bool
+}
+
+// New returns a pipeline over t whose durable frontier starts at durable.
+// Its background goroutine is not running until Start.
+func New(t Target, cfg Config, m *Metrics, durable uint64) *Pipeline {
+	p := &Pipeline{
+		target:  t,
+		cfg:     cfg,
+		metrics: m,
+		lock:    make(chan struct{}, 1),
+		waitCh:  make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+	}
+	p.durable.Store(durable)
+	return p
+}
+
+// Durable returns the durable frontier: every record with a sequence
+// number below it is durable.
+func (p *Pipeline) Durable() uint64 { return p.durable.Load() }
+
+// Err returns the *FailError if the pipeline fail-stopped, else nil.
+func (p *Pipeline) Err() error {
+	if f := p.failed.Load(); f != nil {
+		return f
+	}
+	return nil
+}
+
+// Running reports whether the background goroutine runs.
+func (p *Pipeline) Running() bool { return p.running.Load() }
+
+// Start starts the background goroutine. It is a no-op if it runs.
+func (p *Pipeline) Start() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.running.Load() || p.closed.Load() != nil {
+		return
+	}
+	p.stop = make(chan struct{})
+	p.done = make(chan struct{})
+	p.running.Store(true)
+	go p.run(p.stop, p.done)
+}
+
+// Stop stops the background goroutine and waits for it to exit, finishing
+// a flush in progress first. Waiters then flush on their own goroutines
+// (ModeSync). It is a no-op if the goroutine is not running.
+func (p *Pipeline) Stop() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if !p.running.Load() {
+		return
+	}
+	close(p.stop)
+	<-p.done
+	p.running.Store(false)
+	p.wakeWaiters()
+}
+
+// Close stops the pipeline for good: it stops the goroutine, waits for a
+// flush in progress, and makes every later flush and every waiter whose
+// record is not durable return err.
+func (p *Pipeline) Close(err error) {
+	p.Stop()
+	p.lock <- struct{}{}
+	p.closed.Store(&err)
+	<-p.lock
+	p.wakeWaiters()
+}
+
+// wakeWaiters wakes every registered waiter so it looks at the state again.
+func (p *Pipeline) wakeWaiters() {
+	p.waitMu.Lock()
+	ch := p.waitCh
+	p.waitCh = make(chan struct{})
+	p.waitMu.Unlock()
+	close(ch)
+}
+
+// Request asks the background goroutine for a flush for reason r. It never
+// blocks and costs one atomic OR and a channel poll.
+func (p *Pipeline) Request(r Reason) {
+	p.pending.Or(1 << r)
+	p.poke()
+}
+
+// Arm starts the interval timer if it is not running.
+func (p *Pipeline) Arm() {
+	p.pending.Or(armBit)
+	p.poke()
+}
+
+func (p *Pipeline) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pipeline) run(stop, done chan struct{}) {
+	defer close(done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false
+	ctx := context.Background()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-p.kick:
+		case <-timer.C:
+			armed = false
+			p.pending.Or(1 << ReasonInterval)
+		}
+		bits := p.pending.Swap(0)
+		if r, ok := highest(bits); ok {
+			p.flushBacklog(ctx, r)
+		}
+		if !armed && p.Err() == nil && p.target.Backlog() > 0 {
+			timer.Reset(p.cfg.Interval)
+			armed = true
+		}
+	}
+}
+
+// flushBacklog flushes for reason r, then keeps flushing while the backlog
+// stays at or above the watermark and flushes make progress.
+func (p *Pipeline) flushBacklog(ctx context.Context, r Reason) {
+	for {
+		before := p.Durable()
+		if p.flush(ctx, r, ModeAsync) != nil || p.Durable() == before ||
+			p.target.Backlog() < p.cfg.Watermark {
+			return
+		}
+		r = ReasonWatermark
+	}
+}
+
+// highest returns the highest-priority reason among the request bits.
+func highest(bits uint32) (Reason, bool) {
+	for r := int(numReasons) - 1; r >= 0; r-- {
+		if bits&(1<<r) != 0 {
+			return Reason(r), true
+		}
+	}
+	return 0, false
+}
+
+// Flush runs one flush on the caller's goroutine (ModeSync) for reason r,
+// waiting for a flush in progress first. It returns ctx's error if ctx ends
+// while waiting.
+func (p *Pipeline) Flush(ctx context.Context, r Reason) error {
+	return p.flush(ctx, r, ModeSync)
+}
+
+func (p *Pipeline) flush(ctx context.Context, r Reason, m Mode) error {
+	select {
+	case p.lock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.lock }()
+	if c := p.closed.Load(); c != nil {
+		return *c
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	if p.target.Backlog() == 0 {
+		return nil
+	}
+	// Waiters registered until now are woken when this flush ends.
+	p.waitMu.Lock()
+	ch := p.waitCh
+	p.waitCh = make(chan struct{})
+	p.waitMu.Unlock()
+	defer close(ch)
+
+	durable, flushed, err := p.target.Flush(ctx, r, m)
+	if flushed {
+		p.metrics.flushes[r][m].Add(1)
+	}
+	if durable > p.durable.Load() {
+		p.durable.Store(durable)
+	}
+	if err != nil {
+		f := &FailError{Cause: err, Durable: p.durable.Load()}
+		p.failed.CompareAndSwap(nil, f)
+		return p.Err()
+	}
+	return nil
+}
+
+// WaitDurable returns once the record with sequence number seq is durable.
+// It asks for a flush if needed and shares it with every other waiter. If
+// the background goroutine is stopped it flushes on the caller's goroutine.
+// It returns the pipeline's *FailError if the log failed, the Close error
+// if it closed first, and ctx's error if ctx ends first.
+func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
+	for {
+		if seq < p.durable.Load() {
+			return nil
+		}
+		if err := p.Err(); err != nil {
+			return err
+		}
+		if c := p.closed.Load(); c != nil {
+			return *c
+		}
+		if !p.running.Load() {
+			if err := p.flush(ctx, ReasonExplicit, ModeSync); err != nil {
+				return err
+			}
+			if seq >= p.durable.Load() {
+				// A record before seq is still being copied by
+				// its appender: let it finish.
+				runtime.Gosched()
+			}
+			continue
+		}
+		p.waitMu.Lock()
+		ch := p.waitCh
+		p.waitMu.Unlock()
+		if seq < p.durable.Load() {
+			return nil
+		}
+		p.Request(ReasonExplicit)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

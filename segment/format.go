@@ -1,0 +1,400 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The on-disk format. Every integer is little-endian. A segment file is:
+//
+//	+--------------------+  0
+//	| header (64 B)      |
+//	+--------------------+  HeaderSize
+//	| record frame       |  8-byte aligned, back to back
+//	| record frame       |
+//	| ...                |
+//	+--------------------+  data end
+//	| zeros              |  preallocated, not yet written
+//	+--------------------+  at seal: footer placed at data end ...
+//	| footer             |
+//	+--------------------+
+//	| trailer (32 B)     |  ... and the trailer in the file's last 32 bytes
+//	+--------------------+  file size (the segment size, or larger if the
+//	                        footer did not fit in the preallocated space)
+//
+// Header:
+//
+//	0       8       10      12      16              24              32
+//	+-------+-------+-------+-------+---------------+---------------+
+//	| magic | vers  | flags | rsvd  | segment index | base sequence |
+//	+-------+-------+-------+-------+---------------+---------------+
+//	32              40              48              56              64
+//	+---------------+---------------+---------------+---------------+
+//	| segment size  | created (ns)  | reserved      | xxhash64[0:56)|
+//	+---------------+---------------+---------------+---------------+
+//
+// Record frame:
+//
+//	0               8       12      16              24              32
+//	+---------------+-------+-------+---------------+---------------+
+//	| xxhash64      | len   | hint  | sequence      | timestamp (ns)|
+//	+---------------+-------+-------+---------------+---------------+
+//	| payload (len bytes), zero padding to a multiple of 8          |
+//	+---------------------------------------------------------------+
+//
+// The checksum covers bytes [8, 32+len): the frame header after the checksum
+// and the payload, so a corrupt length, sequence or timestamp is caught, not
+// only a corrupt payload. "hint" is the segment's durable offset divided by 8
+// at the moment the record was appended: a promise that every byte before it
+// had already been made durable. Recovery uses it to tell a torn tail (bad
+// bytes that nothing after them vouches for) from corruption in the middle
+// (bad bytes before a record that says they were durable). The word at
+// [8, 16) is never zero in a complete frame, because hint >= HeaderSize/8;
+// writers publish a frame by storing that word last.
+//
+// Footer (written at seal, at the data end):
+//
+//	0               8               16              24              32
+//	+---------------+---------------+---------------+---------------+
+//	| magic         | record count  | first seq     | last seq      |
+//	+---------------+---------------+---------------+---------------+
+//	32              40              48      52      56
+//	+---------------+---------------+-------+-------+
+//	| data end      | data xxhash64 | n idx | rsvd  |
+//	+---------------+---------------+-------+-------+
+//	| n index entries of 8 bytes: u32 seq - base, u32 offset / 8    |
+//	+---------------------------------------------------------------+
+//	| xxhash64 over the footer before it                            |
+//	+---------------------------------------------------------------+
+//
+// Trailer (the last 32 bytes of a sealed file):
+//
+//	0               8               16              24              32
+//	+---------------+---------------+---------------+---------------+
+//	| magic         | footer offset | footer length | xxhash64[0:24)|
+//	+---------------+---------------+---------------+---------------+
+const (
+	// HeaderSize is the size of the segment header. A multiple of 8, so
+	// the first frame is aligned.
+	HeaderSize = 64
+	// FrameHeaderSize is the size of a record frame's header.
+	FrameHeaderSize = 32
+	// TrailerSize is the size of the trailer of a sealed segment. The
+	// last TrailerSize bytes of the preallocated space are never used for
+	// records, so sealing can always write the trailer in place.
+	TrailerSize = 32
+	// Align is the alignment of every frame. 8 lets the publish word be
+	// stored atomically and keeps frame headers from straddling pages.
+	Align = 8
+	// MinSize and MaxSize bound the segment size. Below 64 KiB the header,
+	// trailer and footer overhead dominates; 4 GiB keeps every offset
+	// divided by 8 within 32 bits.
+	MinSize = 64 << 10
+	MaxSize = 4 << 30
+	// IndexInterval is the spacing in bytes of the sparse index: a record
+	// starting at least this far past the last indexed one gets an entry.
+	// 4 KiB (one page) keeps the footer near 0.2% of the data and bounds a
+	// lookup to one page of frames after a binary search.
+	IndexInterval = 4 << 10
+
+	footerFixedSize = 56
+	indexEntrySize  = 8
+	formatVersion   = 1
+)
+
+var (
+	headerMagic  = [8]byte{'a', 'o', 'f', '2', 's', 'e', 'g', 0}
+	footerMagic  = [8]byte{'a', 'o', 'f', '2', 'f', 't', 'r', 0}
+	trailerMagic = [8]byte{'a', 'o', 'f', '2', 'e', 'n', 'd', 0}
+)
+
+// ErrCorrupt is wrapped by every error about bytes that fail a check.
+var ErrCorrupt = errors.New("aof2: corrupt segment")
+
+// Header is the decoded segment header.
+type Header struct {
+	Index   uint64 // ordinal of the segment in its log, from 1
+	BaseSeq uint64 // sequence number of the segment's first record
+	Size    int64  // preallocated size of the file in bytes
+	Created int64  // creation time, Unix nanoseconds
+}
+
+// EncodeHeader writes h into b[:HeaderSize].
+func EncodeHeader(b []byte, h Header) {
+	_ = b[HeaderSize-1]
+	copy(b[0:8], headerMagic[:])
+	binary.LittleEndian.PutUint16(b[8:], formatVersion)
+	binary.LittleEndian.PutUint16(b[10:], 0)
+	binary.LittleEndian.PutUint32(b[12:], 0)
+	binary.LittleEndian.PutUint64(b[16:], h.Index)
+	binary.LittleEndian.PutUint64(b[24:], h.BaseSeq)
+	binary.LittleEndian.PutUint64(b[32:], uint64(h.Size))
+	binary.LittleEndian.PutUint64(b[40:], uint64(h.Created))
+	binary.LittleEndian.PutUint64(b[48:], 0)
+	binary.LittleEndian.PutUint64(b[56:], xxhash.Sum64(b[:56]))
+}
+
+// DecodeHeader decodes and verifies a header.
+func DecodeHeader(b []byte) (Header, error) {
+	if len(b) < HeaderSize {
+		return Header{}, fmt.Errorf("%w: header: %d bytes, want %d", ErrCorrupt, len(b), HeaderSize)
+	}
+	if [8]byte(b[0:8]) != headerMagic {
+		return Header{}, fmt.Errorf("%w: header: bad magic %q", ErrCorrupt, b[0:8])
+	}
+	if sum := binary.LittleEndian.Uint64(b[56:]); sum != xxhash.Sum64(b[:56]) {
+		return Header{}, fmt.Errorf("%w: header: checksum mismatch", ErrCorrupt)
+	}
+	if v := binary.LittleEndian.Uint16(b[8:]); v != formatVersion {
+		return Header{}, fmt.Errorf("%w: header: format version %d, this build reads %d", ErrCorrupt, v, formatVersion)
+	}
+	h := Header{
+		Index:   binary.LittleEndian.Uint64(b[16:]),
+		BaseSeq: binary.LittleEndian.Uint64(b[24:]),
+		Size:    int64(binary.LittleEndian.Uint64(b[32:])),
+		Created: int64(binary.LittleEndian.Uint64(b[40:])),
+	}
+	if err := CheckSize(h.Size); err != nil {
+		return Header{}, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
+	}
+	return h, nil
+}
+
+// CheckSize reports whether size is a valid segment size: a power of two in
+// [MinSize, MaxSize].
+func CheckSize(size int64) error {
+	if size < MinSize || size > MaxSize || size&(size-1) != 0 {
+		return fmt.Errorf("segment size %d is not a power of two in [%d, %d]", size, MinSize, MaxSize)
+	}
+	return nil
+}
+
+// FrameSize returns the aligned size of the frame of an n-byte payload.
+func FrameSize(n int) int64 {
+	return alignUp(FrameHeaderSize + int64(n))
+}
+
+// MaxPayload returns the largest payload a segment of the given size holds.
+func MaxPayload(size int64) int {
+	return int(size - HeaderSize - TrailerSize - FrameHeaderSize)
+}
+
+func alignUp(n int64) int64 { return (n + Align - 1) &^ (Align - 1) }
+
+// FrameHeader is the decoded header of a record frame.
+type FrameHeader struct {
+	Sum       uint64 // stored checksum
+	Len       uint32 // payload length
+	Hint      int64  // durable offset vouched for by the writer
+	Seq       uint64 // sequence number
+	Timestamp int64  // append time, Unix nanoseconds
+}
+
+// publishWord returns the frame's word at [8, 16) as stored in memory.
+func publishWord(length uint32, hint int64) [8]byte {
+	var w [8]byte
+	binary.LittleEndian.PutUint32(w[0:], length)
+	binary.LittleEndian.PutUint32(w[4:], uint32(hint/Align))
+	return w
+}
+
+// EncodeFrame writes the frame of payload into b, which must hold
+// FrameSize(len(payload)) bytes, and returns the publish word that the
+// caller stores at b[8:16] to complete the frame (see Publish). Padding
+// bytes are assumed zero.
+func EncodeFrame(b []byte, payload []byte, seq uint64, ts int64, hint int64) [8]byte {
+	n := len(payload)
+	w := publishWord(uint32(n), hint)
+	binary.LittleEndian.PutUint64(b[16:], seq)
+	binary.LittleEndian.PutUint64(b[24:], uint64(ts))
+	copy(b[FrameHeaderSize:], payload)
+	// The checksum covers [8, 32+n). Hash the publish word from its local
+	// copy and the rest from b, so b[8:16] can stay zero until published.
+	var d xxhash.Digest
+	d.Reset()
+	d.Write(w[:])
+	d.Write(b[16 : FrameHeaderSize+n])
+	binary.LittleEndian.PutUint64(b[0:], d.Sum64())
+	return w
+}
+
+// DecodeFrameHeader decodes the frame header at b[0:FrameHeaderSize]
+// without verifying it.
+func DecodeFrameHeader(b []byte) FrameHeader {
+	_ = b[FrameHeaderSize-1]
+	return FrameHeader{
+		Sum:       binary.LittleEndian.Uint64(b[0:]),
+		Len:       binary.LittleEndian.Uint32(b[8:]),
+		Hint:      int64(binary.LittleEndian.Uint32(b[12:])) * Align,
+		Seq:       binary.LittleEndian.Uint64(b[16:]),
+		Timestamp: int64(binary.LittleEndian.Uint64(b[24:])),
+	}
+}
+
+// VerifyFrame checks the frame at b[0:], whose decoded header is h, and
+// returns its payload (a slice of b). limit is the number of bytes of b that
+// may hold the frame.
+func VerifyFrame(b []byte, h FrameHeader) ([]byte, error) {
+	end := FrameHeaderSize + int64(h.Len)
+	if end > int64(len(b)) {
+		return nil, fmt.Errorf("%w: frame length %d runs past the data", ErrCorrupt, h.Len)
+	}
+	if sum := xxhash.Sum64(b[8:end]); sum != h.Sum {
+		return nil, fmt.Errorf("%w: frame checksum mismatch (seq %d)", ErrCorrupt, h.Seq)
+	}
+	return b[FrameHeaderSize:end:end], nil
+}
+
+// IndexEntry is one entry of the sparse sequence-to-offset index.
+type IndexEntry struct {
+	Seq    uint64 // sequence number of an indexed record
+	Offset int64  // offset of its frame in the segment
+}
+
+// Footer is the decoded footer of a sealed segment.
+type Footer struct {
+	Count    uint64       // records in the segment
+	FirstSeq uint64       // first sequence number (the base)
+	LastSeq  uint64       // last sequence number (FirstSeq-1 if empty)
+	DataEnd  int64        // end offset of the last frame
+	DataSum  uint64       // xxhash64 of bytes [HeaderSize, DataEnd)
+	Index    []IndexEntry // sparse index, ascending
+}
+
+// FooterSize returns the encoded size of a footer with n index entries.
+func FooterSize(n int) int64 {
+	return footerFixedSize + int64(n)*indexEntrySize + 8
+}
+
+// EncodeFooter writes f into b[:FooterSize(len(f.Index))].
+func EncodeFooter(b []byte, f Footer) {
+	copy(b[0:8], footerMagic[:])
+	binary.LittleEndian.PutUint64(b[8:], f.Count)
+	binary.LittleEndian.PutUint64(b[16:], f.FirstSeq)
+	binary.LittleEndian.PutUint64(b[24:], f.LastSeq)
+	binary.LittleEndian.PutUint64(b[32:], uint64(f.DataEnd))
+	binary.LittleEndian.PutUint64(b[40:], f.DataSum)
+	binary.LittleEndian.PutUint32(b[48:], uint32(len(f.Index)))
+	binary.LittleEndian.PutUint32(b[52:], 0)
+	p := b[footerFixedSize:]
+	for _, e := range f.Index {
+		binary.LittleEndian.PutUint32(p[0:], uint32(e.Seq-f.FirstSeq))
+		binary.LittleEndian.PutUint32(p[4:], uint32(e.Offset/Align))
+		p = p[indexEntrySize:]
+	}
+	end := FooterSize(len(f.Index)) - 8
+	binary.LittleEndian.PutUint64(b[end:], xxhash.Sum64(b[:end]))
+}
+
+// DecodeFooter decodes and verifies a footer held in b.
+func DecodeFooter(b []byte) (Footer, error) {
+	if len(b) < int(FooterSize(0)) {
+		return Footer{}, fmt.Errorf("%w: footer: %d bytes is too short", ErrCorrupt, len(b))
+	}
+	if [8]byte(b[0:8]) != footerMagic {
+		return Footer{}, fmt.Errorf("%w: footer: bad magic", ErrCorrupt)
+	}
+	n := int(binary.LittleEndian.Uint32(b[48:]))
+	size := FooterSize(n)
+	if size != int64(len(b)) {
+		return Footer{}, fmt.Errorf("%w: footer: %d index entries need %d bytes, have %d", ErrCorrupt, n, size, len(b))
+	}
+	if sum := binary.LittleEndian.Uint64(b[size-8:]); sum != xxhash.Sum64(b[:size-8]) {
+		return Footer{}, fmt.Errorf("%w: footer: checksum mismatch", ErrCorrupt)
+	}
+	f := Footer{
+		Count:    binary.LittleEndian.Uint64(b[8:]),
+		FirstSeq: binary.LittleEndian.Uint64(b[16:]),
+		LastSeq:  binary.LittleEndian.Uint64(b[24:]),
+		DataEnd:  int64(binary.LittleEndian.Uint64(b[32:])),
+		DataSum:  binary.LittleEndian.Uint64(b[40:]),
+		Index:    make([]IndexEntry, n),
+	}
+	if f.FirstSeq+f.Count-1 != f.LastSeq {
+		return Footer{}, fmt.Errorf("%w: footer: %d records from seq %d cannot end at %d", ErrCorrupt, f.Count, f.FirstSeq, f.LastSeq)
+	}
+	p := b[footerFixedSize:]
+	for i := range f.Index {
+		f.Index[i] = IndexEntry{
+			Seq:    f.FirstSeq + uint64(binary.LittleEndian.Uint32(p[0:])),
+			Offset: int64(binary.LittleEndian.Uint32(p[4:])) * Align,
+		}
+		p = p[indexEntrySize:]
+		if f.Index[i].Offset < HeaderSize || f.Index[i].Offset >= f.DataEnd ||
+			(i > 0 && (f.Index[i].Seq <= f.Index[i-1].Seq || f.Index[i].Offset <= f.Index[i-1].Offset)) {
+			return Footer{}, fmt.Errorf("%w: footer: index entry %d out of order", ErrCorrupt, i)
+		}
+	}
+	return f, nil
+}
+
+// Trailer is the decoded trailer of a sealed segment.
+type Trailer struct {
+	FooterOffset int64
+	FooterLen    int64
+}
+
+// EncodeTrailer writes t into b[:TrailerSize].
+func EncodeTrailer(b []byte, t Trailer) {
+	copy(b[0:8], trailerMagic[:])
+	binary.LittleEndian.PutUint64(b[8:], uint64(t.FooterOffset))
+	binary.LittleEndian.PutUint64(b[16:], uint64(t.FooterLen))
+	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24]))
+}
+
+// DecodeTrailer decodes a trailer. ok is false when b holds no trailer at
+// all (an unsealed segment: zeros there); err is set when b holds something
+// that claims to be a trailer but fails its checks.
+func DecodeTrailer(b []byte) (t Trailer, ok bool, err error) {
+	if [8]byte(b[0:8]) != trailerMagic {
+		return Trailer{}, false, nil
+	}
+	if sum := binary.LittleEndian.Uint64(b[24:]); sum != xxhash.Sum64(b[:24]) {
+		return Trailer{}, false, fmt.Errorf("%w: trailer: checksum mismatch", ErrCorrupt)
+	}
+	return Trailer{
+		FooterOffset: int64(binary.LittleEndian.Uint64(b[8:])),
+		FooterLen:    int64(binary.LittleEndian.Uint64(b[16:])),
+	}, true, nil
+}
+
+// DurableMark is the content of the log's DURABLE file, written at Close:
+// segment Index was durable up to Offset (a frame boundary). It vouches for
+// bytes no record after them vouches for (the last flush before a clean
+// close), so reopening a closed log rewrites nothing, and damage to those
+// bytes is found as corruption, not taken for a torn tail. A stale mark is
+// still true: durable bytes stay durable.
+//
+//	0               8               16              24              32
+//	+---------------+---------------+---------------+---------------+
+//	| magic         | segment index | offset        | xxhash64[0:24)|
+//	+---------------+---------------+---------------+---------------+
+type DurableMark struct {
+	Index  uint64
+	Offset int64
+}
+
+// DurableMarkSize is the encoded size of a DurableMark.
+const DurableMarkSize = 32
+
+var durableMagic = [8]byte{'a', 'o', 'f', '2', 'd', 'u', 'r', 0}
+
+// EncodeDurableMark writes m into b[:DurableMarkSize].
+func EncodeDurableMark(b []byte, m DurableMark) {
+	copy(b[0:8], durableMagic[:])
+	binary.LittleEndian.PutUint64(b[8:], m.Index)
+	binary.LittleEndian.PutUint64(b[16:], uint64(m.Offset))
+	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24]))
+}
+
+// DecodeDurableMark decodes and verifies a DurableMark.
+func DecodeDurableMark(b []byte) (DurableMark, error) {
+	if len(b) != DurableMarkSize || [8]byte(b[0:8]) != durableMagic ||
+		binary.LittleEndian.Uint64(b[24:]) != xxhash.Sum64(b[:24]) {
+		return DurableMark{}, fmt.Errorf("%w: durable mark fails its checks", ErrCorrupt)
+	}
+	return DurableMark{Index: binary.LittleEndian.Uint64(b[8:]), Offset: int64(binary.LittleEndian.Uint64(b[16:]))}, nil
+}

@@ -1,0 +1,299 @@
+package segment
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+
+	"github.com/aof2/aof2/vfs"
+)
+
+// ErrNoHeader is wrapped by Open when a segment file's header is all zeros:
+// the file was created but its header never reached the disk.
+var ErrNoHeader = errors.New("aof2: segment has no header")
+
+// Open opens an existing segment file for recovery and checks its header
+// against its name. If the file carries a trailer and a footer that verify,
+// the segment is sealed and trusted without a scan; otherwise the caller
+// must call Scan and then Resume or Discard it.
+func Open(fs vfs.FS, dir, name string) (s *Segment, err error) {
+	index, base, ok := ParseName(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
+	}
+	path := filepath.Join(dir, name)
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	s = &Segment{fs: fs, dir: dir, path: path, file: f}
+	defer func() {
+		if err != nil {
+			s.release()
+		}
+	}()
+	var hb [HeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil && !isEOF(err) {
+		return nil, fmt.Errorf("segment %s: read header: %w", name, err)
+	}
+	if hb == ([HeaderSize]byte{}) {
+		return nil, fmt.Errorf("%w: %s", ErrNoHeader, name)
+	}
+	hdr, err := DecodeHeader(hb[:])
+	if err != nil {
+		return nil, fmt.Errorf("segment %s offset 0: %w", name, err)
+	}
+	if hdr.Index != index || hdr.BaseSeq != base {
+		return nil, fmt.Errorf("%w: segment %s offset 0: header says index %d base %d", ErrCorrupt, name, hdr.Index, hdr.BaseSeq)
+	}
+	s.hdr = hdr
+	s.limit = hdr.Size - TrailerSize
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("segment %s: %w", name, err)
+	}
+	if size < hdr.Size {
+		// Shorter than its preallocation (copied or cut by a tool):
+		// allocate the rest (zeros) so the mapping cannot fault.
+		if err := f.Allocate(hdr.Size); err != nil {
+			return nil, fmt.Errorf("segment %s: %w", name, err)
+		}
+		size = hdr.Size
+	}
+	if err := s.mapFile(); err != nil {
+		return nil, err
+	}
+	if footer, ok := s.readFooter(size); ok {
+		s.footer = &footer
+		s.index = footer.Index
+		s.scanCount = footer.Count
+		s.resv.Store(packResv(footer.DataEnd, footer.Count) | closedBit)
+		s.complete.Store(footer.DataEnd)
+		s.written.Store(footer.DataEnd)
+		s.durable.Store(footer.DataEnd)
+		s.sealed.Store(true)
+		s.headerSynced = true
+		err := s.file.Close()
+		s.file = nil
+		if err != nil {
+			return nil, fmt.Errorf("segment %s: %w", name, err)
+		}
+	}
+	return s, nil
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// readFooter reads and verifies the trailer and footer of a file of the
+// given size. ok is false when there is none, or when they fail a check (a
+// crash during seal, or damage): then the segment is scanned instead.
+func (s *Segment) readFooter(size int64) (Footer, bool) {
+	var tb [TrailerSize]byte
+	if _, err := s.file.ReadAt(tb[:], size-TrailerSize); err != nil {
+		return Footer{}, false
+	}
+	t, ok, err := DecodeTrailer(tb[:])
+	if !ok || err != nil || t.FooterOffset < HeaderSize || t.FooterLen < FooterSize(0) ||
+		t.FooterOffset+t.FooterLen > size-TrailerSize {
+		return Footer{}, false
+	}
+	fb := make([]byte, t.FooterLen)
+	if _, err := s.file.ReadAt(fb, t.FooterOffset); err != nil {
+		return Footer{}, false
+	}
+	f, err := DecodeFooter(fb)
+	if err != nil || f.FirstSeq != s.hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > s.limit {
+		return Footer{}, false
+	}
+	return f, true
+}
+
+// ScanResult is what a recovery scan of an unsealed segment found.
+type ScanResult struct {
+	// End is the offset just past the last good frame, and Count the
+	// number of good frames before it.
+	End   int64
+	Count uint64
+	// MaxHint is the largest durable offset that a good frame vouches
+	// for: every byte before it was durable when that frame was
+	// appended. Bytes in [MaxHint, End) may not have been.
+	MaxHint int64
+	// DurableCount is the number of records wholly before MaxHint.
+	DurableCount uint64
+	// Garbage is the number of bytes from End to the last non-zero byte
+	// of the data area: a torn tail when Corrupt is nil. Zero means the
+	// segment ends cleanly in zeros.
+	Garbage int64
+	// Corrupt, if not nil, wraps ErrCorrupt and names the offset of bad
+	// bytes that a later good frame says were durable: corruption in the
+	// middle, not a torn tail.
+	Corrupt error
+}
+
+// Scan walks the frames of an unsealed segment from the header on, checking
+// each one, and builds the segment's sparse index as it goes. vouched is an
+// offset known durable from elsewhere (a DurableMark), or 0.
+func (s *Segment) Scan(vouched int64) ScanResult {
+	m := s.rmap[:s.limit]
+	off, seq := int64(HeaderSize), s.hdr.BaseSeq
+	r := ScanResult{MaxHint: HeaderSize}
+	s.index = s.index[:0]
+	s.lastIndexed = -IndexInterval
+	s.digest.Reset()
+	for off+FrameHeaderSize <= s.limit {
+		h := DecodeFrameHeader(m[off:])
+		if !plausible(h, off, seq, s.limit) {
+			break
+		}
+		if _, err := VerifyFrame(m[off:], h); err != nil {
+			break
+		}
+		if off-s.lastIndexed >= IndexInterval {
+			s.index = append(s.index, IndexEntry{Seq: seq, Offset: off})
+			s.lastIndexed = off
+		}
+		r.MaxHint = max(r.MaxHint, h.Hint)
+		next := off + FrameSize(int(h.Len))
+		s.digest.Write(m[off:next])
+		off, seq = next, seq+1
+	}
+	r.End, r.Count = off, seq-s.hdr.BaseSeq
+	s.scanCount = r.Count
+	if vouched > off {
+		r.Corrupt = fmt.Errorf("%w: segment %d (%s) offset %d: bad record (seq %d expected) where the durable mark says data was durable up to offset %d",
+			ErrCorrupt, s.hdr.Index, filepath.Base(s.path), off, seq, vouched)
+	} else {
+		r.MaxHint = max(r.MaxHint, vouched)
+	}
+	r.DurableCount = s.countBefore(r.MaxHint)
+	last := lastNonZero(m[off:])
+	if last < 0 {
+		return r
+	}
+	r.Garbage = alignUp(int64(last) + 1)
+	if r.Corrupt != nil {
+		return r
+	}
+	// Bad bytes follow the good frames. If a good-looking frame further on
+	// vouches that the bad offset was already durable when it was
+	// appended, the bad bytes are damage to durable data, not a tail torn
+	// by a crash.
+	for p := off + Align; p+FrameHeaderSize <= s.limit; p += Align {
+		h := DecodeFrameHeader(m[p:])
+		if h.Seq < seq || h.Hint <= off || h.Hint > p || p+FrameSize(int(h.Len)) > s.limit {
+			continue
+		}
+		if _, err := VerifyFrame(m[p:], h); err != nil {
+			continue
+		}
+		r.Corrupt = fmt.Errorf("%w: segment %d (%s) offset %d: bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
+			ErrCorrupt, s.hdr.Index, filepath.Base(s.path), off, seq, h.Seq, p, h.Hint)
+		break
+	}
+	return r
+}
+
+// countBefore returns the number of good frames that end at or before off,
+// a frame boundary found by Scan: from the nearest index entry, it walks
+// frame lengths.
+func (s *Segment) countBefore(off int64) uint64 {
+	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].Offset > off })
+	p, seq := int64(HeaderSize), s.hdr.BaseSeq
+	if i > 0 {
+		p, seq = s.index[i-1].Offset, s.index[i-1].Seq
+	}
+	for p < off {
+		p += FrameSize(int(binary.LittleEndian.Uint32(s.rmap[p+8:])))
+		seq++
+	}
+	return seq - s.hdr.BaseSeq
+}
+
+// plausible reports whether h can be the frame at off holding seq, before
+// its checksum is computed.
+func plausible(h FrameHeader, off int64, seq uint64, limit int64) bool {
+	return h.Seq == seq && h.Hint >= HeaderSize && h.Hint <= off &&
+		off+FrameSize(int(h.Len)) <= limit
+}
+
+// lastNonZero returns the index of the last non-zero byte of b, or -1.
+func lastNonZero(b []byte) int {
+	// Word at a time from the end: a mostly-zero preallocated tail is the
+	// common case.
+	i := len(b)
+	for i >= 8 {
+		if binary.NativeEndian.Uint64(b[i-8:]) != 0 {
+			break
+		}
+		i -= 8
+	}
+	return bytes.LastIndexFunc(b[:i], func(r rune) bool { return r != 0 })
+}
+
+// Cut makes the bytes from the scan's End on read as zeros, durably, after
+// writing a copy of them to keepPath when keepPath is not empty. It is how
+// a torn tail is truncated and how repair cuts a corrupt middle.
+func (s *Segment) Cut(r ScanResult, keepPath string) error {
+	if r.Garbage == 0 {
+		return nil
+	}
+	if keepPath != "" {
+		if err := WriteFileSync(s.fs, keepPath, s.rmap[r.End:r.End+r.Garbage]); err != nil {
+			return fmt.Errorf("segment %d: keep cut bytes: %w", s.hdr.Index, err)
+		}
+	}
+	if err := s.file.ZeroRange(r.End, r.Garbage); err != nil {
+		return fmt.Errorf("segment %d: cut at %d: %w", s.hdr.Index, r.End, err)
+	}
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("segment %d: sync cut at %d: %w", s.hdr.Index, r.End, err)
+	}
+	return nil
+}
+
+// WriteFileSync creates path holding b, durably (file and directory).
+func WriteFileSync(fs vfs.FS, path string, b []byte) error {
+	f, err := fs.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return fs.SyncDir(filepath.Dir(path))
+}
+
+// Resume makes a scanned segment the one that takes appends again, or the
+// one to seal, with the scan's good frames. The bytes in [MaxHint, End) are
+// copied to a fresh append buffer and count as backlog: the next flush
+// writes them again and syncs them, so what recovery found only in the page
+// cache becomes durable for real before anyone is told it is.
+func (s *Segment) Resume(r ScanResult) error {
+	if err := s.allocBuffer(r.MaxHint); err != nil {
+		return err
+	}
+	copy(s.buf[r.MaxHint:r.End], s.rmap[r.MaxHint:r.End])
+	s.scanCount = r.Count
+	s.resv.Store(packResv(r.End, r.Count))
+	s.complete.Store(r.End)
+	s.written.Store(r.MaxHint)
+	s.durable.Store(r.MaxHint)
+	s.headerSynced = false
+	return nil
+}
+
+// Data returns the mapped bytes [from, to) of the segment. Tools use it to
+// copy cut data aside; the slice is valid until Release.
+func (s *Segment) Data(from, to int64) []byte { return s.rmap[from:to] }

@@ -1,0 +1,573 @@
+// Package segment owns one segment file of a log: its on-disk format
+// (format.go), preallocation, the in-memory append buffer, writing that
+// buffer out with pwrite, sealing, recovery scanning and checksum-verified
+// reads through a read-only memory map.
+//
+// # Concurrency model
+//
+// A Segment has three kinds of users:
+//
+//   - Appenders, any number at once. [Segment.Reserve] claims space and
+//     sequence numbers with one compare-and-swap on the reservation word;
+//     [Segment.Fill] then copies the frame into the append buffer and
+//     publishes it by storing the frame's publish word atomically, last.
+//     Appenders never take a lock and never touch the file.
+//   - One flusher at a time: the caller must serialise [Segment.Advance],
+//     [Segment.WriteOut], [Segment.Sync], [Segment.MarkDurable] and
+//     [Segment.Seal] (the log does so with its flush lock). Advance walks
+//     published frames in order and stops at the first unpublished one, so
+//     only a complete prefix is ever written; WriteOut writes it with
+//     pwrite; MarkDurable records an offset that was in place before the
+//     sync that made it durable began.
+//   - Readers, any number at once. They read complete frames through the
+//     read-only shared mapping of the file (or the append buffer for bytes
+//     not yet written) and verify each frame's checksum. They hold the
+//     segment's read lock while they copy, so the mappings are not released
+//     under them.
+//
+// The append buffer is anonymous memory outside the Go heap. It is released
+// when the segment is sealed, which happens only after every reserved frame
+// was published, written and made durable, so no appender can still be
+// writing into it.
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/aof2/aof2/vfs"
+)
+
+// Errors returned by segment operations.
+var (
+	// ErrFull is returned by Reserve when the frames do not fit or the
+	// segment no longer takes appends.
+	ErrFull = errors.New("aof2: segment full")
+	// ErrNotFound is returned when a sequence number is not in a segment.
+	ErrNotFound = errors.New("aof2: record not found")
+)
+
+// The reservation word packs, so that one CAS claims space and sequence
+// numbers together: bits 0-31 the end offset divided by Align (a 4 GiB
+// segment needs 29 bits), bits 32-62 the record count, bit 63 "closed".
+const (
+	closedBit  = uint64(1) << 63
+	countShift = 32
+	countMask  = uint64(1)<<31 - 1
+)
+
+func packResv(end int64, count uint64) uint64 {
+	return uint64(end/Align) | count<<countShift
+}
+
+func unpackResv(w uint64) (end int64, count uint64, closed bool) {
+	return int64(uint32(w)) * Align, (w >> countShift) & countMask, w&closedBit != 0
+}
+
+// Name returns the file name of a segment: its index and base sequence
+// number, zero-padded so names sort in log order.
+func Name(index, baseSeq uint64) string {
+	return fmt.Sprintf("%020d-%020d.seg", index, baseSeq)
+}
+
+// ParseName parses a name made by Name.
+func ParseName(name string) (index, baseSeq uint64, ok bool) {
+	stem, found := strings.CutSuffix(name, ".seg")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(stem, "-")
+	if !found {
+		return 0, 0, false
+	}
+	index, err1 := strconv.ParseUint(a, 10, 64)
+	baseSeq, err2 := strconv.ParseUint(b, 10, 64)
+	return index, baseSeq, err1 == nil && err2 == nil
+}
+
+// TempSuffix ends the name of a prepared segment that was never activated.
+// Recovery removes such files.
+const TempSuffix = ".seg.tmp"
+
+// Segment is one segment file. See the package comment for who may call
+// what.
+type Segment struct {
+	fs   vfs.FS
+	dir  string
+	path string // current path; changes once, at activation
+	hdr  Header
+	file vfs.File // read-write; nil once sealed
+
+	// limit is where record data must end: the trailer's slot is never
+	// handed to records.
+	limit int64
+
+	mu   sync.RWMutex // guards the lifetime of rmap and buf
+	rmap []byte       // read-only shared mapping of [0, hdr.Size)
+	buf  []byte       // anonymous append buffer of hdr.Size bytes; nil when sealed
+	// bufStart is the first offset the append buffer holds; below it
+	// (data recovered and already durable) readers use rmap.
+	bufStart int64
+
+	resv     atomic.Uint64 // reservation word
+	complete atomic.Int64  // end of the published prefix found by Advance
+	written  atomic.Int64  // end of the bytes written to the file
+	durable  atomic.Int64  // end of the bytes known durable
+	sealed   atomic.Bool
+
+	// Owned by the flusher (see the package comment).
+	scanCount    uint64
+	lastIndexed  int64
+	digest       xxhash.Digest
+	headerSynced bool
+	index        []IndexEntry // appended by the flusher under mu
+	footer       *Footer      // set once sealed
+}
+
+// Header returns the segment's header.
+func (s *Segment) Header() Header { return s.hdr }
+
+// Path returns the segment file's path.
+func (s *Segment) Path() string { return s.path }
+
+// Sealed reports whether the segment has a durable footer.
+func (s *Segment) Sealed() bool { return s.sealed.Load() }
+
+// Prepare creates a segment file under a temporary name (tmpID makes it
+// unique), preallocates size bytes for it, maps it and allocates its append
+// buffer. The segment takes no appends until Activate gives it its index and
+// base sequence number. A full disk fails here, never inside an append.
+func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64) (s *Segment, err error) {
+	if err := CheckSize(size); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%020d%s", tmpID, TempSuffix))
+	f, err := fs.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create segment file: %w", err)
+	}
+	s = &Segment{fs: fs, dir: dir, path: path, file: f, hdr: Header{Size: size}, limit: size - TrailerSize}
+	defer func() {
+		if err != nil {
+			s.release()
+			fs.Remove(path)
+		}
+	}()
+	if err := f.Allocate(size); err != nil {
+		return nil, fmt.Errorf("preallocate segment file (%d bytes): %w", size, err)
+	}
+	if err := s.mapFile(); err != nil {
+		return nil, err
+	}
+	if err := s.allocBuffer(HeaderSize); err != nil {
+		return nil, err
+	}
+	s.resv.Store(closedBit) // closed until activated
+	return s, nil
+}
+
+func (s *Segment) mapFile() error {
+	m, err := s.file.MapReadOnly(int(s.hdr.Size))
+	if err != nil {
+		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
+	}
+	s.rmap = m
+	return nil
+}
+
+func (s *Segment) allocBuffer(start int64) error {
+	b, err := unix.Mmap(-1, 0, int(s.hdr.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("segment %d: append buffer of %d bytes: %w", s.hdr.Index, s.hdr.Size, err)
+	}
+	s.buf = b
+	s.bufStart = start
+	return nil
+}
+
+// Activate gives a prepared segment its index and base sequence number: it
+// writes the header, renames the file to its final name and opens it for
+// appends. The header and the name become durable with the segment's first
+// Sync and directory sync.
+func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
+	s.hdr.Index = index
+	s.hdr.BaseSeq = baseSeq
+	s.hdr.Created = created
+	var hb [HeaderSize]byte
+	EncodeHeader(hb[:], s.hdr)
+	if _, err := s.file.WriteAt(hb[:], 0); err != nil {
+		return fmt.Errorf("segment %d: write header: %w", s.hdr.Index, err)
+	}
+	final := filepath.Join(s.dir, Name(s.hdr.Index, baseSeq))
+	if err := s.fs.Rename(s.path, final); err != nil {
+		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
+	}
+	s.path = final
+	s.lastIndexed = -IndexInterval
+	s.digest.Reset()
+	s.complete.Store(HeaderSize)
+	s.written.Store(HeaderSize)
+	s.durable.Store(HeaderSize)
+	s.resv.Store(packResv(HeaderSize, 0))
+	return nil
+}
+
+// Discard closes and removes a prepared segment that was never activated.
+func (s *Segment) Discard() error {
+	s.release()
+	return s.fs.Remove(s.path)
+}
+
+// Reserve claims room for k frames of total size n bytes and returns the
+// offset of the first frame and its sequence number. It returns ErrFull if
+// they do not fit or the segment was closed.
+func (s *Segment) Reserve(n int64, k uint64) (off int64, seq uint64, err error) {
+	for {
+		w := s.resv.Load()
+		end, count, closed := unpackResv(w)
+		if closed || end+n > s.limit {
+			return 0, 0, ErrFull
+		}
+		if s.resv.CompareAndSwap(w, packResv(end+n, count+k)) {
+			return end, s.hdr.BaseSeq + count, nil
+		}
+	}
+}
+
+// Fill writes the frame of payload at off, which Reserve returned, and
+// publishes it. ts is the append time in Unix nanoseconds. It returns the
+// offset just past the frame.
+func (s *Segment) Fill(off int64, seq uint64, payload []byte, ts int64) int64 {
+	end := off + FrameSize(len(payload))
+	b := s.buf[off:end:end]
+	w := EncodeFrame(b, payload, seq, ts, s.durable.Load())
+	// Publish: the word at [8, 16) is stored last and atomically; Advance
+	// loads it atomically, so seeing it non-zero means the frame is
+	// complete.
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&b[8])), binary.NativeEndian.Uint64(w[:]))
+	return end
+}
+
+// Close stops the segment taking appends and returns where its data ends
+// and how many records it holds once every reservation made before is
+// filled.
+func (s *Segment) Close() (end int64, count uint64) {
+	for {
+		w := s.resv.Load()
+		if s.resv.CompareAndSwap(w, w|closedBit) {
+			end, count, _ = unpackResv(w)
+			return end, count
+		}
+	}
+}
+
+// Limit returns the offset at which record data must end.
+func (s *Segment) Limit() int64 { return s.limit }
+
+// Free returns the bytes still free for frames; 0 once closed.
+func (s *Segment) Free() int64 {
+	end, _, closed := unpackResv(s.resv.Load())
+	if closed {
+		return 0
+	}
+	return s.limit - end
+}
+
+// Contains reports whether seq was reserved in this segment.
+func (s *Segment) Contains(seq uint64) bool {
+	_, count := s.Reserved()
+	return seq >= s.hdr.BaseSeq && seq-s.hdr.BaseSeq < count
+}
+
+// Closed reports whether the segment stopped taking appends.
+func (s *Segment) Closed() bool {
+	_, _, closed := unpackResv(s.resv.Load())
+	return closed
+}
+
+// Reserved returns the end of the reserved space and the number of records
+// reserved so far.
+func (s *Segment) Reserved() (end int64, count uint64) {
+	end, count, _ = unpackResv(s.resv.Load())
+	return end, count
+}
+
+// Complete returns the end of the complete, published prefix as last found
+// by Advance.
+func (s *Segment) Complete() int64 { return s.complete.Load() }
+
+// Written returns the end of the bytes written to the file.
+func (s *Segment) Written() int64 { return s.written.Load() }
+
+// Durable returns the end of the bytes known durable.
+func (s *Segment) Durable() int64 { return s.durable.Load() }
+
+// publishWordAt loads the publish word of the frame at off atomically.
+func (s *Segment) publishWordAt(off int64) (length uint32, ok bool) {
+	word := atomic.LoadUint64((*uint64)(unsafe.Pointer(&s.buf[off+8])))
+	if word == 0 {
+		return 0, false
+	}
+	var w [8]byte
+	binary.NativeEndian.PutUint64(w[:], word)
+	return binary.LittleEndian.Uint32(w[0:4]), true
+}
+
+// Advance walks the frames published since the last call, in order, and
+// stops at the first one not yet published. It returns the end of the
+// complete prefix and the number of records in it. Flusher only.
+func (s *Segment) Advance() (end int64, count uint64) {
+	off := s.complete.Load()
+	rend, _ := s.Reserved()
+	start := off
+	var added []IndexEntry
+	for off < rend {
+		n, ok := s.publishWordAt(off)
+		if !ok {
+			break
+		}
+		if off-s.lastIndexed >= IndexInterval {
+			added = append(added, IndexEntry{Seq: s.hdr.BaseSeq + s.scanCount, Offset: off})
+			s.lastIndexed = off
+		}
+		off += FrameSize(int(n))
+		s.scanCount++
+	}
+	if off > start {
+		s.digest.Write(s.buf[start:off])
+		if len(added) > 0 {
+			s.mu.Lock()
+			s.index = append(s.index, added...)
+			s.mu.Unlock()
+		}
+		s.complete.Store(off)
+	}
+	return off, s.scanCount
+}
+
+// WriteOut writes the complete bytes not yet written to the file with one
+// pwrite. Flusher only.
+func (s *Segment) WriteOut() (int64, error) {
+	from, to := s.written.Load(), s.complete.Load()
+	if to <= from {
+		return 0, nil
+	}
+	if _, err := s.file.WriteAt(s.buf[from:to], from); err != nil {
+		return 0, fmt.Errorf("segment %d: write [%d, %d): %w", s.hdr.Index, from, to, err)
+	}
+	s.written.Store(to)
+	return to - from, nil
+}
+
+// NeedsDirSync reports whether the segment's directory entry has not yet
+// been made durable. Flusher only.
+func (s *Segment) NeedsDirSync() bool { return !s.headerSynced }
+
+// DirSynced records that the segment's directory entry is durable.
+func (s *Segment) DirSynced() { s.headerSynced = true }
+
+// Sync makes the written bytes durable (fdatasync) once. It does not mark
+// them durable: the caller does, with the offset it took before the sync
+// began, and only if this sync (or a retry of a transient failure)
+// succeeded.
+func (s *Segment) Sync() error { return s.file.Sync() }
+
+// MarkDurable records that the bytes before end are durable. Flusher only.
+func (s *Segment) MarkDurable(end int64) { s.durable.Store(end) }
+
+// Seal writes the footer and trailer and syncs them. The segment must be
+// closed, and every byte complete, written and durable. It then releases
+// the append buffer and the read-write file. Flusher only.
+func (s *Segment) Seal() error {
+	end, count := s.Reserved()
+	if !s.Closed() || s.complete.Load() != end || s.written.Load() != end || s.durable.Load() != end {
+		return fmt.Errorf("segment %d: seal before all data is durable", s.hdr.Index)
+	}
+	f := Footer{
+		Count:    count,
+		FirstSeq: s.hdr.BaseSeq,
+		LastSeq:  s.hdr.BaseSeq + count - 1,
+		DataEnd:  end,
+		DataSum:  s.digest.Sum64(),
+	}
+	s.mu.RLock()
+	f.Index = append([]IndexEntry(nil), s.index...)
+	s.mu.RUnlock()
+	fsize := FooterSize(len(f.Index))
+	fileSize := s.hdr.Size
+	if end+fsize > s.limit {
+		// The footer does not fit in the preallocated space: grow the
+		// file, allocating first so the grown part is real.
+		fileSize = alignUp(end+fsize) + TrailerSize
+		if err := s.file.Allocate(fileSize); err != nil {
+			return fmt.Errorf("segment %d: grow for footer: %w", s.hdr.Index, err)
+		}
+	}
+	fb := make([]byte, fsize)
+	EncodeFooter(fb, f)
+	if _, err := s.file.WriteAt(fb, end); err != nil {
+		return fmt.Errorf("segment %d: write footer: %w", s.hdr.Index, err)
+	}
+	var tb [TrailerSize]byte
+	EncodeTrailer(tb[:], Trailer{FooterOffset: end, FooterLen: fsize})
+	if _, err := s.file.WriteAt(tb[:], fileSize-TrailerSize); err != nil {
+		return fmt.Errorf("segment %d: write trailer: %w", s.hdr.Index, err)
+	}
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("segment %d: sync footer: %w", s.hdr.Index, err)
+	}
+	s.mu.Lock()
+	s.footer = &f
+	s.index = f.Index
+	buf := s.buf
+	s.buf = nil
+	s.mu.Unlock()
+	s.sealed.Store(true)
+	if buf != nil {
+		unix.Munmap(buf)
+	}
+	err := s.file.Close()
+	s.file = nil
+	if err != nil {
+		return fmt.Errorf("segment %d: close after seal: %w", s.hdr.Index, err)
+	}
+	return nil
+}
+
+// Release unmaps the segment and closes its file. Readers must be done.
+func (s *Segment) Release() error {
+	return s.release()
+}
+
+func (s *Segment) release() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.buf != nil {
+		err = errors.Join(err, unix.Munmap(s.buf))
+		s.buf = nil
+	}
+	if s.rmap != nil {
+		err = errors.Join(err, vfs.Unmap(s.rmap))
+		s.rmap = nil
+	}
+	if s.file != nil {
+		err = errors.Join(err, s.file.Close())
+		s.file = nil
+	}
+	return err
+}
+
+// Record is one record read from a segment.
+type Record struct {
+	Seq       uint64 // sequence number
+	Timestamp int64  // append time, Unix nanoseconds
+	Offset    int64  // offset of the frame in the segment file
+	Payload   []byte // the payload
+}
+
+// source returns the bytes that hold the frame at off, and whether they are
+// the append buffer (where frames may still be unpublished). mu must be
+// held.
+func (s *Segment) source(off int64) (src []byte, inBuf bool) {
+	if s.buf != nil && off >= s.bufStart {
+		return s.buf, true
+	}
+	return s.rmap, false
+}
+
+// frameAt decodes and verifies the complete frame at off. mu must be held.
+func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
+	src, _ := s.source(off)
+	if src == nil {
+		return FrameHeader{}, nil, fmt.Errorf("segment %d: released", s.hdr.Index)
+	}
+	h := DecodeFrameHeader(src[off:])
+	payload, err := VerifyFrame(src[off:s.limit], h)
+	if err != nil {
+		return h, nil, fmt.Errorf("segment %d (%s) offset %d: %w", s.hdr.Index, filepath.Base(s.path), off, err)
+	}
+	return h, payload, nil
+}
+
+// Read finds the record with sequence number seq and appends its payload
+// to dst. The checksum is verified; a corrupt record is an error wrapping
+// ErrCorrupt that names the segment and offset, and no payload is returned.
+func (s *Segment) Read(seq uint64, dst []byte) (Record, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	off, err := s.find(seq)
+	if err != nil {
+		return Record{}, err
+	}
+	h, payload, err := s.frameAt(off)
+	if err != nil {
+		return Record{}, err
+	}
+	if h.Seq != seq {
+		return Record{}, fmt.Errorf("%w: segment %d offset %d holds seq %d, want %d", ErrCorrupt, s.hdr.Index, off, h.Seq, seq)
+	}
+	return Record{Seq: seq, Timestamp: h.Timestamp, Offset: off, Payload: append(dst, payload...)}, nil
+}
+
+// find returns the offset of the frame with sequence number seq: a binary
+// search of the sparse index, then a walk of at most one index interval.
+// mu must be held.
+func (s *Segment) find(seq uint64) (int64, error) {
+	limit, count := s.Reserved()
+	if seq < s.hdr.BaseSeq || seq-s.hdr.BaseSeq >= count {
+		return 0, fmt.Errorf("%w: seq %d is not in segment %d", ErrNotFound, seq, s.hdr.Index)
+	}
+	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].Seq > seq })
+	off, cur := int64(HeaderSize), s.hdr.BaseSeq
+	if i > 0 {
+		off, cur = s.index[i-1].Offset, s.index[i-1].Seq
+	}
+	for cur < seq {
+		if off+FrameHeaderSize > limit {
+			return 0, fmt.Errorf("%w: segment %d: walk for seq %d ran past the data at offset %d", ErrCorrupt, s.hdr.Index, seq, off)
+		}
+		n, err := s.frameLen(off)
+		if err != nil {
+			return 0, err
+		}
+		off += FrameSize(int(n))
+		cur++
+	}
+	// The record itself may still be being filled by its appender.
+	if _, err := s.frameLen(off); err != nil {
+		return 0, err
+	}
+	return off, nil
+}
+
+// frameLen returns the payload length of the frame at off, waiting for an
+// appender still filling it. mu must be held.
+func (s *Segment) frameLen(off int64) (uint32, error) {
+	src, inBuf := s.source(off)
+	if src == nil {
+		return 0, fmt.Errorf("segment %d: released", s.hdr.Index)
+	}
+	if !inBuf {
+		return binary.LittleEndian.Uint32(src[off+8:]), nil
+	}
+	for {
+		if n, ok := s.publishWordAt(off); ok {
+			return n, nil
+		}
+		// Reserved but not yet published: its appender is copying.
+		runtime.Gosched()
+	}
+}

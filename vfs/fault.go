@@ -1,0 +1,105 @@
+package vfs
+
+import (
+	"sync/atomic"
+)
+
+// SyncHook decides the fate of one file sync. n counts the syncs made
+// through the FaultFS so far, from 1; name is the file's path. A non-nil
+// result is returned to the engine instead of syncing. A hook may also
+// block (to stall a sync) or act on the log (to append during a sync).
+type SyncHook func(n int, name string) error
+
+// PathHook decides the fate of one create or allocate call on path.
+type PathHook func(path string) error
+
+// FaultFS wraps an FS and injects faults chosen by a test: failed or stalled
+// syncs, and ENOSPC at file creation or preallocation. Hooks can be swapped
+// at any time, also while a log runs. With no hooks set it behaves exactly
+// like the wrapped FS.
+type FaultFS struct {
+	FS
+
+	syncs      atomic.Int64
+	syncHook   atomic.Pointer[SyncHook]
+	createHook atomic.Pointer[PathHook]
+	allocHook  atomic.Pointer[PathHook]
+}
+
+// NewFaultFS returns a FaultFS over inner (Default if nil).
+func NewFaultFS(inner FS) *FaultFS {
+	if inner == nil {
+		inner = Default
+	}
+	return &FaultFS{FS: inner}
+}
+
+// SetSyncHook installs h for every later file sync (nil removes it).
+func (f *FaultFS) SetSyncHook(h SyncHook) { setHook(&f.syncHook, h) }
+
+// SetCreateHook installs h for every later file creation (nil removes it).
+func (f *FaultFS) SetCreateHook(h PathHook) { setHook(&f.createHook, h) }
+
+// SetAllocateHook installs h for every later preallocation (nil removes it).
+func (f *FaultFS) SetAllocateHook(h PathHook) { setHook(&f.allocHook, h) }
+
+// Syncs returns the number of file syncs attempted through f.
+func (f *FaultFS) Syncs() int { return int(f.syncs.Load()) }
+
+func setHook[H any](p *atomic.Pointer[H], h H) {
+	if any(h) == nil {
+		p.Store(nil)
+		return
+	}
+	p.Store(&h)
+}
+
+func runPathHook(p *atomic.Pointer[PathHook], path string) error {
+	if h := p.Load(); h != nil && *h != nil {
+		return (*h)(path)
+	}
+	return nil
+}
+
+// Create implements FS.
+func (f *FaultFS) Create(path string) (File, error) {
+	if err := runPathHook(&f.createHook, path); err != nil {
+		return nil, pathErr("open", path, err)
+	}
+	file, err := f.FS.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return &faultFile{File: file, fs: f}, nil
+}
+
+// Open implements FS.
+func (f *FaultFS) Open(path string) (File, error) {
+	file, err := f.FS.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return &faultFile{File: file, fs: f}, nil
+}
+
+type faultFile struct {
+	File
+	fs *FaultFS
+}
+
+func (f *faultFile) Sync() error {
+	n := int(f.fs.syncs.Add(1))
+	if h := f.fs.syncHook.Load(); h != nil && *h != nil {
+		if err := (*h)(n, f.Name()); err != nil {
+			return pathErr("fdatasync", f.Name(), err)
+		}
+	}
+	return f.File.Sync()
+}
+
+func (f *faultFile) Allocate(size int64) error {
+	if err := runPathHook(&f.fs.allocHook, f.Name()); err != nil {
+		return pathErr("fallocate", f.Name(), err)
+	}
+	return f.File.Allocate(size)
+}

@@ -1,0 +1,292 @@
+// Package vfs is the narrow file-system seam the engine calls through.
+//
+// Production code uses [Default], a zero-cost wrapper over the operating
+// system. Tests pass a [FaultFS] (see fault.go) that fails a chosen sync with
+// a chosen errno, stalls a sync, runs a hook during a sync, or fails file
+// creation and preallocation with ENOSPC.
+//
+// Only what the engine needs is here: positional reads and writes, data sync,
+// preallocation, zeroing, read-only memory maps and directory operations.
+package vfs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// File is an open file as the engine uses it. Implementations must be safe
+// for concurrent use by one writer and many readers.
+type File interface {
+	// ReadAt reads len(p) bytes at off (see io.ReaderAt).
+	ReadAt(p []byte, off int64) (int, error)
+	// WriteAt writes p at off (pwrite).
+	WriteAt(p []byte, off int64) (int, error)
+	// Sync makes the file's data durable (fdatasync, falling back to fsync
+	// where fdatasync is not supported).
+	Sync() error
+	// Allocate reserves disk blocks for [0, size) so later writes and
+	// mapped reads in that range can neither fail with ENOSPC nor raise
+	// SIGBUS. The file's size becomes at least size.
+	Allocate(size int64) error
+	// ZeroRange makes [off, off+n) read as zeros, keeping the blocks
+	// allocated.
+	ZeroRange(off, n int64) error
+	// Truncate changes the file's size.
+	Truncate(size int64) error
+	// Size returns the file's size in bytes.
+	Size() (int64, error)
+	// MapReadOnly maps [0, n) of the file read-only and shared, so the
+	// mapping sees bytes written with WriteAt at once (the page cache is
+	// shared). The caller unmaps it with [Unmap].
+	MapReadOnly(n int) ([]byte, error)
+	// Close closes the file.
+	Close() error
+	// Name returns the path the file was opened with.
+	Name() string
+}
+
+// FS is the file system as the engine uses it.
+type FS interface {
+	// Create creates a new file for reading and writing; it fails if the
+	// file exists.
+	Create(path string) (File, error)
+	// Open opens an existing file for reading and writing.
+	Open(path string) (File, error)
+	// OpenReadOnly opens an existing file for reading only.
+	OpenReadOnly(path string) (File, error)
+	// Remove removes a file.
+	Remove(path string) error
+	// Rename renames a file, replacing newpath if it exists.
+	Rename(oldpath, newpath string) error
+	// MkdirAll creates a directory and its parents.
+	MkdirAll(path string) error
+	// ReadDir lists a directory's entries by name.
+	ReadDir(path string) ([]string, error)
+	// SyncDir makes a directory's entries (creates, renames, removes)
+	// durable.
+	SyncDir(path string) error
+	// Lock takes an exclusive advisory lock (flock) on path, creating the
+	// file if needed. It fails at once with an error wrapping
+	// [ErrLocked] when another holder has it.
+	Lock(path string) (Unlocker, error)
+}
+
+// Unlocker releases a lock taken with [FS.Lock].
+type Unlocker interface {
+	Unlock() error
+}
+
+// ErrLocked is wrapped by [FS.Lock] when the lock is held elsewhere.
+var ErrLocked = errors.New("vfs: locked by another holder")
+
+// Unmap releases a mapping made by [File.MapReadOnly]. A nil or empty slice
+// is a no-op.
+func Unmap(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return unix.Munmap(b)
+}
+
+// Default is the operating system's file system.
+var Default FS = osFS{}
+
+type osFS struct{}
+
+type osFile struct {
+	f *os.File
+	// noDatasync is set once fdatasync reported it is unsupported here, so
+	// later syncs go straight to fsync.
+	noDatasync atomic.Bool
+}
+
+func (osFS) Create(path string) (File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &osFile{f: f}, nil
+}
+
+func (osFS) Open(path string) (File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &osFile{f: f}, nil
+}
+
+func (osFS) OpenReadOnly(path string) (File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return &osFile{f: f}, nil
+}
+
+func (osFS) Remove(path string) error            { return os.Remove(path) }
+func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+func (osFS) MkdirAll(path string) error          { return os.MkdirAll(path, 0o755) }
+
+func (osFS) ReadDir(path string) ([]string, error) {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+func (osFS) SyncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &fs.PathError{Op: "fsync", Path: path, Err: unwrapErrno(err)}
+	}
+	return nil
+}
+
+type flockUnlocker struct{ f *os.File }
+
+func (u flockUnlocker) Unlock() error {
+	// Closing the descriptor releases the flock.
+	return u.f.Close()
+}
+
+func (osFS) Lock(path string) (Unlocker, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		}
+		return nil, &fs.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return flockUnlocker{f: f}, nil
+}
+
+func (f *osFile) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
+func (f *osFile) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
+func (f *osFile) Truncate(size int64) error                { return f.f.Truncate(size) }
+func (f *osFile) Close() error                             { return f.f.Close() }
+func (f *osFile) Name() string                             { return f.f.Name() }
+
+func (f *osFile) Size() (int64, error) {
+	st, err := f.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func (f *osFile) Sync() error {
+	fd := int(f.f.Fd())
+	if !f.noDatasync.Load() {
+		// EINTR is returned, not retried here: the caller's retry
+		// policy decides, and counts it.
+		err := unix.Fdatasync(fd)
+		if err != unix.EINVAL && err != unix.ENOTSUP {
+			return pathErr("fdatasync", f.f.Name(), err)
+		}
+		// fdatasync is not supported on this file system: use fsync
+		// from now on.
+		f.noDatasync.Store(true)
+	}
+	return pathErr("fsync", f.f.Name(), unix.Fsync(fd))
+}
+
+func (f *osFile) Allocate(size int64) error {
+	fd := int(f.f.Fd())
+	err := ignoringEINTR(func() error { return unix.Fallocate(fd, 0, 0, size) })
+	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+		// No fallocate here (tmpfs supports it; some file systems do
+		// not): write zeros so the blocks exist all the same.
+		return pathErr("allocate", f.f.Name(), f.writeZeros(0, size))
+	}
+	return pathErr("fallocate", f.f.Name(), err)
+}
+
+func (f *osFile) ZeroRange(off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	fd := int(f.f.Fd())
+	err := ignoringEINTR(func() error {
+		return unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	})
+	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+		return pathErr("zero", f.f.Name(), f.writeZeros(off, n))
+	}
+	return pathErr("fallocate", f.f.Name(), err)
+}
+
+// writeZeros writes zeros over [off, off+n) in 1 MiB pieces.
+func (f *osFile) writeZeros(off, n int64) error {
+	zeros := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := f.f.WriteAt(zeros[:k], off); err != nil {
+			return err
+		}
+		off += k
+		n -= k
+	}
+	return nil
+}
+
+func (f *osFile) MapReadOnly(n int) ([]byte, error) {
+	b, err := unix.Mmap(int(f.f.Fd()), 0, n, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, pathErr("mmap", f.f.Name(), err)
+	}
+	return b, nil
+}
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func pathErr(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: path, Err: err}
+}
+
+// unwrapErrno returns the errno inside err, if any, so callers can classify
+// it with errors.Is against unix errno values.
+func unwrapErrno(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
