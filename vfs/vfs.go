@@ -129,9 +129,9 @@ func (osFS) OpenReadOnly(path string) (File, error) {
 	return &osFile{f: f}, nil
 }
 
-func (osFS) Remove(path string) error            { return os.Remove(path) }
+func (osFS) Remove(path string) error             { return os.Remove(path) }
 func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
-func (osFS) MkdirAll(path string) error          { return os.MkdirAll(path, 0o755) }
+func (osFS) MkdirAll(path string) error           { return os.MkdirAll(path, 0o755) }
 
 func (osFS) ReadDir(path string) ([]string, error) {
 	entries, err := os.ReadDir(path)
