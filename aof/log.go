@@ -438,7 +438,10 @@ func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable 
 			flushed = true
 		}
 		durable = s.Header().BaseSeq + count
-		if rend, _ := s.Reserved(); !closed || end != rend {
+		// Seal a segment once rollover closed it and all of it is
+		// durable. The active segment is never sealed: Close closes
+		// it to stop appends, and reopening continues it.
+		if rend, _ := s.Reserved(); !closed || end != rend || s == l.active.Load() {
 			break // durability is a prefix: later segments wait
 		}
 		if err := s.Seal(); err != nil {

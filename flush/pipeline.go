@@ -270,6 +270,16 @@ func (p *Pipeline) flush(ctx context.Context, r Reason, m Mode) error {
 		return ctx.Err()
 	}
 	defer func() { <-p.lock }()
+	// Every waiter registered until now is woken when this call ends,
+	// whatever it finds to do, and looks at the durable frontier again.
+	// (Returning early without waking them loses a wake-up: a waiter may
+	// have registered after the flush that made its record durable
+	// started, and asked for this one.)
+	p.waitMu.Lock()
+	ch := p.waitCh
+	p.waitCh = make(chan struct{})
+	p.waitMu.Unlock()
+	defer close(ch)
 	if c := p.closed.Load(); c != nil {
 		return *c
 	}
@@ -279,12 +289,6 @@ func (p *Pipeline) flush(ctx context.Context, r Reason, m Mode) error {
 	if p.target.Backlog() == 0 {
 		return nil
 	}
-	// Waiters registered until now are woken when this flush ends.
-	p.waitMu.Lock()
-	ch := p.waitCh
-	p.waitCh = make(chan struct{})
-	p.waitMu.Unlock()
-	defer close(ch)
 
 	durable, flushed, err := p.target.Flush(ctx, r, m)
 	if flushed {

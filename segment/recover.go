@@ -20,7 +20,7 @@ var ErrNoHeader = errors.New("aof2: segment has no header")
 // against its name. If the file carries a trailer and a footer that verify,
 // the segment is sealed and trusted without a scan; otherwise the caller
 // must call Scan and then Resume or Discard it.
-func Open(fs vfs.FS, dir, name string) (s *Segment, err error) {
+func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
 	index, base, ok := ParseName(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
@@ -30,7 +30,7 @@ func Open(fs vfs.FS, dir, name string) (s *Segment, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	s = &Segment{fs: fs, dir: dir, path: path, file: f}
+	s := &Segment{fs: fs, dir: dir, path: path, file: f}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -170,6 +170,12 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 		r.MaxHint = max(r.MaxHint, vouched)
 	}
 	r.DurableCount = s.countBefore(r.MaxHint)
+	if vouched == off {
+		// A clean Close left nothing after its durable end, and
+		// recovery zeroes any garbage it cuts: no need to read the
+		// rest of the segment.
+		return r
+	}
 	last := lastNonZero(m[off:])
 	if last < 0 {
 		return r
