@@ -45,8 +45,9 @@ type Mode uint8
 const (
 	// ModeAsync: the background flusher.
 	ModeAsync Mode = iota
-	// ModeSync: the caller's goroutine, because the flusher was stopped
-	// or backpressure made the appender flush itself.
+	// ModeSync: a caller's goroutine: a FlushUntil or Sync waiter that
+	// found no flush in flight and led one, an appender under
+	// backpressure, or any waiter while the flusher is stopped.
 	ModeSync
 	numModes
 )

@@ -269,6 +269,22 @@ func (p *Pipeline) flush(ctx context.Context, r Reason, m Mode) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	return p.flushLocked(ctx, r, m)
+}
+
+// tryFlush runs a flush on the caller's goroutine if none is in flight.
+func (p *Pipeline) tryFlush(ctx context.Context, r Reason) (ran bool, err error) {
+	select {
+	case p.lock <- struct{}{}:
+		return true, p.flushLocked(ctx, r, ModeSync)
+	default:
+		return false, nil
+	}
+}
+
+// flushLocked runs one flush; the caller holds the flush lock, which is
+// released on return.
+func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	defer func() { <-p.lock }()
 	// Every waiter registered until now is woken when this call ends,
 	// whatever it finds to do, and looks at the durable frontier again.
@@ -306,8 +322,11 @@ func (p *Pipeline) flush(ctx context.Context, r Reason, m Mode) error {
 }
 
 // WaitDurable returns once the record with sequence number seq is durable.
-// It asks for a flush if needed and shares it with every other waiter. If
-// the background goroutine is stopped it flushes on the caller's goroutine.
+// If no flush is in flight it runs one on the caller's goroutine (the
+// group-commit leader); otherwise it waits for the next flush to end, which
+// it asks the background goroutine for, and shares it with every other
+// waiter. If the background goroutine is stopped it waits for the flush
+// lock and flushes on the caller's goroutine.
 // It returns the pipeline's *FailError if the log failed, the Close error
 // if it closed first, and ctx's error if ctx ends first.
 func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
@@ -321,10 +340,18 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 		if c := p.closed.Load(); c != nil {
 			return *c
 		}
-		if !p.running.Load() {
-			if err := p.flush(ctx, ReasonExplicit, ModeSync); err != nil {
-				return err
-			}
+		// No flush in flight: lead one on this goroutine, which saves
+		// two goroutine hand-offs on the durable path. Waiters that
+		// come while it syncs share the next one. With the flusher
+		// stopped, wait for the lock: this is the synchronous fallback.
+		ran, err := p.tryFlush(ctx, ReasonExplicit)
+		if !ran && !p.running.Load() {
+			ran, err = true, p.flush(ctx, ReasonExplicit, ModeSync)
+		}
+		if err != nil {
+			return err
+		}
+		if ran {
 			if seq >= p.durable.Load() {
 				// A record before seq is still being copied by
 				// its appender: let it finish.
