@@ -1,0 +1,149 @@
+package segment
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+func TestHeaderRoundTripAndChecks(t *testing.T) {
+	h := Header{Index: 7, BaseSeq: 12345, Size: 1 << 20, Created: 1700000000000000000}
+	var b [HeaderSize]byte
+	EncodeHeader(b[:], h)
+	got, err := DecodeHeader(b[:])
+	if err != nil || got != h {
+		t.Fatalf("DecodeHeader = %+v, %v; want %+v", got, err, h)
+	}
+	for i := range HeaderSize {
+		c := b
+		c[i] ^= 1
+		if _, err := DecodeHeader(c[:]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("flipping byte %d of the header went unnoticed", i)
+		}
+	}
+}
+
+func TestCheckSize(t *testing.T) {
+	for _, ok := range []int64{MinSize, 1 << 20, 64 << 20, MaxSize} {
+		if err := CheckSize(ok); err != nil {
+			t.Errorf("CheckSize(%d): %v", ok, err)
+		}
+	}
+	for _, bad := range []int64{0, -1, MinSize / 2, MinSize + 8, 3 << 20, MaxSize * 2} {
+		if CheckSize(bad) == nil {
+			t.Errorf("CheckSize(%d) accepted", bad)
+		}
+	}
+}
+
+// frame encodes a published frame of payload.
+func frame(payload []byte, seq uint64, hint int64) []byte {
+	b := make([]byte, FrameSize(len(payload)))
+	w := EncodeFrame(b, payload, seq, 42, hint)
+	copy(b[8:16], w[:])
+	return b
+}
+
+func TestFrameChecksumCoversHeaderAndPayload(t *testing.T) {
+	payload := []byte("the payload of a record")
+	b := frame(payload, 9, HeaderSize)
+	if len(b)%Align != 0 {
+		t.Fatalf("frame of %d bytes is not aligned", len(b))
+	}
+	h := DecodeFrameHeader(b)
+	if h.Len != uint32(len(payload)) || h.Seq != 9 || h.Timestamp != 42 || h.Hint != HeaderSize {
+		t.Fatalf("header %+v", h)
+	}
+	got, err := VerifyFrame(b, h)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("VerifyFrame = %q, %v", got, err)
+	}
+	// Every bit of the header after the checksum and of the payload is
+	// covered; padding is not.
+	for i := 8; i < FrameHeaderSize+len(payload); i++ {
+		for bit := range 8 {
+			c := append([]byte(nil), b...)
+			c[i] ^= 1 << bit
+			if _, err := VerifyFrame(c, DecodeFrameHeader(c)); err == nil {
+				t.Fatalf("flipping bit %d of byte %d went unnoticed", bit, i)
+			}
+		}
+	}
+}
+
+func TestEmptyFrameIsNotZeros(t *testing.T) {
+	b := frame(nil, 1, HeaderSize)
+	if binary.LittleEndian.Uint64(b[8:]) == 0 {
+		t.Fatal("the publish word of an empty record is zero: it could not be told from free space")
+	}
+	zeros := make([]byte, FrameHeaderSize)
+	if _, err := VerifyFrame(zeros, DecodeFrameHeader(zeros)); err == nil {
+		t.Fatal("zeros verified as a frame")
+	}
+}
+
+func TestFooterRoundTrip(t *testing.T) {
+	f := Footer{Count: 3, FirstSeq: 10, LastSeq: 12, DataEnd: 4096 * 3, DataSum: 99,
+		Index: []IndexEntry{{Seq: 10, Offset: HeaderSize}, {Seq: 12, Offset: 8192}}}
+	b := make([]byte, FooterSize(len(f.Index)))
+	EncodeFooter(b, f)
+	got, err := DecodeFooter(b)
+	if err != nil || got.Count != f.Count || got.LastSeq != f.LastSeq || got.DataEnd != f.DataEnd || len(got.Index) != 2 || got.Index[1] != f.Index[1] {
+		t.Fatalf("DecodeFooter = %+v, %v", got, err)
+	}
+	for i := range b {
+		c := append([]byte(nil), b...)
+		c[i] ^= 4
+		if _, err := DecodeFooter(c); err == nil {
+			t.Fatalf("flipping byte %d of the footer went unnoticed", i)
+		}
+	}
+}
+
+func TestTrailerAndDurableMark(t *testing.T) {
+	var b [TrailerSize]byte
+	if _, ok, err := DecodeTrailer(b[:]); ok || err != nil {
+		t.Fatal("zeros read as a trailer")
+	}
+	EncodeTrailer(b[:], Trailer{FooterOffset: 4096, FooterLen: 72})
+	if tr, ok, err := DecodeTrailer(b[:]); !ok || err != nil || tr.FooterOffset != 4096 || tr.FooterLen != 72 {
+		t.Fatalf("DecodeTrailer = %+v, %v, %v", tr, ok, err)
+	}
+	b[9] ^= 1
+	if _, _, err := DecodeTrailer(b[:]); !errors.Is(err, ErrCorrupt) {
+		t.Fatal("a damaged trailer went unnoticed")
+	}
+	var m [DurableMarkSize]byte
+	EncodeDurableMark(m[:], DurableMark{Index: 3, Offset: 808})
+	if got, err := DecodeDurableMark(m[:]); err != nil || got != (DurableMark{Index: 3, Offset: 808}) {
+		t.Fatalf("DecodeDurableMark = %+v, %v", got, err)
+	}
+	m[17] ^= 1
+	if _, err := DecodeDurableMark(m[:]); err == nil {
+		t.Fatal("a damaged durable mark went unnoticed")
+	}
+}
+
+func TestNames(t *testing.T) {
+	n := Name(12, 3456)
+	if i, b, ok := ParseName(n); !ok || i != 12 || b != 3456 {
+		t.Fatalf("ParseName(%q) = %d, %d, %v", n, i, b, ok)
+	}
+	if Name(2, 1) > Name(10, 1) {
+		t.Fatal("names do not sort in log order")
+	}
+	for _, bad := range []string{"x.seg", "1.seg", "1-2.tmp", "a-1.seg"} {
+		if _, _, ok := ParseName(bad); ok {
+			t.Errorf("ParseName(%q) accepted", bad)
+		}
+	}
+}
+
+func TestResvPacking(t *testing.T) {
+	w := packResv(MaxSize-TrailerSize, countMask)
+	end, count, closed := unpackResv(w | closedBit)
+	if end != MaxSize-TrailerSize || count != countMask || !closed {
+		t.Fatalf("unpack = %d, %d, %v", end, count, closed)
+	}
+}
