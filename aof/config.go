@@ -93,10 +93,10 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("MaxUnflushed %d: must be at least FlushWatermark (%d)", c.MaxUnflushed, c.FlushWatermark))
 	}
 	if err := c.Retry.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("Retry: %w", err))
+		errs = append(errs, fmt.Errorf("retry policy: %w", err))
 	}
 	if c.Recovery > RecoverRepair {
-		errs = append(errs, fmt.Errorf("Recovery %d: unknown mode", c.Recovery))
+		errs = append(errs, fmt.Errorf("recovery mode %d: unknown", c.Recovery))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
