@@ -319,7 +319,7 @@ func (l *Log) rotate(full *seg, n int64) error {
 	l.active.Store(s)
 	l.prep.kick()
 	// The full segment is sealed by the next flush.
-	l.pipe.Request(flush.ReasonWatermark)
+	l.pipe.Request(flush.ReasonRollover)
 	return nil
 }
 
@@ -481,6 +481,13 @@ func (l *Log) Close() error {
 	}
 	l.pipe.Close(ErrClosed)
 	l.prep.stop()
+	// If the drain failed, appenders that reserved before Close may still
+	// be copying: let them finish before their buffers are unmapped.
+	l.segMu.RLock()
+	for _, s := range l.pending {
+		s.WaitPublished()
+	}
+	l.segMu.RUnlock()
 	return errors.Join(err, l.releaseSegments(), l.dirLock.Unlock())
 }
 

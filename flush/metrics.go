@@ -12,6 +12,9 @@ const (
 	ReasonInterval Reason = iota
 	// ReasonWatermark: the bytes not durable reached the watermark.
 	ReasonWatermark
+	// ReasonRollover: a segment filled up; its tail is flushed and it is
+	// sealed.
+	ReasonRollover
 	// ReasonRecovery: recovery found bytes to make durable again.
 	ReasonRecovery
 	// ReasonBackpressure: the bytes not durable reached the maximum and
@@ -29,6 +32,8 @@ func (r Reason) String() string {
 		return "interval"
 	case ReasonWatermark:
 		return "watermark"
+	case ReasonRollover:
+		return "rollover"
 	case ReasonRecovery:
 		return "recovery"
 	case ReasonBackpressure:

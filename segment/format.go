@@ -16,14 +16,15 @@ import (
 //	| record frame       |  8-byte aligned, back to back
 //	| record frame       |
 //	| ...                |
-//	+--------------------+  data end
+//	+--------------------+  data end (at most DataLimit(size))
 //	| zeros              |  preallocated, not yet written
 //	+--------------------+  at seal: footer placed at data end ...
 //	| footer             |
 //	+--------------------+
+//	| zeros              |
+//	+--------------------+
 //	| trailer (32 B)     |  ... and the trailer in the file's last 32 bytes
-//	+--------------------+  file size (the segment size, or larger if the
-//	                        footer did not fit in the preallocated space)
+//	+--------------------+  segment size
 //
 // Header:
 //
@@ -83,8 +84,9 @@ const (
 	// FrameHeaderSize is the size of a record frame's header.
 	FrameHeaderSize = 32
 	// TrailerSize is the size of the trailer of a sealed segment. The
-	// last TrailerSize bytes of the preallocated space are never used for
-	// records, so sealing can always write the trailer in place.
+	// last TrailerSize bytes of the preallocated space, and room for the
+	// largest footer before them, are never used for records (see
+	// DataLimit), so sealing always writes in place.
 	TrailerSize = 32
 	// Align is the alignment of every frame. 8 lets the publish word be
 	// stored atomically and keeps frame headers from straddling pages.
@@ -177,9 +179,19 @@ func FrameSize(n int) int64 {
 	return alignUp(FrameHeaderSize + int64(n))
 }
 
+// DataLimit returns the offset at which record data must end in a segment
+// of the given size. The space after it is kept for the largest footer the
+// data could need (one index entry per IndexInterval bytes, about 0.2%) and
+// the trailer, so sealing never grows the file and never needs a block the
+// disk may not have.
+func DataLimit(size int64) int64 {
+	maxEntries := int(size/IndexInterval) + 1
+	return size - TrailerSize - alignUp(FooterSize(maxEntries))
+}
+
 // MaxPayload returns the largest payload a segment of the given size holds.
 func MaxPayload(size int64) int {
-	return int(size - HeaderSize - TrailerSize - FrameHeaderSize)
+	return int(DataLimit(size) - HeaderSize - FrameHeaderSize)
 }
 
 func alignUp(n int64) int64 { return (n + Align - 1) &^ (Align - 1) }

@@ -51,7 +51,7 @@ func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
 		return nil, fmt.Errorf("%w: segment %s offset 0: header says index %d base %d", ErrCorrupt, name, hdr.Index, hdr.BaseSeq)
 	}
 	s.hdr = hdr
-	s.limit = hdr.Size - TrailerSize
+	s.limit = DataLimit(hdr.Size)
 	size, err := f.Size()
 	if err != nil {
 		return nil, fmt.Errorf("segment %s: %w", name, err)
@@ -98,7 +98,7 @@ func (s *Segment) readFooter(size int64) (Footer, bool) {
 	}
 	t, ok, err := DecodeTrailer(tb[:])
 	if !ok || err != nil || t.FooterOffset < HeaderSize || t.FooterLen < FooterSize(0) ||
-		t.FooterOffset+t.FooterLen > size-TrailerSize {
+		t.FooterOffset+t.FooterLen > s.hdr.Size-TrailerSize {
 		return Footer{}, false
 	}
 	fb := make([]byte, t.FooterLen)

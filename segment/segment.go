@@ -110,13 +110,18 @@ type Segment struct {
 	hdr  Header
 	file vfs.File // read-write; nil once sealed
 
-	// limit is where record data must end: the trailer's slot is never
-	// handed to records.
+	// limit is where record data must end (DataLimit): room for the
+	// footer and the trailer is never handed to records.
 	limit int64
 
 	mu   sync.RWMutex // guards the lifetime of rmap and buf
 	rmap []byte       // read-only shared mapping of [0, hdr.Size)
-	buf  []byte       // anonymous append buffer of hdr.Size bytes; nil when sealed
+	// buf is the anonymous append buffer of hdr.Size bytes. The field is
+	// set once, before the segment is shared, and never written again,
+	// so appenders read it without a lock; bufLive (under mu) says
+	// whether the memory is still mapped.
+	buf     []byte
+	bufLive bool
 	// bufStart is the first offset the append buffer holds; below it
 	// (data recovered and already durable) readers use rmap.
 	bufStart int64
@@ -158,7 +163,7 @@ func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64) (_ *Segment, err e
 	if err != nil {
 		return nil, fmt.Errorf("create segment file: %w", err)
 	}
-	s := &Segment{fs: fs, dir: dir, path: path, file: f, hdr: Header{Size: size}, limit: size - TrailerSize}
+	s := &Segment{fs: fs, dir: dir, path: path, file: f, hdr: Header{Size: size}, limit: DataLimit(size)}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -201,6 +206,7 @@ func (s *Segment) allocBuffer(start int64) error {
 		b[i] = 0
 	}
 	s.buf = b
+	s.bufLive = true
 	s.bufStart = start
 	return nil
 }
@@ -315,6 +321,26 @@ func (s *Segment) Reserved() (end int64, count uint64) {
 	return end, count
 }
 
+// WaitPublished returns once every frame reserved so far is published,
+// waiting for appenders still copying. It only reads: Close calls it so no
+// appender writes into a buffer about to be released.
+func (s *Segment) WaitPublished() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.bufLive {
+		return
+	}
+	end, _ := s.Reserved()
+	for off := s.complete.Load(); off < end; {
+		n, ok := s.publishWordAt(off)
+		if !ok {
+			runtime.Gosched()
+			continue
+		}
+		off += FrameSize(int(n))
+	}
+}
+
 // Complete returns the end of the complete, published prefix as last found
 // by Advance.
 func (s *Segment) Complete() int64 { return s.complete.Load() }
@@ -417,14 +443,9 @@ func (s *Segment) Seal() error {
 	f.Index = append([]IndexEntry(nil), s.index...)
 	s.mu.RUnlock()
 	fsize := FooterSize(len(f.Index))
-	fileSize := s.hdr.Size
-	if end+fsize > s.limit {
-		// The footer does not fit in the preallocated space: grow the
-		// file, allocating first so the grown part is real.
-		fileSize = alignUp(end+fsize) + TrailerSize
-		if err := s.file.Allocate(fileSize); err != nil {
-			return fmt.Errorf("segment %d: grow for footer: %w", s.hdr.Index, err)
-		}
+	if end+fsize > s.hdr.Size-TrailerSize {
+		// DataLimit keeps room for the largest footer: cannot happen.
+		return fmt.Errorf("segment %d: footer of %d bytes does not fit after offset %d", s.hdr.Index, fsize, end)
 	}
 	fb := make([]byte, fsize)
 	EncodeFooter(fb, f)
@@ -433,7 +454,7 @@ func (s *Segment) Seal() error {
 	}
 	var tb [TrailerSize]byte
 	EncodeTrailer(tb[:], Trailer{FooterOffset: end, FooterLen: fsize})
-	if _, err := s.file.WriteAt(tb[:], fileSize-TrailerSize); err != nil {
+	if _, err := s.file.WriteAt(tb[:], s.hdr.Size-TrailerSize); err != nil {
 		return fmt.Errorf("segment %d: write trailer: %w", s.hdr.Index, err)
 	}
 	if err := s.file.Sync(); err != nil {
@@ -442,12 +463,12 @@ func (s *Segment) Seal() error {
 	s.mu.Lock()
 	s.footer = &f
 	s.index = f.Index
-	buf := s.buf
-	s.buf = nil
+	live := s.bufLive
+	s.bufLive = false
 	s.mu.Unlock()
 	s.sealed.Store(true)
-	if buf != nil {
-		unix.Munmap(buf)
+	if live {
+		unix.Munmap(s.buf)
 	}
 	err := s.file.Close()
 	s.file = nil
@@ -466,9 +487,9 @@ func (s *Segment) release() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
-	if s.buf != nil {
+	if s.bufLive {
 		err = errors.Join(err, unix.Munmap(s.buf))
-		s.buf = nil
+		s.bufLive = false
 	}
 	if s.rmap != nil {
 		err = errors.Join(err, vfs.Unmap(s.rmap))
@@ -493,7 +514,7 @@ type Record struct {
 // the append buffer (where frames may still be unpublished). mu must be
 // held.
 func (s *Segment) source(off int64) (src []byte, inBuf bool) {
-	if s.buf != nil && off >= s.bufStart {
+	if s.bufLive && off >= s.bufStart {
 		return s.buf, true
 	}
 	return s.rmap, false
