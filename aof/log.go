@@ -60,9 +60,10 @@ type RecordID struct {
 // seg is a segment with its place in the log's byte stream.
 type seg struct {
 	*segment.Segment
-	// pos is the log position of the segment's offset 0: the sum of the
-	// data sizes of the segments before it since the log was opened.
-	// Positions only serve to measure backlogs.
+	// pos is the log position of the segment's offset 0. The position
+	// of offset o is pos+o, and a segment's first record follows the
+	// previous segment's last one: pos = prev.pos + prev.end -
+	// HeaderSize. Positions only serve to measure backlogs.
 	pos int64
 }
 
@@ -311,7 +312,7 @@ func (l *Log) rotate(full *seg, n int64) error {
 		next.Discard()
 		return fmt.Errorf("aof2: roll over to segment %d: %w", full.Header().Index+1, err)
 	}
-	s := &seg{Segment: next, pos: full.pos + end}
+	s := &seg{Segment: next, pos: full.pos + end - segment.HeaderSize}
 	l.segMu.Lock()
 	l.segs = append(l.segs, s)
 	l.pending = append(l.pending, s)
@@ -434,9 +435,9 @@ func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable 
 			// end was taken before the sync began: bytes appended
 			// during the sync are not claimed.
 			s.MarkDurable(end)
-			l.durablePos.Store(s.pos + end)
 			flushed = true
 		}
+		l.durablePos.Store(s.pos + s.Durable())
 		durable = s.Header().BaseSeq + count
 		// Seal a segment once rollover closed it and all of it is
 		// durable. The active segment is never sealed: Close closes
@@ -468,26 +469,22 @@ func (l *Log) Close() error {
 	active.Close() // no more reservations; rotate refuses from now on
 	l.rotateMu.Unlock()
 
-	var err error
 	// Drain: appenders that reserved before Close finish copying within
-	// moments; flush until everything reserved is durable.
-	for l.Backlog() > 0 {
-		if err = l.pipe.Flush(context.Background(), flush.ReasonExplicit); err != nil {
-			break
-		}
-	}
-	if err == nil && l.pipe.Err() == nil {
-		err = l.writeDurableMark(active)
-	}
-	l.pipe.Close(ErrClosed)
-	l.prep.stop()
-	// If the drain failed, appenders that reserved before Close may still
-	// be copying: let them finish before their buffers are unmapped.
+	// moments; then one flush makes everything durable.
 	l.segMu.RLock()
 	for _, s := range l.pending {
 		s.WaitPublished()
 	}
 	l.segMu.RUnlock()
+	err := l.pipe.Flush(context.Background(), flush.ReasonExplicit)
+	if b := l.Backlog(); err == nil && b != 0 {
+		err = fmt.Errorf("aof2: close: %d bytes still not durable after the final flush", b)
+	}
+	if err == nil {
+		err = l.writeDurableMark(active)
+	}
+	l.pipe.Close(ErrClosed)
+	l.prep.stop()
 	return errors.Join(err, l.releaseSegments(), l.dirLock.Unlock())
 }
 

@@ -157,7 +157,7 @@ func (l *Log) recover() (err error) {
 		if s.Sealed() {
 			rep.Trusted++
 			end, count := s.Reserved()
-			pos += end
+			pos += end - segment.HeaderSize
 			nextSeq = h.BaseSeq + count
 			continue
 		}
@@ -192,7 +192,7 @@ func (l *Log) recover() (err error) {
 		}
 		l.pending = append(l.pending, s)
 		rep.BacklogBytes += r.End - r.MaxHint
-		pos += r.End
+		pos += r.End - segment.HeaderSize
 		nextSeq = h.BaseSeq + r.Count
 	}
 	l.segs = segs
@@ -265,10 +265,12 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 // dropAfter removes the segments after tail, which ends the log early. They
 // must hold nothing durable; if one does, that is corruption.
 func (l *Log) dropAfter(tail *seg, later []*seg) error {
-	for _, s := range later {
+	ends := make([]int64, len(later))
+	for i, s := range later {
 		durable := s.Sealed()
 		if !durable {
-			durable = s.Scan(0).MaxHint > segment.HeaderSize
+			r := s.Scan(0)
+			durable, ends[i] = r.MaxHint > segment.HeaderSize, r.End
 		}
 		if durable {
 			err := fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
@@ -279,10 +281,9 @@ func (l *Log) dropAfter(tail *seg, later []*seg) error {
 			return l.moveSegmentsToRepair(later, err)
 		}
 	}
-	for _, s := range later {
-		end, _ := s.Reserved()
+	for i, s := range later {
 		name := filepath.Base(s.Path())
-		l.report.truncated(Truncation{File: name, Segment: s.Header().Index, Offset: segment.HeaderSize, Bytes: end - segment.HeaderSize,
+		l.report.truncated(Truncation{File: name, Segment: s.Header().Index, Offset: segment.HeaderSize, Bytes: ends[i] - segment.HeaderSize,
 			Reason: "segment after a torn tail: nothing in it was durable"})
 		l.report.Removed = append(l.report.Removed, name)
 		if err := errors.Join(s.Release(), l.fs.Remove(s.Path())); err != nil {

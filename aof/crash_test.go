@@ -1,0 +1,370 @@
+//go:build unix
+
+package aof
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The kill -9 test re-executes the test binary as a child process that
+// appends to a log and acknowledges durable records on stdout; the parent
+// kills it with SIGKILL at a random moment and checks what recovery finds.
+const (
+	// crashChildEnv holds the log directory; it switches TestCrashChild on.
+	crashChildEnv = "AOF2_CRASH_CHILD"
+	// crashSeedEnv holds the child's random seed, for reproducible sizes.
+	crashSeedEnv = "AOF2_CRASH_SEED"
+	// crashCyclesEnv overrides the number of cycles.
+	crashCyclesEnv = "AOF2_CRASH_CYCLES"
+
+	crashDefaultCycles = 30
+	crashWriters       = 4
+	crashMinRun        = 50 * time.Millisecond
+	crashMaxRun        = 400 * time.Millisecond
+	// crashMaxLogBytes bounds the log's growth in long runs: once its
+	// segments take this much, the next cycle starts a fresh log.
+	crashMaxLogBytes = 256 << 20
+)
+
+func crashConfig() Config {
+	return Config{SegmentSize: 256 << 10}
+}
+
+// crashSize picks a payload size in [1, 64 KiB], mostly small.
+func crashSize(r *rand.Rand) int {
+	switch n := r.IntN(100); {
+	case n < 80:
+		return 1 + r.IntN(128)
+	case n < 95:
+		return 1 + r.IntN(4<<10)
+	default:
+		return 1 + r.IntN(64<<10)
+	}
+}
+
+// crashFill fills p so that its content follows from its first bytes: a
+// payload of 8 bytes or more starts with a little-endian seed and continues
+// with ChaCha8(seed) bytes; a shorter one starts with a seed byte and
+// continues with bytes mixed from that byte and the length.
+func crashFill(p []byte, seed uint64) {
+	if len(p) == 0 {
+		return
+	}
+	if len(p) < 8 {
+		p[0] = byte(seed)
+		crashFillShort(p)
+		return
+	}
+	binary.LittleEndian.PutUint64(p, seed)
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	rand.NewChaCha8(key).Read(p[8:])
+}
+
+// crashFillShort sets p[1:] from p[0] and len(p), for len(p) < 8.
+func crashFillShort(p []byte) {
+	x := uint64(p[0]) | uint64(len(p))<<8
+	// splitmix64 finaliser
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	for i := 1; i < len(p); i++ {
+		p[i] = byte(x >> (8 * i))
+	}
+}
+
+// crashConsistent reports whether p is a payload crashFill could make.
+// scratch is reused; the possibly grown scratch is returned.
+func crashConsistent(p, scratch []byte) (bool, []byte) {
+	if len(p) == 0 {
+		return false, scratch
+	}
+	scratch = append(scratch[:0], p...)
+	if len(p) < 8 {
+		crashFillShort(scratch)
+	} else {
+		crashFill(scratch, binary.LittleEndian.Uint64(p))
+	}
+	return bytes.Equal(p, scratch), scratch
+}
+
+// TestCrashChild is the child of TestKillNineLoop; it skips unless started
+// by it. It appends from several goroutines until it is killed, and writes
+// "seq checksum" to stdout for every record FlushUntil made durable.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashChildEnv)
+	if dir == "" {
+		t.Skip("helper process of TestKillNineLoop")
+	}
+	fail := func(what string, err error) {
+		fmt.Fprintf(os.Stderr, "crash child: %s: %v\n", what, err)
+		os.Exit(3)
+	}
+	seed, err := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
+	if err != nil {
+		fail("seed", err)
+	}
+	l, err := Open(dir, crashConfig())
+	if err != nil {
+		fail("open", err)
+	}
+	var mu sync.Mutex
+	for g := range crashWriters {
+		go func() {
+			r := rand.New(rand.NewPCG(seed, uint64(g)))
+			buf := make([]byte, 64<<10)
+			var line []byte
+			for {
+				p := buf[:crashSize(r)]
+				crashFill(p, r.Uint64())
+				id, err := l.Append(ctx, p)
+				if err != nil {
+					fail("append", err)
+				}
+				if err := l.FlushUntil(ctx, id); err != nil {
+					fail(fmt.Sprintf("FlushUntil(%d)", id.Seq), err)
+				}
+				line = strconv.AppendUint(line[:0], id.Seq, 10)
+				line = append(line, ' ')
+				line = strconv.AppendUint(line, xxhash.Sum64(p), 10)
+				line = append(line, '\n')
+				mu.Lock()
+				_, err = os.Stdout.Write(line)
+				mu.Unlock()
+				if err != nil {
+					fail("stdout", err)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Minute)
+	fail("lifetime", errors.New("not killed within a minute"))
+}
+
+// crashAck is one acknowledged record: its sequence number and the
+// xxhash64 of its payload.
+type crashAck struct {
+	seq, sum uint64
+}
+
+// crashTotals adds up what the cycles found.
+type crashTotals struct {
+	cycles, idleCycles, logs  int
+	acked, lost, corrupt      int
+	truncations               int
+	truncatedBytes, readBytes int64
+	records, maxRecords       uint64
+	childTime, checkTime      time.Duration
+}
+
+// TestKillNineLoop kills a child appending to a log with SIGKILL, cycle
+// after cycle on the same directory, and checks after each kill that every
+// acknowledged record survived intact and that the log serves only
+// consistent records with dense sequence numbers.
+func TestKillNineLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kill -9 loop skipped in short mode")
+	}
+	cycles := crashDefaultCycles
+	if s := os.Getenv(crashCyclesEnv); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("%s=%q: want a positive number", crashCyclesEnv, s)
+		}
+		cycles = n
+	}
+	base := uint64(time.Now().UnixNano())
+	t.Logf("seed %d, %d cycles", base, cycles)
+	rng := rand.New(rand.NewPCG(base, 0))
+
+	root := t.TempDir()
+	dir := filepath.Join(root, "log0")
+	var tot crashTotals
+	tot.logs = 1
+	// sums[seq] is the xxhash64 of record seq, once a cycle verified it.
+	sums := []uint64{0}
+	var scratch, buf []byte
+	for cycle := 1; cycle <= cycles && !t.Failed(); cycle++ {
+		start := time.Now()
+		acks, err := crashRunChild(dir, rng.Uint64(), crashMinRun+time.Duration(rng.Int64N(int64(crashMaxRun-crashMinRun)+1)))
+		if err != nil {
+			t.Fatalf("cycle %d: %v", cycle, err)
+		}
+		tot.childTime += time.Since(start)
+		start = time.Now()
+
+		l, err := Open(dir, crashConfig())
+		if err != nil {
+			t.Fatalf("cycle %d: reopen after kill: %v", cycle, err)
+		}
+		rep := l.Recovery()
+		prevNext := uint64(len(sums))
+		if rep.FirstSeq != 1 {
+			t.Errorf("cycle %d: FirstSeq %d, want 1", cycle, rep.FirstSeq)
+		}
+		if rep.NextSeq < prevNext {
+			t.Errorf("cycle %d: NextSeq %d, but seq %d was durable before the child started", cycle, rep.NextSeq, prevNext-1)
+		}
+		var lost, corrupt int
+		report := func(counter *int, format string, args ...any) {
+			if *counter++; *counter <= 10 {
+				t.Errorf("cycle %d: "+format, append([]any{cycle}, args...)...)
+			}
+		}
+		// Every record in the log reads, verifies and is consistent.
+		for seq := rep.FirstSeq; seq < rep.NextSeq; seq++ {
+			rec, err := l.Read(seq, buf[:0])
+			if err != nil {
+				report(&corrupt, "Read(%d) in [%d, %d): %v", seq, rep.FirstSeq, rep.NextSeq, err)
+				continue
+			}
+			buf = rec.Payload
+			tot.readBytes += int64(len(rec.Payload))
+			sum := xxhash.Sum64(rec.Payload)
+			var ok bool
+			switch {
+			case rec.Seq != seq:
+				report(&corrupt, "Read(%d) returned seq %d", seq, rec.Seq)
+			case seq < prevNext:
+				if sum != sums[seq] {
+					report(&corrupt, "seq %d: payload changed since an earlier cycle verified it", seq)
+				}
+			default:
+				if ok, scratch = crashConsistent(rec.Payload, scratch); !ok {
+					report(&corrupt, "seq %d: payload of %d bytes does not match its seed", seq, len(rec.Payload))
+				}
+				sums = append(sums, sum)
+			}
+		}
+		if _, err := l.Read(rep.NextSeq, nil); !errors.Is(err, ErrNotFound) {
+			t.Errorf("cycle %d: Read(NextSeq=%d) = %v, want ErrNotFound", cycle, rep.NextSeq, err)
+		}
+		// Every acknowledged record is there, intact.
+		for _, a := range acks {
+			if a.seq < prevNext {
+				t.Errorf("cycle %d: child acknowledged seq %d, which the log held before it started", cycle, a.seq)
+			}
+			if a.seq < rep.FirstSeq || a.seq >= rep.NextSeq {
+				report(&lost, "acknowledged seq %d is outside [%d, %d)", a.seq, rep.FirstSeq, rep.NextSeq)
+				continue
+			}
+			rec, err := l.Read(a.seq, buf[:0])
+			if err != nil {
+				report(&lost, "acknowledged seq %d: %v", a.seq, err)
+				continue
+			}
+			buf = rec.Payload
+			if xxhash.Sum64(rec.Payload) != a.sum {
+				report(&corrupt, "acknowledged seq %d: checksum differs from the one acknowledged", a.seq)
+			}
+		}
+		if err := crashClose(l, 20*time.Second); err != nil {
+			t.Fatalf("cycle %d: close after recovery %+v: %v", cycle, rep, err)
+		}
+		tot.checkTime += time.Since(start)
+
+		tot.cycles++
+		tot.acked += len(acks)
+		tot.lost += lost
+		tot.corrupt += corrupt
+		tot.truncations += len(rep.Truncations)
+		tot.truncatedBytes += rep.TruncatedBytes
+		tot.records += rep.NextSeq - prevNext
+		tot.maxRecords = max(tot.maxRecords, rep.NextSeq-rep.FirstSeq)
+		if len(acks) == 0 {
+			tot.idleCycles++
+		}
+		t.Logf("cycle %d: %d acknowledged, %d new records (log %d..%d, %d segments: %d trusted, %d scanned), %d truncations (%d bytes), recovery %v",
+			cycle, len(acks), rep.NextSeq-prevNext, rep.FirstSeq, rep.NextSeq-1, rep.Segments, rep.Trusted, rep.Scanned,
+			len(rep.Truncations), rep.TruncatedBytes, rep.Duration.Round(time.Microsecond))
+
+		if int64(rep.Segments)*crashConfig().SegmentSize >= crashMaxLogBytes {
+			dir = filepath.Join(root, fmt.Sprintf("log%d", tot.logs))
+			tot.logs++
+			sums = sums[:1]
+			t.Logf("log reached %d segments; next cycle starts a fresh log", rep.Segments)
+		}
+	}
+	t.Logf("totals: %d cycles (%d with no acknowledgement), %d logs, %d records appended, %d acknowledged, "+
+		"%d acknowledged lost, %d corrupt served, %d truncations (%d bytes); largest log %d records; %d MiB verified; "+
+		"child time %v, check time %v",
+		tot.cycles, tot.idleCycles, tot.logs, tot.records, tot.acked, tot.lost, tot.corrupt, tot.truncations,
+		tot.truncatedBytes, tot.maxRecords, tot.readBytes>>20, tot.childTime.Round(time.Millisecond), tot.checkTime.Round(time.Millisecond))
+	if tot.lost != 0 || tot.corrupt != 0 {
+		t.Errorf("%d acknowledged records lost, %d corrupt records served", tot.lost, tot.corrupt)
+	}
+}
+
+// crashClose closes l, or reports what the log looked like if Close does
+// not return within d (the Close goroutine is then left behind).
+func crashClose(l *Log, d time.Duration) error {
+	backlog, m := l.Backlog(), l.Metrics()
+	done := make(chan error, 1)
+	go func() { done <- l.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("Close did not return within %v; before Close: backlog %d bytes, metrics %+v; now: backlog %d bytes",
+			d, backlog, m, l.Backlog())
+	}
+}
+
+// crashRunChild starts the child on dir, kills it with SIGKILL after run
+// and returns the records it acknowledged (complete lines only).
+func crashRunChild(dir string, seed uint64, run time.Duration) ([]crashAck, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.timeout=2m")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(seed, 10))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start child: %w", err)
+	}
+	time.Sleep(run)
+	killErr := cmd.Process.Kill()
+	waitErr := cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return nil, fmt.Errorf("child (seed %d) ended before it was killed (kill: %v, wait: %w); stderr:\n%s", seed, killErr, waitErr, stderr.Bytes())
+	}
+	if stderr.Len() > 0 {
+		return nil, fmt.Errorf("child (seed %d) wrote to stderr:\n%s", seed, stderr.Bytes())
+	}
+	// A line cut by the kill has no newline: drop it.
+	out := stdout.Bytes()
+	out = out[:bytes.LastIndexByte(out, '\n')+1]
+	var acks []crashAck
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("child (seed %d): malformed line %q", seed, line)
+		}
+		seq, err1 := strconv.ParseUint(f[0], 10, 64)
+		sum, err2 := strconv.ParseUint(f[1], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("child (seed %d): line %q: %w", seed, line, err)
+		}
+		acks = append(acks, crashAck{seq, sum})
+	}
+	return acks, nil
+}
