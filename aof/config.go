@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -108,7 +111,29 @@ func (c Config) withDefaults() (Config, error) {
 type Option func(*options)
 
 type options struct {
-	fs vfs.FS
+	fs   vfs.FS
+	tp   trace.TracerProvider
+	mp   metric.MeterProvider
+	name string
+}
+
+// WithTracerProvider sets where the log's spans go. Without it the global
+// provider is used (a no-op until the application installs an SDK).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
+}
+
+// WithMeterProvider sets where the log's instruments go. Without it the
+// global provider is used (a no-op until the application installs an SDK).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.mp = mp }
+}
+
+// WithName sets the value of the aof.log attribute on the log's spans and
+// metrics, to tell several logs of one process apart. Default: the base
+// name of the log's directory.
+func WithName(name string) Option {
+	return func(o *options) { o.name = name }
 }
 
 // WithFS makes the log use fs for every file operation instead of the

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/aof2/aof2/flush"
+	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
@@ -92,6 +93,7 @@ type Log struct {
 
 	metrics flush.Metrics
 	pipe    *flush.Pipeline
+	tel     *aofotel.Telemetry
 
 	// At open, for "since open" metrics.
 	openSeq uint64
@@ -132,13 +134,29 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
 	l.dirLock = lock
-	if err := l.recover(); err != nil {
+	if o.name == "" {
+		o.name = filepath.Base(dir)
+	}
+	if l.tel, err = aofotel.New(o.tp, o.mp, o.name); err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	start := time.Now()
+	err = l.recover()
+	l.tel.Recovered(context.Background(), start, recoverEvents(&l.report), err)
+	if err != nil {
 		l.releaseSegments()
 		lock.Unlock()
 		return nil, err
 	}
 	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize)
 	l.pipe = flush.New(l, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.durableSeq())
+	if err := l.tel.Observe(l.observe); err != nil {
+		l.prep.stop()
+		l.releaseSegments()
+		lock.Unlock()
+		return nil, err
+	}
 	if !cfg.NoBackgroundFlush {
 		l.pipe.Start()
 		if l.Backlog() > 0 {
@@ -183,6 +201,15 @@ func (l *Log) MaxRecordSize() int { return l.maxPayload }
 // with the error that kept the next segment from being created (ENOSPC, for
 // example); in every such case the record was not appended.
 func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
+	span, traced := l.tel.StartAppend(ctx)
+	id, err := l.append(ctx, payload)
+	if traced {
+		l.tel.AppendDone(span, id.Segment, id.Seq, len(payload), err)
+	}
+	return id, err
+}
+
+func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 	if len(payload) > l.maxPayload {
 		return RecordID{}, fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(payload), l.maxPayload, l.cfg.SegmentSize)
 	}
@@ -213,6 +240,23 @@ func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
 // of it is durable. If an error stops the batch, the IDs of the records
 // appended before it are returned with it.
 func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
+	span, traced := l.tel.StartAppend(ctx)
+	ids, err := l.appendBatch(ctx, payloads)
+	if traced {
+		var last RecordID
+		var size int
+		if len(ids) > 0 {
+			last = ids[len(ids)-1]
+		}
+		for _, p := range payloads {
+			size += len(p)
+		}
+		l.tel.AppendDone(span, last.Segment, last.Seq, size, err)
+	}
+	return ids, err
+}
+
+func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
 	for _, p := range payloads {
 		if len(p) > l.maxPayload {
 			return nil, fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(p), l.maxPayload, l.cfg.SegmentSize)
@@ -333,7 +377,16 @@ func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 	if err := l.checkID(id); err != nil {
 		return err
 	}
-	return l.pipe.WaitDurable(ctx, id.Seq)
+	return l.waitDurable(ctx, id.Seq)
+}
+
+// waitDurable waits until seq is durable, traced as aof.flush_until when
+// ctx is sampled.
+func (l *Log) waitDurable(ctx context.Context, seq uint64) error {
+	ctx, span := l.tel.StartWait(ctx, seq)
+	err := l.pipe.WaitDurable(ctx, seq)
+	l.tel.WaitDone(span, err)
+	return err
 }
 
 // checkID reports whether id is one this log handed out.
@@ -366,7 +419,7 @@ func (l *Log) Sync(ctx context.Context) error {
 	if next == l.firstSeq() {
 		return nil
 	}
-	return l.pipe.WaitDurable(ctx, next-1)
+	return l.waitDurable(ctx, next-1)
 }
 
 func (l *Log) firstSeq() uint64 {
@@ -406,28 +459,41 @@ func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable 
 	pending := append([]*seg(nil), l.pending...)
 	l.segMu.RUnlock()
 	sealed := 0
+	durable = l.pipe.Durable()
+	f := l.tel.StartFlush(ctx, r, m)
+	var segIndex uint64
+	var written, appendedAt int64
+	from := durable
 	defer func() {
 		if sealed > 0 {
 			l.segMu.Lock()
 			l.pending = l.pending[sealed:]
 			l.segMu.Unlock()
 		}
+		f.Done(segIndex, written, durable-from, durable, appendedAt, err)
 	}()
-	durable = l.pipe.Durable()
+	// A caller's cancelled context must not abandon a sync half way:
+	// that would fail-stop the log.
+	ctx = context.WithoutCancel(f.Context())
 	for _, s := range pending {
+		segIndex = s.Header().Index
 		closed := s.Closed()
 		end, count := s.Advance()
 		n, err := s.WriteOut()
 		if err != nil {
 			return durable, flushed, err
 		}
+		written += n
 		l.metrics.AddFlushedBytes(n)
 		if s.Durable() < end {
-			if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, nil); err != nil {
+			if appendedAt == 0 {
+				appendedAt = s.TimestampAt(s.Durable())
+			}
+			if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
 				return durable, flushed, fmt.Errorf("segment %d: %w", s.Header().Index, err)
 			}
 			if s.NeedsDirSync() {
-				if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, nil); err != nil {
+				if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
 					return durable, flushed, err
 				}
 				s.DirSynced()
@@ -445,7 +511,10 @@ func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable 
 		if rend, _ := s.Reserved(); !closed || end != rend || s == l.active.Load() {
 			break // durability is a prefix: later segments wait
 		}
-		if err := s.Seal(); err != nil {
+		start := time.Now()
+		err = s.Seal()
+		f.Sealed(s.Header().Index, start, err)
+		if err != nil {
 			return durable, flushed, err
 		}
 		l.sealedCount.Add(1)
@@ -485,7 +554,7 @@ func (l *Log) Close() error {
 	}
 	l.pipe.Close(ErrClosed)
 	l.prep.stop()
-	return errors.Join(err, l.releaseSegments(), l.dirLock.Unlock())
+	return errors.Join(err, l.releaseSegments(), l.tel.Close(), l.dirLock.Unlock())
 }
 
 func (l *Log) releaseSegments() error {

@@ -24,6 +24,8 @@ type RecoveryReport struct {
 	// FirstSeq and NextSeq bound the records in the log: [FirstSeq,
 	// NextSeq).
 	FirstSeq, NextSeq uint64
+	// Recovered lists the segments kept, in order: trusted or scanned.
+	Recovered []RecoveredSegment
 	// Truncations lists every cut: torn tails and, in repair mode,
 	// corruption.
 	Truncations []Truncation
@@ -42,6 +44,15 @@ type RecoveryReport struct {
 
 	durableSeq uint64
 	durablePos int64
+}
+
+// RecoveredSegment is one segment recovery kept.
+type RecoveredSegment struct {
+	File    string // segment file
+	Segment uint64 // its index
+	Trusted bool   // sealed, footer verified, not scanned
+	Records uint64 // records in it
+	Bytes   int64  // end of its record data
 }
 
 // Truncation is one cut made by recovery.
@@ -157,6 +168,7 @@ func (l *Log) recover() (err error) {
 		if s.Sealed() {
 			rep.Trusted++
 			end, count := s.Reserved()
+			rep.Recovered = append(rep.Recovered, RecoveredSegment{File: filepath.Base(s.Path()), Segment: h.Index, Trusted: true, Records: count, Bytes: end})
 			pos += end - segment.HeaderSize
 			nextSeq = h.BaseSeq + count
 			continue
@@ -180,6 +192,7 @@ func (l *Log) recover() (err error) {
 			}
 			segs = segs[:i+1]
 		}
+		rep.Recovered = append(rep.Recovered, RecoveredSegment{File: filepath.Base(s.Path()), Segment: h.Index, Records: r.Count, Bytes: r.End})
 		if err := s.Resume(r); err != nil {
 			return err
 		}

@@ -79,45 +79,49 @@ func Errno(err error) string {
 	return ""
 }
 
-// RetryEvent describes one failed sync attempt.
-type RetryEvent struct {
-	Attempt int           // the attempt that failed, from 1
-	Err     error         // its error
-	Backoff time.Duration // wait before the next attempt; 0 if none follows
-	Final   bool          // no attempt follows: the sync failed
+// SyncAttempt describes one sync attempt.
+type SyncAttempt struct {
+	Attempt  int           // the attempt, from 1
+	Duration time.Duration // how long the sync call took
+	Err      error         // its error; nil if it succeeded
+	Backoff  time.Duration // wait before the next attempt; 0 if none follows
+	Final    bool          // Err is not retried: the sync failed
 }
 
 // Sync runs sync until it succeeds, fails with an error that is not
-// transient, or has been tried p.Attempts times. Every failed attempt is
-// counted in m and reported to observe (which may be nil). A cancelled ctx
-// ends the waits between attempts; the sync counts as failed then.
-func (p RetryPolicy) Sync(ctx context.Context, m *Metrics, sync func() error, observe func(RetryEvent)) error {
+// transient, or has been tried p.Attempts times. Every attempt is counted
+// in m and reported to observe (which may be nil). A cancelled ctx ends
+// the waits between attempts; the sync counts as failed then.
+func (p RetryPolicy) Sync(ctx context.Context, m *Metrics, sync func() error, observe func(SyncAttempt)) error {
 	for attempt := 1; ; attempt++ {
 		m.fsyncs.Add(1)
 		start := time.Now()
 		err := sync()
-		m.fsyncNanos.Add(time.Since(start).Nanoseconds())
+		a := SyncAttempt{Attempt: attempt, Duration: time.Since(start), Err: err}
+		m.fsyncNanos.Add(a.Duration.Nanoseconds())
 		if err == nil {
+			if observe != nil {
+				observe(a)
+			}
 			return nil
 		}
-		ev := RetryEvent{Attempt: attempt, Err: err}
 		if !Transient(err) || attempt >= p.Attempts {
-			ev.Final = true
+			a.Final = true
 			m.retryFailures.Add(1)
 			if observe != nil {
-				observe(ev)
+				observe(a)
 			}
 			if attempt > 1 {
 				return fmt.Errorf("sync failed after %d attempts: %w", attempt, err)
 			}
 			return err
 		}
-		ev.Backoff = p.Delay(attempt)
+		a.Backoff = p.Delay(attempt)
 		m.retryAttempts.Add(1)
 		if observe != nil {
-			observe(ev)
+			observe(a)
 		}
-		t := time.NewTimer(ev.Backoff)
+		t := time.NewTimer(a.Backoff)
 		select {
 		case <-t.C:
 		case <-ctx.Done():

@@ -46,7 +46,7 @@ func TestDelayIsBoundedAndGrows(t *testing.T) {
 func TestSyncRetriesOnlyTransientErrors(t *testing.T) {
 	p := RetryPolicy{Attempts: 4, BaseDelay: time.Microsecond, MaxDelay: time.Microsecond}
 	var m Metrics
-	var events []RetryEvent
+	var events []SyncAttempt
 	calls := 0
 	err := p.Sync(context.Background(), &m, func() error {
 		calls++
@@ -54,8 +54,8 @@ func TestSyncRetriesOnlyTransientErrors(t *testing.T) {
 			return unix.EAGAIN
 		}
 		return nil
-	}, func(e RetryEvent) { events = append(events, e) })
-	if err != nil || calls != 3 || len(events) != 2 || events[1].Attempt != 2 || events[0].Backoff <= 0 {
+	}, func(e SyncAttempt) { events = append(events, e) })
+	if err != nil || calls != 3 || len(events) != 3 || events[1].Attempt != 2 || events[0].Backoff <= 0 || events[2].Err != nil {
 		t.Fatalf("err %v, calls %d, events %+v", err, calls, events)
 	}
 	if s := m.Snapshot(); s.RetryAttempts != 2 || s.RetryFailures != 0 || s.Fsyncs != 3 {

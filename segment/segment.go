@@ -394,6 +394,15 @@ func (s *Segment) Advance() (end int64, count uint64) {
 	return off, s.scanCount
 }
 
+// TimestampAt returns the append time (Unix nanoseconds) of the complete
+// frame at off.
+func (s *Segment) TimestampAt(off int64) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	src, _ := s.source(off)
+	return int64(binary.LittleEndian.Uint64(src[off+24:]))
+}
+
 // WriteOut writes the complete bytes not yet written to the file with one
 // pwrite. Flusher only.
 func (s *Segment) WriteOut() (int64, error) {

@@ -1,0 +1,311 @@
+package aof
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"golang.org/x/sys/unix"
+
+	"github.com/aof2/aof2/flush"
+	aofotel "github.com/aof2/aof2/otel"
+	"github.com/aof2/aof2/vfs"
+)
+
+// telemetryT is an in-process SDK: spans recorded synchronously, metrics
+// collected on demand.
+type telemetryT struct {
+	spans  *tracetest.SpanRecorder
+	tp     *sdktrace.TracerProvider
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+}
+
+func newTelemetry(t *testing.T) *telemetryT {
+	sr := tracetest.NewSpanRecorder()
+	rd := sdkmetric.NewManualReader()
+	tt := &telemetryT{
+		spans:  sr,
+		tp:     sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr)),
+		reader: rd,
+		mp:     sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd)),
+	}
+	t.Cleanup(func() {
+		tt.tp.Shutdown(context.Background())
+		tt.mp.Shutdown(context.Background())
+	})
+	return tt
+}
+
+func (tt *telemetryT) opts() []Option {
+	return []Option{WithTracerProvider(tt.tp), WithMeterProvider(tt.mp)}
+}
+
+// collect returns the metrics by name.
+func (tt *telemetryT) collect(t *testing.T) map[string]metricdata.Metrics {
+	var rm metricdata.ResourceMetrics
+	if err := tt.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]metricdata.Metrics{}
+	for _, sm := range rm.ScopeMetrics {
+		if sm.Scope.Name != aofotel.ScopeName {
+			t.Fatalf("scope %q, want %q", sm.Scope.Name, aofotel.ScopeName)
+		}
+		for _, m := range sm.Metrics {
+			out[m.Name] = m
+		}
+	}
+	return out
+}
+
+// int64Value sums the data points of an int64 sum or gauge whose
+// attributes include every one of want.
+func int64Value(t *testing.T, m metricdata.Metrics, want ...attribute.KeyValue) int64 {
+	t.Helper()
+	var pts []metricdata.DataPoint[int64]
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		pts = d.DataPoints
+	case metricdata.Gauge[int64]:
+		pts = d.DataPoints
+	default:
+		t.Fatalf("%s: data %T", m.Name, m.Data)
+	}
+	var v int64
+	for _, p := range pts {
+		ok := true
+		for _, kv := range want {
+			if got, has := p.Attributes.Value(kv.Key); !has || got != kv.Value {
+				ok = false
+			}
+		}
+		if ok {
+			v += p.Value
+		}
+	}
+	return v
+}
+
+func histCount(t *testing.T, m metricdata.Metrics) uint64 {
+	t.Helper()
+	h, ok := m.Data.(metricdata.Histogram[float64])
+	if !ok {
+		t.Fatalf("%s: data %T", m.Name, m.Data)
+	}
+	var n uint64
+	for _, p := range h.DataPoints {
+		n += p.Count
+	}
+	return n
+}
+
+func spansNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func TestAppendAndFlushSpansAreLinked(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{}, tt.opts()...)
+	defer l.Close()
+	ctx, parent := tt.tp.Tracer("test").Start(context.Background(), "request")
+	id := mustAppend(t, l, []byte("traced"))          // unsampled context: no span
+	traced, err := l.Append(ctx, []byte("traced too")) // sampled: a child span
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.FlushUntil(ctx, traced); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	_ = id
+	spans := tt.spans.Ended()
+	appends := spansNamed(spans, aofotel.SpanAppend)
+	if len(appends) != 1 || appends[0].Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Fatalf("append spans: %d, want 1 child of the request", len(appends))
+	}
+	var linked sdktrace.ReadOnlySpan
+	for _, f := range spansNamed(spans, aofotel.SpanFlush) {
+		for _, link := range f.Links() {
+			if link.SpanContext.SpanID() == appends[0].SpanContext().SpanID() {
+				linked = f
+			}
+		}
+	}
+	if linked == nil {
+		t.Fatal("no flush span links to the append span")
+	}
+	attrs := attribute.NewSet(linked.Attributes()...)
+	if v, _ := attrs.Value(aofotel.AttrFlushReason); v.AsString() == "" {
+		t.Fatalf("flush span without a reason: %v", linked.Attributes())
+	}
+	if v, _ := attrs.Value(aofotel.AttrDurableSeq); v.AsInt64() <= int64(traced.Seq) {
+		t.Fatalf("flush span durable seq %d, want > %d", v.AsInt64(), traced.Seq)
+	}
+	waits := spansNamed(spans, aofotel.SpanFlushUntil)
+	if len(waits) != 1 {
+		t.Fatalf("flush_until spans: %d, want 1", len(waits))
+	}
+	// The wait either led the flush (the flush is its child) or is linked
+	// to it.
+	led := linked.Parent().SpanID() == waits[0].SpanContext().SpanID()
+	var linkedToFlush bool
+	for _, link := range waits[0].Links() {
+		linkedToFlush = linkedToFlush || link.SpanContext.SpanID() == linked.SpanContext().SpanID()
+	}
+	if !led && !linkedToFlush {
+		t.Fatal("flush_until span is neither the flush's parent nor linked to it")
+	}
+}
+
+func TestRetryEventsAndCounters(t *testing.T) {
+	tt := newTelemetry(t)
+	fs := vfs.NewFaultFS(nil)
+	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
+	defer l.Close()
+	fails := 0
+	fs.SetSyncHook(func(int, string) error {
+		if fails < 2 {
+			fails++
+			return unix.EINTR
+		}
+		return nil
+	})
+	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("retry"))); err != nil {
+		t.Fatal(err)
+	}
+	var events int
+	for _, f := range spansNamed(tt.spans.Ended(), aofotel.SpanFlush) {
+		for _, e := range f.Events() {
+			if e.Name == aofotel.EventFsyncRetry {
+				set := attribute.NewSet(e.Attributes...)
+				if v, _ := set.Value(aofotel.AttrErrno); v.AsString() != "EINTR" {
+					t.Fatalf("retry event errno %q", v.AsString())
+				}
+				events++
+			}
+		}
+	}
+	if events != 2 {
+		t.Fatalf("%d retry events, want 2", events)
+	}
+	ms := tt.collect(t)
+	if v := int64Value(t, ms[aofotel.MetricFsyncRetries]); v != 2 || int64(l.Metrics().RetryAttempts) != v {
+		t.Fatalf("retry counter %d, Metrics %d, want 2", v, l.Metrics().RetryAttempts)
+	}
+	if histCount(t, ms[aofotel.MetricFsyncDuration]) < 3 {
+		t.Fatal("fsync duration histogram missed attempts")
+	}
+}
+
+func TestEIOSetsErrorStatus(t *testing.T) {
+	tt := newTelemetry(t)
+	fs := vfs.NewFaultFS(nil)
+	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
+	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	err := l.FlushUntil(ctx, mustAppend(t, l, []byte("doomed")))
+	if !errors.Is(err, unix.EIO) {
+		t.Fatalf("FlushUntil: %v", err)
+	}
+	if v := int64Value(t, tt.collect(t)[aofotel.MetricFsyncFailures]); v != 1 {
+		t.Fatalf("failure counter %d, want 1", v)
+	}
+	l.Close()
+	var failed sdktrace.ReadOnlySpan
+	for _, f := range spansNamed(tt.spans.Ended(), aofotel.SpanFlush) {
+		if f.Status().Code == codes.Error {
+			failed = f
+		}
+	}
+	if failed == nil {
+		t.Fatal("no flush span with error status")
+	}
+	var finalEvent bool
+	for _, e := range failed.Events() {
+		finalEvent = finalEvent || e.Name == aofotel.EventFsyncFailed
+	}
+	if !finalEvent {
+		t.Fatalf("failed flush has no %s event: %v", aofotel.EventFsyncFailed, failed.Events())
+	}
+}
+
+func TestRecoverySpanReportsTruncation(t *testing.T) {
+	dir := t.TempDir()
+	ids := buildLog(t, dir, 20, false)
+	last := ids[len(ids)-1]
+	patch(t, segPath(t, dir, last.Segment), frameEnd(last), []byte("garbage after the tail"))
+	tt := newTelemetry(t)
+	l := openT(t, dir, Config{}, tt.opts()...)
+	defer l.Close()
+	recs := spansNamed(tt.spans.Ended(), aofotel.SpanRecover)
+	if len(recs) != 1 {
+		t.Fatalf("%d recover spans", len(recs))
+	}
+	var found bool
+	for _, e := range recs[0].Events() {
+		if e.Name != aofotel.EventSegmentTruncated {
+			continue
+		}
+		set := attribute.NewSet(e.Attributes...)
+		off, _ := set.Value(aofotel.AttrOffset)
+		n, _ := set.Value(aofotel.AttrBytes)
+		found = off.AsInt64() == frameEnd(last) && n.AsInt64() > 0
+	}
+	if !found {
+		t.Fatalf("no truncation event naming offset %d and bytes: %v", frameEnd(last), recs[0].Events())
+	}
+	ms := tt.collect(t)
+	if v := int64Value(t, ms[aofotel.MetricRecoveryTruncated]); v != l.Recovery().TruncatedBytes || v == 0 {
+		t.Fatalf("truncated bytes metric %d, report %d", v, l.Recovery().TruncatedBytes)
+	}
+	if histCount(t, ms[aofotel.MetricRecoveryDuration]) != 1 {
+		t.Fatal("recovery duration not recorded")
+	}
+}
+
+func TestBacklogGaugeFollowsMetrics(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, tt.opts()...)
+	defer l.Close()
+	var last RecordID
+	for i := range 10 {
+		last = mustAppend(t, l, make([]byte, 100+i))
+	}
+	ms := tt.collect(t)
+	if v := int64Value(t, ms[aofotel.MetricBacklogSize]); v == 0 || v != l.Metrics().BacklogBytes {
+		t.Fatalf("backlog gauge %d, Metrics %d, want > 0 and equal", v, l.Metrics().BacklogBytes)
+	}
+	if v := int64Value(t, ms[aofotel.MetricAppendRecords]); v != 10 {
+		t.Fatalf("append records %d, want 10", v)
+	}
+	if err := l.FlushUntil(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	ms = tt.collect(t)
+	if v := int64Value(t, ms[aofotel.MetricBacklogSize]); v != 0 {
+		t.Fatalf("backlog gauge %d after FlushUntil, want 0", v)
+	}
+	m := l.Metrics()
+	explicit := int64Value(t, ms[aofotel.MetricFlushes], aofotel.AttrFlushReason.String("explicit"), aofotel.AttrFlushMode.String("sync"))
+	if explicit == 0 || uint64(explicit) != m.Flushes[flush.ReasonExplicit][flush.ModeSync] {
+		t.Fatalf("explicit sync flushes: metric %d, Metrics %d", explicit, m.Flushes[flush.ReasonExplicit][flush.ModeSync])
+	}
+	if histCount(t, ms[aofotel.MetricDurableLag]) == 0 || histCount(t, ms[aofotel.MetricFlushDuration]) == 0 {
+		t.Fatal("durable lag or flush duration not recorded")
+	}
+	if v := int64Value(t, ms[aofotel.MetricSegments]); v != int64(m.Segments) {
+		t.Fatalf("segments gauge %d, Metrics %d", v, m.Segments)
+	}
+}

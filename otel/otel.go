@@ -1,0 +1,340 @@
+// Package otel is aof2's OpenTelemetry instrumentation: the span and
+// instrument definitions the log uses, built on the OpenTelemetry API only.
+// The log takes its providers from aof.WithTracerProvider and
+// aof.WithMeterProvider, or the global ones (no-ops until the application
+// installs an SDK). This package never installs an SDK or an exporter;
+// package otelsetup does, for applications that want it.
+//
+// # Cost
+//
+// Appends are traced only when the caller's context carries a sampled span,
+// so an unsampled or untraced Append costs one context lookup. Counters and
+// gauges are observable instruments read from the log's Metrics() snapshot
+// at collection time: they cost nothing on the append path and always agree
+// with Metrics(). Histograms (fsync duration, flush duration, durable lag)
+// get one point per sync or flush, not per record.
+//
+// # Spans
+//
+//   - aof.append: child of a sampled caller span; attributes aof.segment,
+//     aof.seq, aof.record.size.
+//   - aof.flush: one per flush (a group commit); attributes aof.flush.reason,
+//     aof.flush.mode, aof.segment, aof.flush.bytes, aof.flush.records; links to
+//     the sampled aof.append spans it made durable; an event per failed fsync
+//     attempt (aof.fsync.retry or aof.fsync.failed with attempt, errno and
+//     backoff); status Error when the flush failed.
+//   - aof.flush_until: from FlushUntil's call to its return, when the
+//     caller's context is sampled; linked to the flush that made the record
+//     durable (a flush it led itself is its child).
+//   - aof.seal: child of the flush that sealed a segment.
+//   - aof.recover: at Open; an event per segment (trusted, scanned,
+//     truncated with offset and bytes, removed, corrupt).
+package otel
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gootel "go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/aof2/aof2/flush"
+)
+
+// ScopeName is the instrumentation scope of every span and instrument: the
+// module path.
+const ScopeName = "github.com/aof2/aof2"
+
+// Version is the instrumentation scope's version.
+const Version = "0.1.0"
+
+// Span names.
+const (
+	SpanAppend     = "aof.append"
+	SpanFlush      = "aof.flush"
+	SpanFlushUntil = "aof.flush_until"
+	SpanSeal       = "aof.seal"
+	SpanRecover    = "aof.recover"
+)
+
+// Event names.
+const (
+	EventFsyncRetry       = "aof.fsync.retry"
+	EventFsyncFailed      = "aof.fsync.failed"
+	EventSegmentTrusted   = "aof.recover.segment.trusted"
+	EventSegmentScanned   = "aof.recover.segment.scanned"
+	EventSegmentTruncated = "aof.recover.segment.truncated"
+	EventSegmentRemoved   = "aof.recover.segment.removed"
+)
+
+// Attribute keys.
+const (
+	AttrLog          = attribute.Key("aof.log")
+	AttrSegment      = attribute.Key("aof.segment")
+	AttrSeq          = attribute.Key("aof.seq")
+	AttrRecordSize   = attribute.Key("aof.record.size")
+	AttrFlushReason  = attribute.Key("aof.flush.reason")
+	AttrFlushMode    = attribute.Key("aof.flush.mode")
+	AttrFlushBytes   = attribute.Key("aof.flush.bytes")
+	AttrFlushRecords = attribute.Key("aof.flush.records")
+	AttrDurableSeq   = attribute.Key("aof.durable.seq")
+	AttrAttempt      = attribute.Key("aof.fsync.attempt")
+	AttrBackoff      = attribute.Key("aof.fsync.backoff")
+	AttrErrno        = attribute.Key("aof.fsync.errno")
+	AttrErrorType    = attribute.Key("error.type")
+	AttrFile         = attribute.Key("file.name")
+	AttrOffset       = attribute.Key("aof.offset")
+	AttrBytes        = attribute.Key("aof.bytes")
+	AttrRecords      = attribute.Key("aof.records")
+	AttrReason       = attribute.Key("aof.reason")
+)
+
+// maxLinks caps the links of one flush span (the SDK's default limit is
+// 128) and maxPending the sampled appends waiting for a flush.
+const (
+	maxLinks   = 128
+	maxPending = 4096
+)
+
+// Telemetry is one log's instrumentation. All methods are safe for
+// concurrent use, and cheap when the providers are no-ops.
+type Telemetry struct {
+	tracer trace.Tracer
+	logKV  attribute.KeyValue
+	logSet metric.MeasurementOption
+
+	inst         instruments
+	registration metric.Registration
+
+	mu      sync.Mutex
+	pending []pendingLink // sampled appends not yet linked, by seq
+
+	lastFlush atomic.Pointer[trace.SpanContext]
+}
+
+type pendingLink struct {
+	seq uint64
+	sc  trace.SpanContext
+}
+
+// New returns the instrumentation of the log named logName. Nil providers
+// mean the global ones.
+func New(tp trace.TracerProvider, mp metric.MeterProvider, logName string) (*Telemetry, error) {
+	if tp == nil {
+		tp = gootel.GetTracerProvider()
+	}
+	if mp == nil {
+		mp = gootel.GetMeterProvider()
+	}
+	t := &Telemetry{
+		tracer: tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
+		logKV:  AttrLog.String(logName),
+	}
+	t.logSet = metric.WithAttributeSet(attribute.NewSet(t.logKV))
+	meter := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
+	if err := t.inst.create(meter); err != nil {
+		return nil, fmt.Errorf("aof2: telemetry: %w", err)
+	}
+	return t, nil
+}
+
+// Observe registers the observable instruments; read fills in the values
+// at each collection (from the log's Metrics snapshot, so both always
+// agree).
+func (t *Telemetry) Observe(read func(*Values)) error {
+	reg, err := t.inst.register(t.logKV, read)
+	if err != nil {
+		return fmt.Errorf("aof2: telemetry: %w", err)
+	}
+	t.registration = reg
+	return nil
+}
+
+// Close unregisters the observable instruments.
+func (t *Telemetry) Close() error {
+	if t.registration == nil {
+		return nil
+	}
+	return t.registration.Unregister()
+}
+
+// StartAppend starts an aof.append span if ctx carries a sampled span. ok
+// is false otherwise, and the caller skips AppendDone.
+func (t *Telemetry) StartAppend(ctx context.Context) (span trace.Span, ok bool) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return nil, false
+	}
+	_, span = t.tracer.Start(ctx, SpanAppend, trace.WithSpanKind(trace.SpanKindInternal))
+	return span, true
+}
+
+// AppendDone ends an append span and remembers it, so the flush that
+// makes seq durable links to it.
+func (t *Telemetry) AppendDone(span trace.Span, segment, seq uint64, size int, err error) {
+	span.SetAttributes(t.logKV, AttrSegment.Int64(int64(segment)), AttrSeq.Int64(int64(seq)), AttrRecordSize.Int(size))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	sc := span.SpanContext()
+	span.End()
+	if err != nil || !sc.IsSampled() {
+		return
+	}
+	t.mu.Lock()
+	if len(t.pending) < maxPending {
+		t.pending = append(t.pending, pendingLink{seq: seq, sc: sc})
+	}
+	t.mu.Unlock()
+}
+
+// takeLinks removes and returns the links of pending appends below
+// durable, at most maxLinks of them.
+func (t *Telemetry) takeLinks(durable uint64) []trace.Link {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var links []trace.Link
+	kept := t.pending[:0]
+	for _, p := range t.pending {
+		switch {
+		case p.seq >= durable:
+			kept = append(kept, p)
+		case len(links) < maxLinks:
+			links = append(links, trace.Link{SpanContext: p.sc, Attributes: []attribute.KeyValue{AttrSeq.Int64(int64(p.seq))}})
+		}
+	}
+	t.pending = kept
+	return links
+}
+
+// Flush is one flush being traced.
+type Flush struct {
+	t      *Telemetry
+	ctx    context.Context
+	span   trace.Span
+	start  time.Time
+	reason attribute.KeyValue
+	mode   attribute.KeyValue
+}
+
+// StartFlush starts the aof.flush span of one flush; ctx is the context
+// the flush runs under (a FlushUntil caller's, for a flush it leads).
+func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode) *Flush {
+	f := &Flush{t: t, start: time.Now(), reason: AttrFlushReason.String(r.String()), mode: AttrFlushMode.String(m.String())}
+	f.ctx, f.span = t.tracer.Start(ctx, SpanFlush, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(t.logKV, f.reason, f.mode))
+	return f
+}
+
+// Context returns the flush's context, for child spans and exemplars.
+func (f *Flush) Context() context.Context { return f.ctx }
+
+// SyncAttempt records one sync attempt: its duration in the fsync
+// histogram, and an event when it failed.
+func (f *Flush) SyncAttempt(a flush.SyncAttempt) {
+	f.t.inst.fsyncDuration.Record(f.ctx, a.Duration.Seconds(), f.t.logSet)
+	if a.Err == nil || !f.span.IsRecording() {
+		return
+	}
+	name := EventFsyncRetry
+	if a.Final {
+		name = EventFsyncFailed
+	}
+	f.span.AddEvent(name, trace.WithAttributes(
+		AttrAttempt.Int(a.Attempt),
+		AttrErrno.String(errnoName(a.Err)),
+		AttrBackoff.String(a.Backoff.String()),
+	))
+}
+
+// Sealed records the seal of a segment as a child span of the flush.
+func (f *Flush) Sealed(segment uint64, start time.Time, err error) {
+	_, span := f.t.tracer.Start(f.ctx, SpanSeal, trace.WithTimestamp(start),
+		trace.WithAttributes(f.t.logKV, AttrSegment.Int64(int64(segment))))
+	endSpan(span, err)
+}
+
+// Done ends the flush span: what it wrote, the durable frontier it reached,
+// links to the sampled appends it made durable, and the lag of the oldest
+// record it made durable (appendedAt, Unix nanoseconds; 0 if none).
+func (f *Flush) Done(segment uint64, bytes int64, records, durable uint64, appendedAt int64, err error) {
+	now := time.Now()
+	f.t.inst.flushDuration.Record(f.ctx, now.Sub(f.start).Seconds(), f.t.logSet)
+	if appendedAt > 0 {
+		f.t.inst.durableLag.Record(f.ctx, now.Sub(time.Unix(0, appendedAt)).Seconds(), f.t.logSet)
+	}
+	if f.span.IsRecording() {
+		f.span.SetAttributes(AttrSegment.Int64(int64(segment)), AttrFlushBytes.Int64(bytes),
+			AttrFlushRecords.Int64(int64(records)), AttrDurableSeq.Int64(int64(durable)))
+		for _, l := range f.t.takeLinks(durable) {
+			f.span.AddLink(l)
+		}
+		sc := f.span.SpanContext()
+		f.t.lastFlush.Store(&sc)
+	}
+	endSpan(f.span, err)
+}
+
+// StartWait starts an aof.flush_until span if ctx carries a sampled span;
+// the returned context carries it.
+func (t *Telemetry) StartWait(ctx context.Context, seq uint64) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return ctx, nil
+	}
+	return t.tracer.Start(ctx, SpanFlushUntil, trace.WithAttributes(t.logKV, AttrSeq.Int64(int64(seq))))
+}
+
+// WaitDone ends a flush_until span (a nil span is a no-op), linked to the
+// latest flush, the one whose end woke the waiter.
+func (t *Telemetry) WaitDone(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if sc := t.lastFlush.Load(); sc != nil && sc.TraceID() != span.SpanContext().TraceID() {
+		span.AddLink(trace.Link{SpanContext: *sc})
+	}
+	endSpan(span, err)
+}
+
+// RecoverEvent is one thing recovery found, for the aof.recover span.
+type RecoverEvent struct {
+	Name  string // one of the EventSegment* names
+	Attrs []attribute.KeyValue
+}
+
+// Recovered records Open's recovery: a span from start to now with one
+// event per segment, and a point in the recovery duration histogram.
+func (t *Telemetry) Recovered(ctx context.Context, start time.Time, events []RecoverEvent, err error) {
+	d := time.Since(start)
+	_, span := t.tracer.Start(ctx, SpanRecover, trace.WithTimestamp(start), trace.WithAttributes(t.logKV))
+	for _, e := range events {
+		span.AddEvent(e.Name, trace.WithAttributes(e.Attrs...))
+	}
+	t.inst.recoveryDuration.Record(trace.ContextWithSpan(ctx, span), d.Seconds(), t.logSet)
+	endSpan(span, err)
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		if name := errnoName(err); name != "" {
+			span.SetAttributes(AttrErrorType.String(name))
+		}
+	}
+	span.End()
+}
+
+// errnoName returns the errno inside err ("EIO"), or "_OTHER".
+func errnoName(err error) string {
+	if name := flush.Errno(err); name != "" {
+		return name
+	}
+	return "_OTHER"
+}
