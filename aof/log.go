@@ -66,6 +66,9 @@ type seg struct {
 	// previous segment's last one: pos = prev.pos + prev.end -
 	// HeaderSize. Positions only serve to measure backlogs.
 	pos int64
+	// scanEnd is where a recovery scan found the segment's records to
+	// end, for segments recovery drops.
+	scanEnd int64
 }
 
 // Log is an open log. See the package comment for the contract.
@@ -159,7 +162,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	}
 	if !cfg.NoBackgroundFlush {
 		l.pipe.Start()
-		if l.Backlog() > 0 {
+		if l.Backlog() > 0 || len(l.pending) > 1 {
 			l.pipe.Request(flush.ReasonRecovery)
 		}
 	}
@@ -460,6 +463,9 @@ func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable 
 	l.segMu.RUnlock()
 	sealed := 0
 	durable = l.pipe.Durable()
+	if l.Backlog() == 0 && len(pending) <= 1 {
+		return durable, false, nil // nothing to write, no segment to seal
+	}
 	f := l.tel.StartFlush(ctx, r, m)
 	var segIndex uint64
 	var written, appendedAt int64

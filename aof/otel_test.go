@@ -121,7 +121,7 @@ func TestAppendAndFlushSpansAreLinked(t *testing.T) {
 	l := openT(t, t.TempDir(), Config{}, tt.opts()...)
 	defer l.Close()
 	ctx, parent := tt.tp.Tracer("test").Start(context.Background(), "request")
-	id := mustAppend(t, l, []byte("traced"))          // unsampled context: no span
+	id := mustAppend(t, l, []byte("traced"))           // unsampled context: no span
 	traced, err := l.Append(ctx, []byte("traced too")) // sampled: a child span
 	if err != nil {
 		t.Fatal(err)

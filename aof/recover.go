@@ -102,8 +102,26 @@ func (l *Log) recover() (err error) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].index < files[j].index })
 
-	// Open every segment: headers are checked, sealed footers trusted.
-	var segs []*seg
+	// Recovery decides everything first and changes the disk only once
+	// every decision is made, so a strict Open that fails changes
+	// nothing.
+	mark, err := l.readDurableMark()
+	if err != nil {
+		return err
+	}
+	// vouched is the offset the DURABLE mark vouches for in s, or 0.
+	vouched := func(s *seg) int64 {
+		if mark.Index == s.Header().Index {
+			return mark.Offset
+		}
+		return 0
+	}
+	var (
+		segs      []*seg
+		removals  []string // files holding nothing durable
+		repairs   []string // files moved aside by repair mode
+		repairWhy error
+	)
 	defer func() {
 		if err != nil {
 			for _, s := range segs {
@@ -112,59 +130,125 @@ func (l *Log) recover() (err error) {
 			l.segs = nil
 		}
 	}()
+	// corrupt fails a strict recovery, or in repair mode moves the
+	// files from names on aside.
+	corrupt := func(cause error, names []string) error {
+		if l.cfg.Recovery != RecoverRepair {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, cause)
+		}
+		repairs, repairWhy = append(repairs, names...), cause
+		return nil
+	}
+
+	// Open every segment: headers are checked, sealed footers trusted.
 	for i, f := range files {
-		s, err := segment.Open(l.fs, l.segDir, f.name)
-		if err == nil && i > 0 && f.index != files[i-1].index+1 {
+		s, oerr := segment.Open(l.fs, l.segDir, f.name)
+		if oerr == nil && i > 0 && f.index != files[i-1].index+1 {
 			s.Release()
-			err = fmt.Errorf("%w: segment %d (%s) follows segment %d: segments in between are missing", ErrCorrupt, f.index, f.name, files[i-1].index)
+			oerr = fmt.Errorf("%w: segment %d (%s) follows segment %d: segments in between are missing", ErrCorrupt, f.index, f.name, files[i-1].index)
 		}
-		if errors.Is(err, segment.ErrNoHeader) && i == len(files)-1 {
+		if oerr == nil {
+			segs = append(segs, &seg{Segment: s})
+			continue
+		}
+		rest := make([]string, 0, len(files)-i)
+		for _, f := range files[i:] {
+			rest = append(rest, f.name)
+		}
+		if errors.Is(oerr, segment.ErrNoHeader) {
 			// Created, renamed, then the machine stopped before the
-			// header was synced: nothing in it was ever durable.
-			if err := l.fs.Remove(filepath.Join(l.segDir, f.name)); err != nil {
-				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
-			}
-			rep.Removed = append(rep.Removed, f.name)
-			break
-		}
-		if err != nil {
-			if l.cfg.Recovery != RecoverRepair {
-				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
-			}
-			names := make([]string, 0, len(files)-i)
-			for _, f := range files[i:] {
-				names = append(names, f.name)
-			}
-			if err := l.moveToRepair(names, err); err != nil {
-				return err
+			// header was synced: nothing in it was ever durable, and
+			// nothing after it either (a segment is synced only after
+			// the one before it was sealed), unless a later one says
+			// otherwise.
+			if err := l.laterDurable(f.name, rest[1:], vouched); err != nil {
+				if err := corrupt(err, rest); err != nil {
+					return err
+				}
+			} else {
+				removals = append(removals, rest...)
 			}
 			break
 		}
-		segs = append(segs, &seg{Segment: s})
+		if err := corrupt(oerr, rest); err != nil {
+			return err
+		}
+		break
 	}
 
 	// Walk them in order: check continuity, scan the unsealed ones.
-	mark, err := l.readDurableMark()
-	if err != nil {
-		return err
+	type kept struct {
+		s *seg
+		r segment.ScanResult
 	}
-	var pos int64
+	var scanned []kept
 	var nextSeq uint64
 	for i := 0; i < len(segs); i++ {
 		s := segs[i]
 		h := s.Header()
-		s.pos = pos
 		if i > 0 && h.BaseSeq != nextSeq {
-			err := fmt.Errorf("%w: segment %d (%s) starts at seq %d, but the previous segment ends before seq %d", ErrCorrupt, h.Index, filepath.Base(s.Path()), h.BaseSeq, nextSeq)
-			if l.cfg.Recovery != RecoverRepair {
-				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
-			}
-			if err := l.moveSegmentsToRepair(segs[i:], err); err != nil {
+			cause := fmt.Errorf("%w: segment %d (%s) starts at seq %d, but the previous segment ends before seq %d", ErrCorrupt, h.Index, filepath.Base(s.Path()), h.BaseSeq, nextSeq)
+			if err := corrupt(cause, segNames(segs[i:])); err != nil {
 				return err
 			}
+			releaseAll(segs[i:])
 			segs = segs[:i]
 			break
 		}
+		if s.Sealed() {
+			_, count := s.Reserved()
+			nextSeq = h.BaseSeq + count
+			continue
+		}
+		r := s.Scan(vouched(s))
+		if r.Corrupt != nil && l.cfg.Recovery != RecoverRepair {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, r.Corrupt)
+		}
+		scanned = append(scanned, kept{s, r})
+		nextSeq = h.BaseSeq + r.Count
+		if i+1 < len(segs) && segs[i+1].Header().BaseSeq != nextSeq {
+			// The log ends here: the later segments hold nothing
+			// durable, unless one is sealed or vouches for its syncs.
+			later := segs[i+1:]
+			if cause := l.laterSegsDurable(s, later, vouched); cause != nil {
+				if err := corrupt(cause, segNames(later)); err != nil {
+					return err
+				}
+			} else {
+				for _, ls := range later {
+					end := ls.scanEnd
+					l.report.truncated(Truncation{File: filepath.Base(ls.Path()), Segment: ls.Header().Index, Offset: segment.HeaderSize,
+						Bytes: end - segment.HeaderSize, Reason: "segment after a torn tail: nothing in it was durable"})
+					removals = append(removals, filepath.Base(ls.Path()))
+				}
+			}
+			releaseAll(later)
+			segs = segs[:i+1]
+		}
+	}
+
+	// Every decision is made: change the disk.
+	for _, name := range removals {
+		if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		rep.Removed = append(rep.Removed, name)
+	}
+	if len(removals) > 0 {
+		if err := l.fs.SyncDir(l.segDir); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+	}
+	if len(repairs) > 0 {
+		if err := l.moveToRepair(repairs, repairWhy); err != nil {
+			return err
+		}
+	}
+	var pos int64
+	next := 0
+	for i, s := range segs {
+		h := s.Header()
+		s.pos = pos
 		if s.Sealed() {
 			rep.Trusted++
 			end, count := s.Reserved()
@@ -173,24 +257,11 @@ func (l *Log) recover() (err error) {
 			nextSeq = h.BaseSeq + count
 			continue
 		}
+		r := scanned[next].r
+		next++
 		rep.Scanned++
-		var vouched int64
-		if mark.Index == h.Index {
-			vouched = mark.Offset
-		}
-		r := s.Scan(vouched)
 		if err := l.cutScanned(s, r); err != nil {
 			return err
-		}
-		if i+1 < len(segs) && segs[i+1].Header().BaseSeq != h.BaseSeq+r.Count {
-			// The log ends here. Durability is a prefix and a
-			// segment is synced only after the one before it was
-			// sealed, so the later segments hold nothing durable,
-			// unless one is sealed or vouches for its own syncs.
-			if err := l.dropAfter(s, segs[i+1:]); err != nil {
-				return err
-			}
-			segs = segs[:i+1]
 		}
 		rep.Recovered = append(rep.Recovered, RecoveredSegment{File: filepath.Base(s.Path()), Segment: h.Index, Records: r.Count, Bytes: r.End})
 		if err := s.Resume(r); err != nil {
@@ -209,6 +280,17 @@ func (l *Log) recover() (err error) {
 		nextSeq = h.BaseSeq + r.Count
 	}
 	l.segs = segs
+	// The mark described the Close before this Open; from now on the log
+	// changes, so it must not be read again (a stale mark would vouch
+	// for a tail that a crash may tear).
+	if mark != (segment.DurableMark{}) {
+		if err := l.fs.Remove(l.durableMarkPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+	}
 
 	// The active segment: the unsealed tail, or a fresh one.
 	if len(segs) == 0 || segs[len(segs)-1].Sealed() {
@@ -251,7 +333,7 @@ func (l *Log) recover() (err error) {
 // is zeroed and reported; corruption fails recovery, or in repair mode is
 // cut with a copy kept.
 func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
-	if r.Garbage == 0 {
+	if r.Corrupt == nil && r.Garbage == 0 {
 		return nil
 	}
 	h := s.Header()
@@ -275,35 +357,62 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 	return nil
 }
 
-// dropAfter removes the segments after tail, which ends the log early. They
-// must hold nothing durable; if one does, that is corruption.
-func (l *Log) dropAfter(tail *seg, later []*seg) error {
-	ends := make([]int64, len(later))
-	for i, s := range later {
-		durable := s.Sealed()
+// laterSegsDurable reports, as an error wrapping ErrCorrupt, whether any
+// segment in later holds durable records although the log ends in tail:
+// sealed, vouched by the DURABLE mark, or holding a record that vouches for
+// a sync of its own segment. It records each one's scanned end for the
+// truncation report.
+func (l *Log) laterSegsDurable(tail *seg, later []*seg, vouched func(*seg) int64) error {
+	for _, s := range later {
+		durable := s.Sealed() || vouched(s) > segment.HeaderSize
 		if !durable {
 			r := s.Scan(0)
-			durable, ends[i] = r.MaxHint > segment.HeaderSize, r.End
+			durable, s.scanEnd = r.MaxHint > segment.HeaderSize, r.End
 		}
 		if durable {
-			err := fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
+			return fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
 				ErrCorrupt, tail.Header().Index, filepath.Base(tail.Path()), later[0].Header().BaseSeq, s.Header().Index, filepath.Base(s.Path()))
-			if l.cfg.Recovery != RecoverRepair {
-				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
-			}
-			return l.moveSegmentsToRepair(later, err)
 		}
 	}
-	for i, s := range later {
-		name := filepath.Base(s.Path())
-		l.report.truncated(Truncation{File: name, Segment: s.Header().Index, Offset: segment.HeaderSize, Bytes: ends[i] - segment.HeaderSize,
-			Reason: "segment after a torn tail: nothing in it was durable"})
-		l.report.Removed = append(l.report.Removed, name)
-		if err := errors.Join(s.Release(), l.fs.Remove(s.Path())); err != nil {
-			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	return nil
+}
+
+// laterDurable is laterSegsDurable for the files after a segment whose
+// header never reached the disk (named first).
+func (l *Log) laterDurable(first string, names []string, vouched func(*seg) int64) error {
+	var later []*seg
+	defer func() { releaseAll(later) }()
+	for _, name := range names {
+		s, err := segment.Open(l.fs, l.segDir, name)
+		if errors.Is(err, segment.ErrNoHeader) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		later = append(later, &seg{Segment: s})
+	}
+	for _, s := range later {
+		if s.Sealed() || vouched(s) > segment.HeaderSize || s.Scan(0).MaxHint > segment.HeaderSize {
+			return fmt.Errorf("%w: segment %s has no header, but segment %d (%s) after it holds durable records",
+				ErrCorrupt, first, s.Header().Index, filepath.Base(s.Path()))
 		}
 	}
-	return l.fs.SyncDir(l.segDir)
+	return nil
+}
+
+func segNames(segs []*seg) []string {
+	names := make([]string, 0, len(segs))
+	for _, s := range segs {
+		names = append(names, filepath.Base(s.Path()))
+	}
+	return names
+}
+
+func releaseAll(segs []*seg) {
+	for _, s := range segs {
+		s.Release()
+	}
 }
 
 // durableMarkPath is where Close records how far the tail was durable.
@@ -348,15 +457,6 @@ func (l *Log) writeDurableMark(s *seg) error {
 }
 
 func (l *Log) repairDir() string { return filepath.Join(l.dir, "repair") }
-
-func (l *Log) moveSegmentsToRepair(segs []*seg, why error) error {
-	names := make([]string, 0, len(segs))
-	for _, s := range segs {
-		names = append(names, filepath.Base(s.Path()))
-		s.Release()
-	}
-	return l.moveToRepair(names, why)
-}
 
 // moveToRepair moves segment files out of the log into its repair
 // directory (repair mode only) and reports them as cut.

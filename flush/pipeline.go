@@ -72,6 +72,8 @@ type Target interface {
 	// called concurrently with itself.
 	Flush(ctx context.Context, r Reason, m Mode) (durable uint64, flushed bool, err error)
 	// Backlog returns the number of bytes appended but not yet durable.
+	// The background goroutine keeps flushing while it is at or above
+	// the watermark, and arms the interval timer while it is not zero.
 	Backlog() int64
 }
 
@@ -157,6 +159,10 @@ func (p *Pipeline) Start() {
 func (p *Pipeline) Stop() {
 	p.runMu.Lock()
 	defer p.runMu.Unlock()
+	p.stopLocked()
+}
+
+func (p *Pipeline) stopLocked() {
 	if !p.running.Load() {
 		return
 	}
@@ -168,12 +174,15 @@ func (p *Pipeline) Stop() {
 
 // Close stops the pipeline for good: it stops the goroutine, waits for a
 // flush in progress, and makes every later flush and every waiter whose
-// record is not durable return err.
+// record is not durable return err. A Start racing with Close starts
+// nothing.
 func (p *Pipeline) Close(err error) {
-	p.Stop()
+	p.runMu.Lock()
+	p.stopLocked()
 	p.lock <- struct{}{}
 	p.closed.Store(&err)
 	<-p.lock
+	p.runMu.Unlock()
 	p.wakeWaiters()
 }
 
@@ -302,9 +311,6 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
-	if p.target.Backlog() == 0 {
-		return nil
-	}
 
 	durable, flushed, err := p.target.Flush(ctx, r, m)
 	if flushed {
@@ -321,6 +327,15 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	return nil
 }
 
+// unlessDurable returns nil if seq became durable after all (a flush can
+// fail in a later segment after syncing the one holding seq), else err.
+func (p *Pipeline) unlessDurable(seq uint64, err error) error {
+	if seq < p.durable.Load() {
+		return nil
+	}
+	return err
+}
+
 // WaitDurable returns once the record with sequence number seq is durable.
 // If no flush is in flight it runs one on the caller's goroutine (the
 // group-commit leader); otherwise it waits for the next flush to end, which
@@ -331,14 +346,19 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 // if it closed first, and ctx's error if ctx ends first.
 func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 	for {
+		// Register first, then look: a flush or Stop that ends after
+		// this point wakes the channel.
+		p.waitMu.Lock()
+		ch := p.waitCh
+		p.waitMu.Unlock()
 		if seq < p.durable.Load() {
 			return nil
 		}
 		if err := p.Err(); err != nil {
-			return err
+			return p.unlessDurable(seq, err)
 		}
 		if c := p.closed.Load(); c != nil {
-			return *c
+			return p.unlessDurable(seq, *c)
 		}
 		// No flush in flight: lead one on this goroutine, which saves
 		// two goroutine hand-offs on the durable path. Waiters that
@@ -349,7 +369,7 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 			ran, err = true, p.flush(ctx, ReasonExplicit, ModeSync)
 		}
 		if err != nil {
-			return err
+			return p.unlessDurable(seq, err)
 		}
 		if ran {
 			if seq >= p.durable.Load() {
@@ -358,12 +378,6 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 				runtime.Gosched()
 			}
 			continue
-		}
-		p.waitMu.Lock()
-		ch := p.waitCh
-		p.waitMu.Unlock()
-		if seq < p.durable.Load() {
-			return nil
 		}
 		p.Request(ReasonExplicit)
 		select {

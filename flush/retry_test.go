@@ -99,9 +99,14 @@ func (f *fakeTarget) append(n uint64) {
 func (f *fakeTarget) Flush(ctx context.Context, r Reason, m Mode) (uint64, bool, error) {
 	a := <-f.appended
 	f.appended <- a
-	<-f.durable
+	d := <-f.durable
+	if f.err != nil {
+		// A failed sync makes nothing new durable.
+		f.durable <- d
+		return d + 1, false, f.err
+	}
 	f.durable <- a
-	return a + 1, true, f.err
+	return a + 1, true, nil
 }
 
 func (f *fakeTarget) Backlog() int64 {

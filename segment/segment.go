@@ -535,6 +535,9 @@ func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
 	if src == nil {
 		return FrameHeader{}, nil, fmt.Errorf("segment %d: released", s.hdr.Index)
 	}
+	if off < HeaderSize || off+FrameHeaderSize > s.limit {
+		return FrameHeader{}, nil, fmt.Errorf("%w: segment %d offset %d: outside the data", ErrCorrupt, s.hdr.Index, off)
+	}
 	h := DecodeFrameHeader(src[off:])
 	payload, err := VerifyFrame(src[off:s.limit], h)
 	if err != nil {
@@ -586,6 +589,9 @@ func (s *Segment) find(seq uint64) (int64, error) {
 		}
 		off += FrameSize(int(n))
 		cur++
+	}
+	if off+FrameHeaderSize > limit {
+		return 0, fmt.Errorf("%w: segment %d: walk for seq %d ran past the data at offset %d", ErrCorrupt, s.hdr.Index, seq, off)
 	}
 	// The record itself may still be being filled by its appender.
 	if _, err := s.frameLen(off); err != nil {
