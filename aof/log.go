@@ -628,3 +628,27 @@ func (l *Log) StartFlusher() {
 	l.pipe.Start()
 	l.pipe.Request(flush.ReasonExplicit)
 }
+
+// Sample is one named value of a Metrics snapshot.
+type Sample struct {
+	Name  string
+	Value float64
+}
+
+// Samples returns the snapshot as named samples, for users without
+// OpenTelemetry who scrape or log plain numbers. The first three keep the
+// names the original engine's exporter used.
+func (m Metrics) Samples() []Sample {
+	return []Sample{
+		{"aof_flush_retry_attempts_total", float64(m.RetryAttempts)},
+		{"aof_flush_retry_failures_total", float64(m.RetryFailures)},
+		{"aof_flush_backlog_bytes", float64(m.BacklogBytes)},
+		{"aof_flush_fsyncs_total", float64(m.Fsyncs)},
+		{"aof_flush_async_total", float64(m.ByMode(flush.ModeAsync))},
+		{"aof_flush_sync_total", float64(m.ByMode(flush.ModeSync))},
+		{"aof_append_records_total", float64(m.AppendedRecords)},
+		{"aof_append_bytes_total", float64(m.AppendedBytes)},
+		{"aof_durable_bytes_total", float64(m.DurableBytes)},
+		{"aof_segments", float64(m.Segments)},
+	}
+}

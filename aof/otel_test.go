@@ -309,3 +309,32 @@ func TestBacklogGaugeFollowsMetrics(t *testing.T) {
 		t.Fatalf("segments gauge %d, Metrics %d", v, m.Segments)
 	}
 }
+
+func TestSamplesKeepTheOriginalNames(t *testing.T) {
+	fs := vfs.NewFaultFS(nil)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
+	defer l.Close()
+	fs.SetSyncHook(func(n int, _ string) error {
+		if n == 1 {
+			return unix.EAGAIN
+		}
+		return nil
+	})
+	mustAppend(t, l, []byte("one"))
+	got := map[string]float64{}
+	for _, s := range l.Metrics().Samples() {
+		got[s.Name] = s.Value
+	}
+	if got["aof_flush_backlog_bytes"] != 40 || got["aof_flush_retry_attempts_total"] != 0 {
+		t.Fatalf("before the flush: %v", got)
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range l.Metrics().Samples() {
+		got[s.Name] = s.Value
+	}
+	if got["aof_flush_backlog_bytes"] != 0 || got["aof_flush_retry_attempts_total"] != 1 || got["aof_flush_retry_failures_total"] != 0 {
+		t.Fatalf("after the flush: %v", got)
+	}
+}

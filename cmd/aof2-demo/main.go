@@ -6,9 +6,15 @@
 // recovery found and checks that every acknowledged record survived. It
 // exits with status 1 if one did not.
 //
+// Telemetry: the demo installs an OpenTelemetry SDK (package otelsetup).
+// With OTEL_EXPORTER_OTLP_ENDPOINT set (say http://127.0.0.1:4317) traces
+// and metrics go there over OTLP/gRPC; otherwise they are printed to stdout
+// as JSON lines after the report. One append in 250 runs under a sampled
+// span, so its aof.append span and the aof.flush span linked to it appear.
+//
 // Usage:
 //
-//	go run ./cmd/aof2-demo [-dir DIR] [-n RECORDS] [-writers N] [-kill DURATION]
+//	go run ./cmd/aof2-demo [-dir DIR] [-n RECORDS] [-writers N] [-kill DURATION] [-telemetry=false]
 package main
 
 import (
@@ -24,9 +30,12 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/aof2/aof2/aof"
 	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/otel/otelsetup"
 )
 
 // childEnv holds the log directory in the child process.
@@ -45,14 +54,45 @@ func main() {
 	n := flag.Int("n", 10000, "records to append before the crash")
 	writers := flag.Int("writers", 4, "appending goroutines")
 	kill := flag.Duration("kill", 200*time.Millisecond, "how long the child appends before it is killed")
+	telemetry := flag.Bool("telemetry", true, "export traces and metrics (OTLP if OTEL_EXPORTER_OTLP_ENDPOINT is set, else stdout)")
 	flag.Parse()
-	if err := run(*dir, *n, max(*writers, 1), *kill); err != nil {
+	var providers *otelsetup.Providers
+	if *telemetry {
+		var err error
+		if providers, err = otelsetup.Setup(context.Background(), otelsetup.Config{ServiceName: "aof2-demo"}); err != nil {
+			fmt.Fprintln(os.Stderr, "aof2-demo:", err)
+			os.Exit(1)
+		}
+	}
+	// Export the metrics while the log is still open: a closed log's
+	// observable instruments report nothing.
+	flushTelemetry := func() {
+		if providers != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			providers.Meter.ForceFlush(ctx)
+		}
+	}
+	err := run(*dir, *n, max(*writers, 1), *kill, flushTelemetry)
+	if providers != nil {
+		where := "stdout, as JSON lines below"
+		if providers.OTLP {
+			where = "the OTLP endpoint"
+		}
+		fmt.Printf("telemetry:  traces and metrics exported to %s\n", where)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if serr := providers.Shutdown(ctx); serr != nil {
+			fmt.Fprintln(os.Stderr, "aof2-demo: telemetry:", serr)
+		}
+		cancel()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "aof2-demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string, n, writers int, kill time.Duration) error {
+func run(dir string, n, writers int, kill time.Duration, flushTelemetry func()) error {
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "aof2-demo-")
 		if err != nil {
@@ -62,6 +102,7 @@ func run(dir string, n, writers int, kill time.Duration) error {
 		dir = tmp
 	}
 	ctx := context.Background()
+	tracer := otel.Tracer("github.com/aof2/aof2/cmd/aof2-demo")
 	fmt.Printf("log:        %s\n", dir)
 
 	// Phase 1: append from several goroutines, then make it all durable.
@@ -78,9 +119,18 @@ func run(dir string, n, writers int, kill time.Duration) error {
 		wg.Go(func() {
 			for i := g; i < n; i += writers {
 				p := fmt.Appendf(nil, "record %d from writer %d %s", i, g, strings.Repeat("~", i%200))
-				id, err := l.Append(ctx, p)
+				actx, span := ctx, trace.Span(nil)
+				if i%250 == g {
+					// A sampled request: its append gets a span,
+					// linked from the flush that makes it durable.
+					actx, span = tracer.Start(ctx, "demo.request")
+				}
+				id, err := l.Append(actx, p)
 				if err == nil && i%1000 == g {
-					err = l.FlushUntil(ctx, id) // a durable checkpoint now and then
+					err = l.FlushUntil(actx, id) // a durable checkpoint now and then
+				}
+				if span != nil {
+					span.End()
 				}
 				if err != nil {
 					errs <- err
@@ -128,6 +178,7 @@ func run(dir string, n, writers int, kill time.Duration) error {
 		return fmt.Errorf("reopen after crash: %w", err)
 	}
 	defer l.Close()
+	defer flushTelemetry()
 	rep := l.Recovery()
 	fmt.Printf("recovery:   %d segments (%d trusted, %d scanned), records %d..%d, in %v\n", rep.Segments, rep.Trusted, rep.Scanned, rep.FirstSeq, rep.NextSeq-1, rep.Duration.Round(time.Microsecond))
 	fmt.Printf("recovered:  %d truncations (%d bytes), %d files removed, backlog %d bytes\n", len(rep.Truncations), rep.TruncatedBytes, len(rep.Removed), rep.BacklogBytes)

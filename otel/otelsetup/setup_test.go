@@ -1,0 +1,52 @@
+package otelsetup
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	gootel "go.opentelemetry.io/otel"
+
+	"github.com/aof2/aof2/aof"
+)
+
+// TestStdoutByDefault: with no OTLP endpoint, a log's spans and metrics
+// reach the writer by way of the global providers.
+func TestStdoutByDefault(t *testing.T) {
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("OTEL_SERVICE_NAME", "setup-test")
+	var out bytes.Buffer
+	p, err := Setup(context.Background(), Config{Writer: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.OTLP {
+		t.Fatal("OTLP chosen with no endpoint set")
+	}
+	l, err := aof.Open(t.TempDir(), aof.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, span := gootel.Tracer("test").Start(context.Background(), "request")
+	id, err := l.Append(ctx, []byte("hello"))
+	if err == nil {
+		err = l.FlushUntil(ctx, id)
+	}
+	span.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	s := out.String()
+	for _, want := range []string{`"aof.append"`, `"aof.flush"`, `"aof.recover"`, `"aof.backlog.size"`, `"setup-test"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %s", want)
+		}
+	}
+}
