@@ -447,6 +447,20 @@ func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
 	return s.Read(seq, dst)
 }
 
+// OldestPending implements flush.Target: the append time of the oldest
+// record not yet durable.
+func (l *Log) OldestPending() (int64, bool) {
+	now := time.Now().UnixNano()
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	for _, s := range l.pending {
+		if at, ok := s.PendingSince(now); ok {
+			return at, true
+		}
+	}
+	return 0, false
+}
+
 // Backlog returns the number of bytes appended but not yet durable.
 func (l *Log) Backlog() int64 {
 	s := l.active.Load()

@@ -71,6 +71,9 @@ type Target interface {
 	// below it is durable) and whether it synced anything. It is never
 	// called concurrently with itself.
 	Flush(ctx context.Context, r Reason, m Mode) (durable uint64, flushed bool, err error)
+	// OldestPending returns the append time (Unix nanoseconds) of the
+	// oldest record not yet durable; ok is false when there is none.
+	OldestPending() (appendedAt int64, ok bool)
 	// Backlog returns the number of bytes appended but not yet durable.
 	// The background goroutine keeps flushing while it is at or above
 	// the watermark, and arms the interval timer while it is not zero.
@@ -101,8 +104,9 @@ type Pipeline struct {
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed when the next flush to start ends
 
-	pending atomic.Uint32 // requested reasons, as bits
-	kick    chan struct{}
+	pending    atomic.Uint32 // requested reasons, as bits
+	kick       chan struct{}
+	timerArmed atomic.Bool // the interval timer runs
 
 	runMu   sync.Mutex // serialises Start and Stop
 	stop    chan struct{}
@@ -202,8 +206,13 @@ func (p *Pipeline) Request(r Reason) {
 	p.poke()
 }
 
-// Arm starts the interval timer if it is not running.
+// Arm starts the interval timer if it is not running. While it runs, Arm
+// costs one atomic load: an appender on the durable path (backlog going
+// from zero to one record on every append) does not wake the goroutine.
 func (p *Pipeline) Arm() {
+	if p.timerArmed.Load() {
+		return
+	}
 	p.pending.Or(armBit)
 	p.poke()
 }
@@ -229,15 +238,32 @@ func (p *Pipeline) run(stop, done chan struct{}) {
 		case <-p.kick:
 		case <-timer.C:
 			armed = false
-			p.pending.Or(1 << ReasonInterval)
+			p.timerArmed.Store(false)
+			// Flush only if a byte has waited a whole interval:
+			// callers that flush on their own (FlushUntil leaders)
+			// keep the backlog young, and a background flush then
+			// would only get in their way.
+			if at, ok := p.target.OldestPending(); ok {
+				if age := time.Since(time.Unix(0, at)); age < p.cfg.Interval {
+					timer.Reset(p.cfg.Interval - age)
+					armed = true
+					p.timerArmed.Store(true)
+					continue
+				}
+				p.pending.Or(1 << ReasonInterval)
+			}
 		}
 		bits := p.pending.Swap(0)
 		if r, ok := highest(bits); ok {
 			p.flushBacklog(ctx, r)
 		}
+		// Arm after the flush, from the backlog: a byte appended after
+		// the timer fired and after the flush took its snapshot is
+		// seen here.
 		if !armed && p.Err() == nil && p.target.Backlog() > 0 {
 			timer.Reset(p.cfg.Interval)
 			armed = true
+			p.timerArmed.Store(true)
 		}
 	}
 }

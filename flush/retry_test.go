@@ -109,6 +109,13 @@ func (f *fakeTarget) Flush(ctx context.Context, r Reason, m Mode) (uint64, bool,
 	return a + 1, true, nil
 }
 
+func (f *fakeTarget) OldestPending() (int64, bool) {
+	if f.Backlog() == 0 {
+		return 0, false
+	}
+	return 1, true // long ago
+}
+
 func (f *fakeTarget) Backlog() int64 {
 	a := <-f.appended
 	f.appended <- a

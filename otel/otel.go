@@ -199,6 +199,9 @@ func (t *Telemetry) AppendDone(span trace.Span, segment, seq uint64, size int, e
 func (t *Telemetry) takeLinks(durable uint64) []trace.Link {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if len(t.pending) == 0 {
+		return nil
+	}
 	var links []trace.Link
 	kept := t.pending[:0]
 	for _, p := range t.pending {
@@ -269,10 +272,13 @@ func (f *Flush) Done(segment uint64, bytes int64, records, durable uint64, appen
 	if appendedAt > 0 {
 		f.t.inst.durableLag.Record(f.ctx, now.Sub(time.Unix(0, appendedAt)).Seconds(), f.t.logSet)
 	}
+	// Links are taken even when this flush is not recorded, so appends
+	// made durable by an unsampled flush are not linked to a later one.
+	links := f.t.takeLinks(durable)
 	if f.span.IsRecording() {
 		f.span.SetAttributes(AttrSegment.Int64(int64(segment)), AttrFlushBytes.Int64(bytes),
 			AttrFlushRecords.Int64(int64(records)), AttrDurableSeq.Int64(int64(durable)))
-		for _, l := range f.t.takeLinks(durable) {
+		for _, l := range links {
 			f.span.AddLink(l)
 		}
 		sc := f.span.SpanContext()

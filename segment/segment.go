@@ -394,6 +394,25 @@ func (s *Segment) Advance() (end int64, count uint64) {
 	return off, s.scanCount
 }
 
+// PendingSince returns the append time (Unix nanoseconds) of the first
+// record not yet durable, or now if it is still being copied; ok is false
+// if every reserved record is durable.
+func (s *Segment) PendingSince(now int64) (appendedAt int64, ok bool) {
+	off := s.durable.Load()
+	if end, _ := s.Reserved(); off >= end {
+		return 0, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.bufLive || off < s.bufStart {
+		return now, true
+	}
+	if _, published := s.publishWordAt(off); !published {
+		return now, true
+	}
+	return int64(binary.LittleEndian.Uint64(s.buf[off+24:])), true
+}
+
 // TimestampAt returns the append time (Unix nanoseconds) of the complete
 // frame at off.
 func (s *Segment) TimestampAt(off int64) int64 {
