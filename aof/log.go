@@ -204,11 +204,17 @@ func (l *Log) MaxRecordSize() int { return l.maxPayload }
 // with the error that kept the next segment from being created (ENOSPC, for
 // example); in every such case the record was not appended.
 func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
-	span, traced := l.tel.StartAppend(ctx)
-	id, err := l.append(ctx, payload)
-	if traced {
-		l.tel.AppendDone(span, id.Segment, id.Seq, len(payload), err)
+	if aofotel.Traced(ctx) {
+		return l.appendTraced(ctx, payload)
 	}
+	return l.append(ctx, payload)
+}
+
+// appendTraced is Append under a sampled span: it records aof.append.
+func (l *Log) appendTraced(ctx context.Context, payload []byte) (RecordID, error) {
+	span := l.tel.StartAppend(ctx)
+	id, err := l.append(ctx, payload)
+	l.tel.AppendDone(span, id.Segment, id.Seq, len(payload), err)
 	return id, err
 }
 
@@ -243,19 +249,20 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 // of it is durable. If an error stops the batch, the IDs of the records
 // appended before it are returned with it.
 func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
-	span, traced := l.tel.StartAppend(ctx)
-	ids, err := l.appendBatch(ctx, payloads)
-	if traced {
-		var last RecordID
-		var size int
-		if len(ids) > 0 {
-			last = ids[len(ids)-1]
-		}
-		for _, p := range payloads {
-			size += len(p)
-		}
-		l.tel.AppendDone(span, last.Segment, last.Seq, size, err)
+	if !aofotel.Traced(ctx) {
+		return l.appendBatch(ctx, payloads)
 	}
+	span := l.tel.StartAppend(ctx)
+	ids, err := l.appendBatch(ctx, payloads)
+	var last RecordID
+	if len(ids) > 0 {
+		last = ids[len(ids)-1]
+	}
+	var size int
+	for _, p := range payloads {
+		size += len(p)
+	}
+	l.tel.AppendDone(span, last.Segment, last.Seq, size, err)
 	return ids, err
 }
 

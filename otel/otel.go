@@ -164,14 +164,17 @@ func (t *Telemetry) Close() error {
 	return t.registration.Unregister()
 }
 
-// StartAppend starts an aof.append span if ctx carries a sampled span. ok
-// is false otherwise, and the caller skips AppendDone.
-func (t *Telemetry) StartAppend(ctx context.Context) (span trace.Span, ok bool) {
-	if !trace.SpanContextFromContext(ctx).IsSampled() {
-		return nil, false
-	}
-	_, span = t.tracer.Start(ctx, SpanAppend, trace.WithSpanKind(trace.SpanKindInternal))
-	return span, true
+// Traced reports whether ctx carries a span being recorded (sampled), so an
+// append under it gets its own span. For an untraced or unsampled context
+// it costs one context lookup and one interface call.
+func Traced(ctx context.Context) bool {
+	return trace.SpanFromContext(ctx).IsRecording()
+}
+
+// StartAppend starts an aof.append span, for a ctx that is Traced.
+func (t *Telemetry) StartAppend(ctx context.Context) trace.Span {
+	_, span := t.tracer.Start(ctx, SpanAppend, trace.WithSpanKind(trace.SpanKindInternal))
+	return span
 }
 
 // AppendDone ends an append span and remembers it, so the flush that
@@ -287,10 +290,10 @@ func (f *Flush) Done(segment uint64, bytes int64, records, durable uint64, appen
 	endSpan(f.span, err)
 }
 
-// StartWait starts an aof.flush_until span if ctx carries a sampled span;
+// StartWait starts an aof.flush_until span if ctx is Traced;
 // the returned context carries it.
 func (t *Telemetry) StartWait(ctx context.Context, seq uint64) (context.Context, trace.Span) {
-	if !trace.SpanContextFromContext(ctx).IsSampled() {
+	if !Traced(ctx) {
 		return ctx, nil
 	}
 	return t.tracer.Start(ctx, SpanFlushUntil, trace.WithAttributes(t.logKV, AttrSeq.Int64(int64(seq))))
