@@ -299,7 +299,3 @@ func (s *Segment) Resume(r ScanResult) error {
 	s.headerSynced = false
 	return nil
 }
-
-// Data returns the mapped bytes [from, to) of the segment. Tools use it to
-// copy cut data aside; the slice is valid until Release.
-func (s *Segment) Data(from, to int64) []byte { return s.rmap[from:to] }
