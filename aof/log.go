@@ -230,7 +230,7 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 		s := l.active.Load()
 		off, seq, err := s.Reserve(n, 1)
 		if err != nil {
-			if err := l.rotate(s, n); err != nil {
+			if err := l.rotate(s); err != nil {
 				return RecordID{}, err
 			}
 			continue
@@ -287,7 +287,7 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 			k++
 		}
 		if k == 0 {
-			if err := l.rotate(s, segment.FrameSize(len(payloads[0]))); err != nil {
+			if err := l.rotate(s); err != nil {
 				return ids, err
 			}
 			continue
@@ -341,8 +341,9 @@ func (l *Log) backpressure(ctx context.Context) error {
 }
 
 // rotate makes a fresh segment the active one because full could not take
-// a frame of n bytes. It returns nil if another goroutine rotated first.
-func (l *Log) rotate(full *seg, n int64) error {
+// the next frame (the reserved end only grows, so it never will). It
+// returns nil if another goroutine rotated first.
+func (l *Log) rotate(full *seg) error {
 	l.rotateMu.Lock()
 	defer l.rotateMu.Unlock()
 	if l.closed.Load() {
@@ -353,9 +354,6 @@ func (l *Log) rotate(full *seg, n int64) error {
 	}
 	if l.active.Load() != full {
 		return nil
-	}
-	if end, _ := full.Reserved(); !full.Closed() && end+n <= full.Limit() {
-		return nil // space was freed? never; but a smaller frame fits
 	}
 	next, err := l.prep.take()
 	if err != nil {
