@@ -42,10 +42,12 @@ type Config struct {
 	FlushInterval time.Duration
 	// MaxUnflushed is the backpressure limit: an Append that finds this
 	// many bytes not durable flushes on its own goroutine before it
-	// returns. Default 64 MiB; at least FlushWatermark.
+	// appends, so the backlog stays below it plus the records being
+	// appended at that moment. Default 64 MiB; at least FlushWatermark.
 	MaxUnflushed int64
 	// Retry is the retry policy for syncs that fail with a transient
-	// error. Default flush.DefaultRetryPolicy.
+	// error. Default flush.DefaultRetryPolicy; a policy given here is
+	// used as it is (all four fields), and must pass its Validate.
 	Retry flush.RetryPolicy
 	// Recovery chooses strict or repair handling of corruption in the
 	// middle of the log. Default RecoverStrict.
@@ -99,7 +101,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("retry policy: %w", err))
 	}
 	if c.Recovery > RecoverRepair {
-		errs = append(errs, fmt.Errorf("recovery mode %d: unknown", c.Recovery))
+		errs = append(errs, fmt.Errorf("recovery mode %d: unknown (RecoverStrict or RecoverRepair)", c.Recovery))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))

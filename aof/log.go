@@ -17,8 +17,8 @@
 // bounded exponential backoff and jitter. Any other write or sync failure
 // (EIO, ENOSPC, EROFS, ...) fail-stops the log: no retry is trusted, because
 // Linux marks the pages clean after a failed fsync. Every waiter, and every
-// later Append, gets an error wrapping ErrFailed and the errno that names
-// the durable frontier. Reopening the log recovers it: recovery rewrites
+// later Append, gets a *flush.FailError that wraps ErrFailed and the errno,
+// and names the durable frontier. Reopening the log recovers it: recovery rewrites
 // the bytes it cannot prove durable and syncs them again.
 //
 // # Concurrency
@@ -37,7 +37,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -66,9 +65,6 @@ type seg struct {
 	// previous segment's last one: pos = prev.pos + prev.end -
 	// HeaderSize. Positions only serve to measure backlogs.
 	pos int64
-	// scanEnd is where a recovery scan found the segment's records to
-	// end, for segments recovery drops.
-	scanEnd int64
 }
 
 // Log is an open log. See the package comment for the contract.
@@ -119,9 +115,6 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
-		return nil, fmt.Errorf("aof2: open %s: not a directory", dir)
-	}
 	l := &Log{
 		dir:        dir,
 		segDir:     filepath.Join(dir, "segments"),
@@ -153,7 +146,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		return nil, err
 	}
 	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize)
-	l.pipe = flush.New(l, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.durableSeq())
+	l.pipe = flush.New(flushTarget{l}, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.report.durableSeq)
 	if err := l.tel.Observe(l.observe); err != nil {
 		l.prep.stop()
 		l.releaseSegments()
@@ -167,15 +160,6 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		}
 	}
 	return l, nil
-}
-
-// durableSeq computes the durable frontier from the segments: the first
-// unsealed segment's records before its durable offset. Used at open.
-func (l *Log) durableSeq() uint64 {
-	if len(l.pending) == 0 {
-		return l.nextSeq()
-	}
-	return l.report.durableSeq
 }
 
 // nextSeq returns the sequence number the next Append will get.
@@ -198,10 +182,11 @@ func (l *Log) MaxRecordSize() int { return l.maxPayload }
 // the log's memory; use FlushUntil to wait until it is durable. payload is
 // copied; the caller may reuse it at once. Empty payloads are allowed.
 //
-// If the bytes not yet durable reach Config.MaxUnflushed, Append flushes on
-// the caller's goroutine before it returns (backpressure); ctx bounds that
-// wait. Append fails with ErrRecordTooLarge, ErrClosed or ErrFailed, and
-// with the error that kept the next segment from being created (ENOSPC, for
+// If the bytes not yet durable have reached Config.MaxUnflushed, Append
+// first flushes on the caller's goroutine (backpressure); ctx bounds the
+// wait for the flush lock (a sync already started is not abandoned).
+// Append fails with ErrRecordTooLarge, ErrClosed, ErrFailed, ctx's error,
+// or the error that kept the next segment from being created (ENOSPC, for
 // example); in every such case the record was not appended.
 func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
 	if aofotel.Traced(ctx) {
@@ -219,10 +204,7 @@ func (l *Log) appendTraced(ctx context.Context, payload []byte) (RecordID, error
 }
 
 func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
-	if len(payload) > l.maxPayload {
-		return RecordID{}, fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(payload), l.maxPayload, l.cfg.SegmentSize)
-	}
-	if err := l.pipe.Err(); err != nil {
+	if err := l.admit(ctx, payload); err != nil {
 		return RecordID{}, err
 	}
 	n := segment.FrameSize(len(payload))
@@ -236,8 +218,8 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 			continue
 		}
 		end := s.Fill(off, seq, payload, time.Now().UnixNano())
-		id := RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}
-		return id, l.appended(ctx, s.pos+end, n)
+		l.appended(s.pos+end, n)
+		return RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}, nil
 	}
 }
 
@@ -268,12 +250,9 @@ func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 
 func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
 	for _, p := range payloads {
-		if len(p) > l.maxPayload {
-			return nil, fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(p), l.maxPayload, l.cfg.SegmentSize)
+		if err := l.admit(ctx, p); err != nil {
+			return nil, err
 		}
-	}
-	if err := l.pipe.Err(); err != nil {
-		return nil, err
 	}
 	ids := make([]RecordID, 0, len(payloads))
 	for len(payloads) > 0 {
@@ -303,41 +282,43 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 			seq++
 		}
 		payloads = payloads[k:]
-		if err := l.appended(ctx, s.pos+off, n); err != nil {
-			return ids, err
-		}
+		l.appended(s.pos+off, n)
 	}
 	return ids, nil
 }
 
+// admit checks a payload before anything is reserved for it: its size,
+// the log's state, and backpressure. An error from here means the record
+// was not appended.
+func (l *Log) admit(ctx context.Context, payload []byte) error {
+	if len(payload) > l.maxPayload {
+		return fmt.Errorf("%w: %d bytes, at most %d with segment size %d", ErrRecordTooLarge, len(payload), l.maxPayload, l.cfg.SegmentSize)
+	}
+	if err := l.pipe.Err(); err != nil {
+		return err
+	}
+	// Backpressure: flush on the caller's goroutine until the backlog
+	// is below the limit, sharing flushes with the flusher and other
+	// appenders.
+	for l.Backlog() >= l.cfg.MaxUnflushed {
+		if err := l.pipe.Flush(ctx, flush.ReasonBackpressure); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // appended runs the flush triggers after n bytes were appended, ending at
 // log position end.
-func (l *Log) appended(ctx context.Context, end, n int64) error {
+func (l *Log) appended(end, n int64) {
 	backlog := end - l.durablePos.Load()
 	switch {
-	case backlog >= l.cfg.MaxUnflushed:
-		return l.backpressure(ctx)
 	case backlog >= l.cfg.FlushWatermark && backlog-n < l.cfg.FlushWatermark:
 		l.pipe.Request(flush.ReasonWatermark)
 	case backlog == n:
 		// The first byte after a durable point: start the interval.
 		l.pipe.Arm()
 	}
-	return nil
-}
-
-// backpressure flushes on the caller's goroutine until the backlog is
-// below the limit, sharing flushes with the flusher and other appenders.
-func (l *Log) backpressure(ctx context.Context) error {
-	for l.Backlog() >= l.cfg.MaxUnflushed {
-		if err := l.pipe.Flush(ctx, flush.ReasonBackpressure); err != nil {
-			if errors.Is(err, ErrClosed) {
-				return nil // Close drained the record
-			}
-			return err
-		}
-	}
-	return nil
 }
 
 // rotate makes a fresh segment the active one because full could not take
@@ -424,16 +405,10 @@ func (l *Log) segmentOf(seq uint64) *seg {
 // Sync returns once every record appended before the call is durable.
 func (l *Log) Sync(ctx context.Context) error {
 	next := l.nextSeq()
-	if next == l.firstSeq() {
-		return nil
+	if next <= l.pipe.Durable() {
+		return nil // nothing appended that is not durable
 	}
 	return l.waitDurable(ctx, next-1)
-}
-
-func (l *Log) firstSeq() uint64 {
-	l.segMu.RLock()
-	defer l.segMu.RUnlock()
-	return l.segs[0].Header().BaseSeq
 }
 
 // Read returns the record with sequence number seq, appending its payload
@@ -452,9 +427,14 @@ func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
 	return s.Read(seq, dst)
 }
 
+// flushTarget is the log as the flush pipeline sees it. It is a separate
+// type so that Flush, which only the pipeline may call (under its flush
+// lock), is not part of Log's API.
+type flushTarget struct{ *Log }
+
 // OldestPending implements flush.Target: the append time of the oldest
 // record not yet durable.
-func (l *Log) OldestPending() (int64, bool) {
+func (l flushTarget) OldestPending() (int64, bool) {
 	now := time.Now().UnixNano()
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
@@ -476,7 +456,7 @@ func (l *Log) Backlog() int64 {
 // Flush implements flush.Target: it writes and syncs every complete byte
 // of the segments not yet sealed, in order, and seals the full ones. The
 // pipeline calls it with its flush lock held.
-func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable uint64, flushed bool, err error) {
+func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable uint64, flushed bool, err error) {
 	l.segMu.RLock()
 	pending := append([]*seg(nil), l.pending...)
 	l.segMu.RUnlock()
@@ -537,10 +517,16 @@ func (l *Log) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable 
 			break // durability is a prefix: later segments wait
 		}
 		start := time.Now()
-		err = s.Seal()
+		err = s.WriteFooter()
+		if err == nil {
+			err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
+		}
+		if err == nil {
+			err = s.FinishSeal()
+		}
 		f.Sealed(s.Header().Index, start, err)
 		if err != nil {
-			return durable, flushed, err
+			return durable, flushed, fmt.Errorf("segment %d: seal: %w", s.Header().Index, err)
 		}
 		l.sealedCount.Add(1)
 		sealed++

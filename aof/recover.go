@@ -103,8 +103,8 @@ func (l *Log) recover() (err error) {
 	sort.Slice(files, func(i, j int) bool { return files[i].index < files[j].index })
 
 	// Recovery decides everything first and changes the disk only once
-	// every decision is made, so a strict Open that fails changes
-	// nothing.
+	// every decision is made, so a strict Open that fails changes nothing
+	// but the removal of prepared segment files that were never used.
 	mark, err := l.readDurableMark()
 	if err != nil {
 		return err
@@ -210,15 +210,14 @@ func (l *Log) recover() (err error) {
 			// The log ends here: the later segments hold nothing
 			// durable, unless one is sealed or vouches for its syncs.
 			later := segs[i+1:]
-			if cause := l.laterSegsDurable(s, later, vouched); cause != nil {
+			if ends, cause := laterSegsDurable(s, later, vouched); cause != nil {
 				if err := corrupt(cause, segNames(later)); err != nil {
 					return err
 				}
 			} else {
-				for _, ls := range later {
-					end := ls.scanEnd
+				for j, ls := range later {
 					l.report.truncated(Truncation{File: filepath.Base(ls.Path()), Segment: ls.Header().Index, Offset: segment.HeaderSize,
-						Bytes: end - segment.HeaderSize, Reason: "segment after a torn tail: nothing in it was durable"})
+						Bytes: ends[j] - segment.HeaderSize, Reason: "segment after a torn tail: nothing in it was durable"})
 					removals = append(removals, filepath.Base(ls.Path()))
 				}
 			}
@@ -320,7 +319,6 @@ func (l *Log) recover() (err error) {
 	l.openSeq = l.nextSeq()
 	end, _ := active.Reserved()
 	l.openPos = active.pos + end
-	l.sealedCount.Store(0)
 
 	rep.Segments = len(l.segs)
 	rep.FirstSeq = l.segs[0].Header().BaseSeq
@@ -339,10 +337,7 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 	h := s.Header()
 	t := Truncation{File: filepath.Base(s.Path()), Segment: h.Index, Offset: r.End, Bytes: r.Garbage,
 		Reason: "torn tail: bad or partial record with no later record vouching it was durable"}
-	if r.Corrupt != nil {
-		if l.cfg.Recovery != RecoverRepair {
-			return fmt.Errorf("aof2: recover %s: %w", l.dir, r.Corrupt)
-		}
+	if r.Corrupt != nil { // repair mode: strict recovery failed before this
 		if err := l.fs.MkdirAll(l.repairDir()); err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
@@ -357,24 +352,30 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 	return nil
 }
 
-// laterSegsDurable reports, as an error wrapping ErrCorrupt, whether any
-// segment in later holds durable records although the log ends in tail:
-// sealed, vouched by the DURABLE mark, or holding a record that vouches for
-// a sync of its own segment. It records each one's scanned end for the
-// truncation report.
-func (l *Log) laterSegsDurable(tail *seg, later []*seg, vouched func(*seg) int64) error {
-	for _, s := range later {
-		durable := s.Sealed() || vouched(s) > segment.HeaderSize
-		if !durable {
-			r := s.Scan(0)
-			durable, s.scanEnd = r.MaxHint > segment.HeaderSize, r.End
-		}
-		if durable {
-			return fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
+// holdsDurable reports whether s holds records that were durable (it is
+// sealed, the DURABLE mark vouches for it, or one of its records vouches
+// for a sync of its own segment), and where its records end.
+func holdsDurable(s *seg, vouched func(*seg) int64) (bool, int64) {
+	if end, _ := s.Reserved(); s.Sealed() || vouched(s) > segment.HeaderSize {
+		return true, end
+	}
+	r := s.Scan(0)
+	return r.MaxHint > segment.HeaderSize, r.End
+}
+
+// laterSegsDurable returns an error wrapping ErrCorrupt if a segment in
+// later holds durable records although the log ends in tail; otherwise the
+// end of each one's records, for the truncation report.
+func laterSegsDurable(tail *seg, later []*seg, vouched func(*seg) int64) ([]int64, error) {
+	ends := make([]int64, len(later))
+	for i, s := range later {
+		var durable bool
+		if durable, ends[i] = holdsDurable(s, vouched); durable {
+			return nil, fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
 				ErrCorrupt, tail.Header().Index, filepath.Base(tail.Path()), later[0].Header().BaseSeq, s.Header().Index, filepath.Base(s.Path()))
 		}
 	}
-	return nil
+	return ends, nil
 }
 
 // laterDurable is laterSegsDurable for the files after a segment whose
@@ -393,7 +394,7 @@ func (l *Log) laterDurable(first string, names []string, vouched func(*seg) int6
 		later = append(later, &seg{Segment: s})
 	}
 	for _, s := range later {
-		if s.Sealed() || vouched(s) > segment.HeaderSize || s.Scan(0).MaxHint > segment.HeaderSize {
+		if durable, _ := holdsDurable(s, vouched); durable {
 			return fmt.Errorf("%w: segment %s has no header, but segment %d (%s) after it holds durable records",
 				ErrCorrupt, first, s.Header().Index, filepath.Base(s.Path()))
 		}
@@ -470,7 +471,12 @@ func (l *Log) moveToRepair(names []string, why error) error {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
 		index, _, _ := segment.ParseName(name)
-		l.report.Truncations = append(l.report.Truncations, Truncation{File: name, Segment: index, Corrupt: true, Reason: why.Error(), KeptAt: kept})
+		var size int64
+		if f, err := l.fs.OpenReadOnly(kept); err == nil {
+			size, _ = f.Size()
+			f.Close()
+		}
+		l.report.truncated(Truncation{File: name, Segment: index, Bytes: size, Corrupt: true, Reason: why.Error(), KeptAt: kept})
 	}
 	return errors.Join(l.fs.SyncDir(l.segDir), l.fs.SyncDir(l.repairDir()))
 }

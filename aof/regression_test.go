@@ -36,7 +36,7 @@ func fixedPayload(session byte, i int) []byte {
 // them with matching sequence numbers (always, with fixed-size records),
 // the next recovery adopts them as records: records nobody appended in the
 // current history come back, after a clean Close.
-func TestReviewStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
+func TestRegressionStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{NoBackgroundFlush: true}
 	// Session 1: ten records, clean Close: DURABLE = (segment 1, X).
@@ -99,7 +99,7 @@ func TestReviewStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 // is 0 (segment/recover.go:179-181) and cutScanned returns before it looks
 // at Corrupt (aof/recover.go:254-256). Strict Open succeeds and silently
 // drops ten acknowledged, durable records.
-func TestReviewTruncatedBelowMarkIsAccepted(t *testing.T) {
+func TestRegressionTruncatedBelowMarkIsAccepted(t *testing.T) {
 	dir := t.TempDir()
 	ids := buildLog(t, dir, 100, true)
 	victim := ids[90]
@@ -125,7 +125,7 @@ func TestReviewTruncatedBelowMarkIsAccepted(t *testing.T) {
 // record, makes it durable, appends another that is only written, and the
 // machine loses power with that last record torn: an ordinary torn tail.
 // Strict Open now fails with ErrCorrupt, blaming the stale mark.
-func TestReviewRepairLeavesStaleMark(t *testing.T) {
+func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 	dir := t.TempDir()
 	ids := buildLog(t, dir, 100, true)
 	victim := ids[90]
@@ -164,7 +164,7 @@ func TestReviewRepairLeavesStaleMark(t *testing.T) {
 // committed) but neither header reached the disk. Nothing in either was ever
 // durable, yet Open fails: recovery only forgives a headerless segment when
 // it is the very last file (aof/recover.go:121).
-func TestReviewTwoHeaderlessSegments(t *testing.T) {
+func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}
 	l := openT(t, dir, cfg)
@@ -200,7 +200,7 @@ func TestReviewTwoHeaderlessSegments(t *testing.T) {
 // Pipeline.WaitDurable returns the error of tryFlush/flush without looking
 // at the frontier again (flush/pipeline.go:347-353). The same path makes a
 // FlushUntil racing Close return ErrClosed for a record Close made durable.
-func TestReviewFlushUntilErrorForDurableRecord(t *testing.T) {
+func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
 	fs := vfs.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
@@ -236,7 +236,7 @@ func TestReviewFlushUntilErrorForDurableRecord(t *testing.T) {
 // segment 2 as "nothing in it was durable": it scans it with Scan(0) and
 // never consults the mark (aof/recover.go:283-286). Strict Open succeeds and
 // the acknowledged records of segment 2 are deleted from disk.
-func TestReviewDropAfterIgnoresDurableMark(t *testing.T) {
+func TestRegressionDropAfterIgnoresDurableMark(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}
 	l := openT(t, dir, cfg)
@@ -272,7 +272,7 @@ func TestReviewDropAfterIgnoresDurableMark(t *testing.T) {
 // (aof/recover.go:182 runs before the check at 185-194): the strict mode
 // that promises "Nothing is changed on disk" destroyed ~300 good records
 // that repair mode would have kept a copy of.
-func TestReviewStrictOpenChangesDisk(t *testing.T) {
+func TestRegressionStrictOpenChangesDisk(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}
 	l := openT(t, dir, cfg)
@@ -324,7 +324,7 @@ func TestReviewStrictOpenChangesDisk(t *testing.T) {
 // src[off+8:] at segment.go:605) with off far past the mapping. frameAt's
 // src[off:s.limit] (segment.go:539) panics the same way for an off between
 // the data limit and the file size.
-func TestReviewCorruptLengthPanicsRead(t *testing.T) {
+func TestRegressionCorruptLengthPanicsRead(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10}
 	l := openT(t, dir, cfg)

@@ -24,7 +24,7 @@ func recoverEvents(rep *RecoveryReport) []aofotel.RecoverEvent {
 		events = append(events, aofotel.RecoverEvent{Name: aofotel.EventSegmentTruncated, Attrs: []attribute.KeyValue{
 			aofotel.AttrFile.String(t.File), aofotel.AttrSegment.Int64(int64(t.Segment)),
 			aofotel.AttrOffset.Int64(t.Offset), aofotel.AttrBytes.Int64(t.Bytes),
-			attribute.Bool("aof.corrupt", t.Corrupt), aofotel.AttrReason.String(t.Reason),
+			aofotel.AttrCorrupt.Bool(t.Corrupt), aofotel.AttrReason.String(t.Reason),
 		}})
 	}
 	for _, name := range rep.Removed {

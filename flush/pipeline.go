@@ -141,9 +141,6 @@ func (p *Pipeline) Err() error {
 	return nil
 }
 
-// Running reports whether the background goroutine runs.
-func (p *Pipeline) Running() bool { return p.running.Load() }
-
 // Start starts the background goroutine. It is a no-op if it runs.
 func (p *Pipeline) Start() {
 	p.runMu.Lock()

@@ -18,17 +18,18 @@
 //
 //   - aof.append: child of a sampled caller span; attributes aof.segment,
 //     aof.seq, aof.record.size.
-//   - aof.flush: one per flush (a group commit); attributes aof.flush.reason,
-//     aof.flush.mode, aof.segment, aof.flush.bytes, aof.flush.records; links to
-//     the sampled aof.append spans it made durable; an event per failed fsync
-//     attempt (aof.fsync.retry or aof.fsync.failed with attempt, errno and
-//     backoff); status Error when the flush failed.
-//   - aof.flush_until: from FlushUntil's call to its return, when the
-//     caller's context is sampled; linked to the flush that made the record
-//     durable (a flush it led itself is its child).
+//   - aof.flush: one per flush (a group commit); attributes aof.log,
+//     aof.flush.reason, aof.flush.mode, aof.segment, aof.flush.bytes,
+//     aof.flush.records, aof.durable.seq; links to the sampled aof.append
+//     spans it made durable; an event per failed fsync attempt
+//     (aof.fsync.retry or aof.fsync.failed with attempt, errno and backoff);
+//     status Error and error.type when the flush failed.
+//   - aof.flush_until: from FlushUntil's or Sync's call to its return, when
+//     the caller's context is sampled; a flush it led itself is its child,
+//     otherwise it is linked to the latest recorded flush when it woke.
 //   - aof.seal: child of the flush that sealed a segment.
 //   - aof.recover: at Open; an event per segment (trusted, scanned,
-//     truncated with offset and bytes, removed, corrupt).
+//     truncated with offset, bytes and aof.corrupt, removed).
 package otel
 
 import (
@@ -93,6 +94,7 @@ const (
 	AttrBytes        = attribute.Key("aof.bytes")
 	AttrRecords      = attribute.Key("aof.records")
 	AttrReason       = attribute.Key("aof.reason")
+	AttrCorrupt      = attribute.Key("aof.corrupt")
 )
 
 // maxLinks caps the links of one flush span (the SDK's default limit is
@@ -300,7 +302,8 @@ func (t *Telemetry) StartWait(ctx context.Context, seq uint64) (context.Context,
 }
 
 // WaitDone ends a flush_until span (a nil span is a no-op), linked to the
-// latest flush, the one whose end woke the waiter.
+// latest recorded flush: the one that woke the waiter, unless a later one
+// was recorded in between.
 func (t *Telemetry) WaitDone(span trace.Span, err error) {
 	if span == nil {
 		return
@@ -333,9 +336,7 @@ func endSpan(span trace.Span, err error) {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
-		if name := errnoName(err); name != "" {
-			span.SetAttributes(AttrErrorType.String(name))
-		}
+		span.SetAttributes(AttrErrorType.String(errnoName(err)))
 	}
 	span.End()
 }

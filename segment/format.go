@@ -247,8 +247,7 @@ func DecodeFrameHeader(b []byte) FrameHeader {
 }
 
 // VerifyFrame checks the frame at b[0:], whose decoded header is h, and
-// returns its payload (a slice of b). limit is the number of bytes of b that
-// may hold the frame.
+// returns its payload (a slice of b). The frame must end within b.
 func VerifyFrame(b []byte, h FrameHeader) ([]byte, error) {
 	end := FrameHeaderSize + int64(h.Len)
 	if end > int64(len(b)) {

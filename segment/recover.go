@@ -33,7 +33,7 @@ func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
 	s := &Segment{fs: fs, dir: dir, path: path, file: f}
 	defer func() {
 		if err != nil {
-			s.release()
+			s.Release()
 		}
 	}()
 	var hb [HeaderSize]byte
@@ -62,13 +62,11 @@ func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
 		if err := f.Allocate(hdr.Size); err != nil {
 			return nil, fmt.Errorf("segment %s: %w", name, err)
 		}
-		size = hdr.Size
 	}
 	if err := s.mapFile(); err != nil {
 		return nil, err
 	}
-	if footer, ok := s.readFooter(size); ok {
-		s.footer = &footer
+	if footer, ok := s.readFooter(); ok {
 		s.index = footer.Index
 		s.scanCount = footer.Count
 		s.resv.Store(packResv(footer.DataEnd, footer.Count) | closedBit)
@@ -88,12 +86,13 @@ func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
-// readFooter reads and verifies the trailer and footer of a file of the
-// given size. ok is false when there is none, or when they fail a check (a
-// crash during seal, or damage): then the segment is scanned instead.
-func (s *Segment) readFooter(size int64) (Footer, bool) {
+// readFooter reads and verifies the trailer (in the last TrailerSize bytes
+// of the segment size, where WriteFooter puts it) and the footer. ok is
+// false when there is none, or when they fail a check (a crash during
+// seal, or damage): then the segment is scanned instead.
+func (s *Segment) readFooter() (Footer, bool) {
 	var tb [TrailerSize]byte
-	if _, err := s.file.ReadAt(tb[:], size-TrailerSize); err != nil {
+	if _, err := s.file.ReadAt(tb[:], s.hdr.Size-TrailerSize); err != nil {
 		return Footer{}, false
 	}
 	t, ok, err := DecodeTrailer(tb[:])

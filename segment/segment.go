@@ -19,9 +19,10 @@
 //     only a complete prefix is ever written; WriteOut writes it with
 //     pwrite; MarkDurable records an offset that was in place before the
 //     sync that made it durable began.
-//   - Readers, any number at once. They read complete frames through the
-//     read-only shared mapping of the file (or the append buffer for bytes
-//     not yet written) and verify each frame's checksum. They hold the
+//   - Readers, any number at once. They read complete frames from the
+//     append buffer while the segment is unsealed (for offsets it holds),
+//     otherwise through the read-only shared mapping of the file, and
+//     verify each frame's checksum. They hold the
 //     segment's read lock while they copy, so the mappings are not released
 //     under them.
 //
@@ -138,7 +139,6 @@ type Segment struct {
 	digest       xxhash.Digest
 	headerSynced bool
 	index        []IndexEntry // appended by the flusher under mu
-	footer       *Footer      // set once sealed
 }
 
 // Header returns the segment's header.
@@ -166,7 +166,7 @@ func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64) (_ *Segment, err e
 	s := &Segment{fs: fs, dir: dir, path: path, file: f, hdr: Header{Size: size}, limit: DataLimit(size)}
 	defer func() {
 		if err != nil {
-			s.release()
+			s.Release()
 			fs.Remove(path)
 		}
 	}()
@@ -243,7 +243,7 @@ func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
 
 // Discard closes and removes a prepared segment that was never activated.
 func (s *Segment) Discard() error {
-	s.release()
+	s.Release()
 	return s.fs.Remove(s.path)
 }
 
@@ -289,9 +289,6 @@ func (s *Segment) Close() (end int64, count uint64) {
 		}
 	}
 }
-
-// Limit returns the offset at which record data must end.
-func (s *Segment) Limit() int64 { return s.limit }
 
 // Free returns the bytes still free for frames; 0 once closed.
 func (s *Segment) Free() int64 {
@@ -340,13 +337,6 @@ func (s *Segment) WaitPublished() {
 		off += FrameSize(int(n))
 	}
 }
-
-// Complete returns the end of the complete, published prefix as last found
-// by Advance.
-func (s *Segment) Complete() int64 { return s.complete.Load() }
-
-// Written returns the end of the bytes written to the file.
-func (s *Segment) Written() int64 { return s.written.Load() }
 
 // Durable returns the end of the bytes known durable.
 func (s *Segment) Durable() int64 { return s.durable.Load() }
@@ -452,10 +442,10 @@ func (s *Segment) Sync() error { return s.file.Sync() }
 // MarkDurable records that the bytes before end are durable. Flusher only.
 func (s *Segment) MarkDurable(end int64) { s.durable.Store(end) }
 
-// Seal writes the footer and trailer and syncs them. The segment must be
-// closed, and every byte complete, written and durable. It then releases
-// the append buffer and the read-write file. Flusher only.
-func (s *Segment) Seal() error {
+// WriteFooter writes the footer and trailer; the caller then syncs (Sync,
+// through its retry policy) and calls FinishSeal. The segment must be
+// closed, and every byte complete, written and durable. Flusher only.
+func (s *Segment) WriteFooter() error {
 	end, count := s.Reserved()
 	if !s.Closed() || s.complete.Load() != end || s.written.Load() != end || s.durable.Load() != end {
 		return fmt.Errorf("segment %d: seal before all data is durable", s.hdr.Index)
@@ -466,10 +456,8 @@ func (s *Segment) Seal() error {
 		LastSeq:  s.hdr.BaseSeq + count - 1,
 		DataEnd:  end,
 		DataSum:  s.digest.Sum64(),
+		Index:    s.index, // the flusher is the index's only writer
 	}
-	s.mu.RLock()
-	f.Index = append([]IndexEntry(nil), s.index...)
-	s.mu.RUnlock()
 	fsize := FooterSize(len(f.Index))
 	if end+fsize > s.hdr.Size-TrailerSize {
 		// DataLimit keeps room for the largest footer: cannot happen.
@@ -485,33 +473,31 @@ func (s *Segment) Seal() error {
 	if _, err := s.file.WriteAt(tb[:], s.hdr.Size-TrailerSize); err != nil {
 		return fmt.Errorf("segment %d: write trailer: %w", s.hdr.Index, err)
 	}
-	if err := s.file.Sync(); err != nil {
-		return fmt.Errorf("segment %d: sync footer: %w", s.hdr.Index, err)
-	}
+	return nil
+}
+
+// FinishSeal marks the segment sealed once its footer is durable, and
+// releases the append buffer and the read-write file. Flusher only.
+func (s *Segment) FinishSeal() error {
 	s.mu.Lock()
-	s.footer = &f
-	s.index = f.Index
 	live := s.bufLive
 	s.bufLive = false
 	s.mu.Unlock()
 	s.sealed.Store(true)
+	var err error
 	if live {
-		unix.Munmap(s.buf)
+		err = unix.Munmap(s.buf)
 	}
-	err := s.file.Close()
+	err = errors.Join(err, s.file.Close())
 	s.file = nil
 	if err != nil {
-		return fmt.Errorf("segment %d: close after seal: %w", s.hdr.Index, err)
+		return fmt.Errorf("segment %d: release after seal: %w", s.hdr.Index, err)
 	}
 	return nil
 }
 
 // Release unmaps the segment and closes its file. Readers must be done.
 func (s *Segment) Release() error {
-	return s.release()
-}
-
-func (s *Segment) release() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error

@@ -36,8 +36,6 @@ type File interface {
 	// ZeroRange makes [off, off+n) read as zeros, keeping the blocks
 	// allocated.
 	ZeroRange(off, n int64) error
-	// Truncate changes the file's size.
-	Truncate(size int64) error
 	// Size returns the file's size in bytes.
 	Size() (int64, error)
 	// MapReadOnly maps [0, n) of the file read-only and shared, so the
@@ -172,12 +170,7 @@ func (osFS) Lock(path string) (Unlocker, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	err = ignoringEINTR(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) })
 	if err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
@@ -190,7 +183,6 @@ func (osFS) Lock(path string) (Unlocker, error) {
 
 func (f *osFile) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
 func (f *osFile) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
-func (f *osFile) Truncate(size int64) error                { return f.f.Truncate(size) }
 func (f *osFile) Close() error                             { return f.f.Close() }
 func (f *osFile) Name() string                             { return f.f.Name() }
 
@@ -223,8 +215,13 @@ func (f *osFile) Allocate(size int64) error {
 	err := ignoringEINTR(func() error { return unix.Fallocate(fd, 0, 0, size) })
 	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
 		// No fallocate here (tmpfs supports it; some file systems do
-		// not): write zeros so the blocks exist all the same.
-		return pathErr("allocate", f.f.Name(), f.writeZeros(0, size))
+		// not): write zeros past the current end so the blocks exist
+		// all the same. Existing bytes are left alone.
+		cur, serr := f.Size()
+		if serr != nil {
+			return pathErr("allocate", f.f.Name(), serr)
+		}
+		return pathErr("allocate", f.f.Name(), f.writeZeros(cur, size-cur))
 	}
 	return pathErr("fallocate", f.f.Name(), err)
 }
