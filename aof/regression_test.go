@@ -27,7 +27,7 @@ func fixedPayload(session byte, i int) []byte {
 	return p
 }
 
-// TestReviewStaleMarkLeavesGarbageThatResurrects: when a scan's good prefix
+// TestRegressionStaleMarkLeavesGarbageThatResurrects: when a scan's good prefix
 // ends exactly at the offset of a stale DURABLE mark (left by an earlier
 // clean Close), Segment.Scan returns before it measures the garbage after
 // it (segment/recover.go:173-177), so a torn tail there is neither reported
@@ -92,7 +92,7 @@ func TestRegressionStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 	}
 }
 
-// TestReviewTruncatedBelowMarkIsAccepted: the DURABLE mark says segment 1 was
+// TestRegressionTruncatedBelowMarkIsAccepted: the DURABLE mark says segment 1 was
 // durable up to the end of record 100, but the file now ends at record 90
 // (cut by a tool; Open even re-allocates short files). Scan reports
 // Corrupt, but because everything past the good prefix is zero its Garbage
@@ -118,7 +118,7 @@ func TestRegressionTruncatedBelowMarkIsAccepted(t *testing.T) {
 	}
 }
 
-// TestReviewRepairLeavesStaleMark: repair mode cuts segment 1 at a corrupt
+// TestRegressionRepairLeavesStaleMark: repair mode cuts segment 1 at a corrupt
 // record below the DURABLE mark's offset but leaves the mark in place
 // (aof/recover.go cutScanned / moveToRepair never touch DURABLE). The mark
 // now vouches for bytes that no longer exist. The repaired log appends a
@@ -158,7 +158,7 @@ func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 	}
 }
 
-// TestReviewTwoHeaderlessSegments: the log rolls over twice before any flush
+// TestRegressionTwoHeaderlessSegments: the log rolls over twice before any flush
 // (64 KiB segments, a burst of appends well within one flush interval), and
 // the machine loses power: both new segment files exist (the renames were
 // committed) but neither header reached the disk. Nothing in either was ever
@@ -192,7 +192,7 @@ func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 	checkRecords(t, l2, 1, 2, 200)
 }
 
-// TestReviewFlushUntilErrorForDurableRecord: the leader of a flush that
+// TestRegressionFlushUntilErrorForDurableRecord: the leader of a flush that
 // made its record durable (segment 1 synced and sealed) gets the FailError
 // of a later sync in the same flush (segment 2, EIO), although the durable
 // frontier the error itself names is past its record. FlushUntil is
@@ -228,7 +228,7 @@ func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
 	}
 }
 
-// TestReviewDropAfterIgnoresDurableMark: segment 1 is sealed, segment 2
+// TestRegressionDropAfterIgnoresDurableMark: segment 1 is sealed, segment 2
 // holds records made durable by Close (its records carry no hints, having
 // been appended in one burst before any sync; the DURABLE mark vouches for
 // them). Segment 1 is then damaged twice (trailer and one record). Recovery
@@ -265,7 +265,7 @@ func TestRegressionDropAfterIgnoresDurableMark(t *testing.T) {
 	}
 }
 
-// TestReviewStrictOpenChangesDisk: same damage as above, but segment 2's
+// TestRegressionStrictOpenChangesDisk: same damage as above, but segment 2's
 // records vouch for their own syncs (hints), so dropAfter does find it
 // durable and strict Open fails with ErrCorrupt, as it should. But by then
 // cutScanned has already zeroed segment 1 from the damaged record on
@@ -315,7 +315,7 @@ func TestRegressionStrictOpenChangesDisk(t *testing.T) {
 	}
 }
 
-// TestReviewCorruptLengthPanicsRead: a record of a sealed (trusted, never
+// TestRegressionCorruptLengthPanicsRead: a record of a sealed (trusted, never
 // scanned) segment whose length field is damaged makes Read of the next
 // record panic with "slice bounds out of range" instead of returning
 // ErrCorrupt. Segment.find walks frame lengths from the sparse index and
