@@ -31,6 +31,16 @@
 //
 // Goroutines: a Log owns two, the flusher (unless Config.NoBackgroundFlush)
 // and the segment preparer. Close stops both.
+//
+// # Reading
+//
+// Read returns one record by sequence number (sparse index, then a short
+// walk). NewReader reads sequentially from any sequence number, across
+// segments, up to the Written or the Durable frontier, and Follow does the
+// same but blocks for new records (see reader.go). Every read verifies the
+// record's checksum. Payloads are copies; zero-copy reads with segment
+// leases, retention (TruncateFront, TruncateBack) and lifecycle events are
+// not implemented yet.
 package aof
 
 import (

@@ -104,6 +104,11 @@ type Pipeline struct {
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed when the next flush to start ends
 
+	// advCh is closed and replaced whenever the durable frontier
+	// advances, the pipeline fails or it closes (see WaitAdvance).
+	advMu sync.Mutex
+	advCh chan struct{}
+
 	pending    atomic.Uint32 // requested reasons, as bits
 	kick       chan struct{}
 	timerArmed atomic.Bool // the interval timer runs
@@ -123,6 +128,7 @@ func New(t Target, cfg Config, m *Metrics, durable uint64) *Pipeline {
 		metrics: m,
 		lock:    make(chan struct{}, 1),
 		waitCh:  make(chan struct{}),
+		advCh:   make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
 	p.durable.Store(durable)
@@ -185,6 +191,7 @@ func (p *Pipeline) Close(err error) {
 	<-p.lock
 	p.runMu.Unlock()
 	p.wakeWaiters()
+	p.wakeAdvance()
 }
 
 // wakeWaiters wakes every registered waiter so it looks at the state again.
@@ -193,6 +200,15 @@ func (p *Pipeline) wakeWaiters() {
 	ch := p.waitCh
 	p.waitCh = make(chan struct{})
 	p.waitMu.Unlock()
+	close(ch)
+}
+
+// wakeAdvance wakes every WaitAdvance caller so it looks at the state again.
+func (p *Pipeline) wakeAdvance() {
+	p.advMu.Lock()
+	ch := p.advCh
+	p.advCh = make(chan struct{})
+	p.advMu.Unlock()
 	close(ch)
 }
 
@@ -339,13 +355,18 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	if flushed {
 		p.metrics.flushes[r][m].Add(1)
 	}
-	if durable > p.durable.Load() {
+	advanced := durable > p.durable.Load()
+	if advanced {
 		p.durable.Store(durable)
 	}
 	if err != nil {
 		f := &FailError{Cause: err, Durable: p.durable.Load()}
 		p.failed.CompareAndSwap(nil, f)
+		p.wakeAdvance()
 		return p.Err()
+	}
+	if advanced {
+		p.wakeAdvance()
 	}
 	return nil
 }
@@ -403,6 +424,44 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 			continue
 		}
 		p.Request(ReasonExplicit)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// WaitAdvance returns once the durable frontier is past past (Durable() >
+// past), without asking for a flush: it only watches the flushes that run
+// anyway (the interval timer, the watermark, other waiters). Tail
+// followers use it so that following the log does not add syncs. With the
+// background goroutine stopped, nothing guarantees progress and it waits
+// until another caller flushes or ctx ends. It returns the pipeline's
+// *FailError if the log failed, the Close error if it closed, and ctx's
+// error if ctx ends first.
+//
+// It does not wait on the group-commit channel (waitCh): that one is
+// closed when the next flush to *start* ends, so a waiter that registers
+// while the last flush runs, and looks before that flush stores the new
+// frontier, would sleep until some later flush, which on an idle log never
+// comes. advCh is closed after every store of a new frontier instead.
+func (p *Pipeline) WaitAdvance(ctx context.Context, past uint64) error {
+	for {
+		// Register first, then look: a frontier stored after this
+		// point closes ch.
+		p.advMu.Lock()
+		ch := p.advCh
+		p.advMu.Unlock()
+		if p.durable.Load() > past {
+			return nil
+		}
+		if err := p.Err(); err != nil {
+			return err
+		}
+		if c := p.closed.Load(); c != nil {
+			return *c
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():

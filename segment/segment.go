@@ -623,3 +623,47 @@ func (s *Segment) frameLen(off int64) (uint32, error) {
 		runtime.Gosched()
 	}
 }
+
+// Locate returns the offset of the frame with sequence number seq, which
+// must have been reserved in this segment: a binary search of the sparse
+// index and a walk of at most one index interval. Like Read, it waits for
+// appenders still filling the frames it walks over.
+func (s *Segment) Locate(seq uint64) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.find(seq)
+}
+
+// ReadFrame reads the frame at off, which must be where a frame starts
+// (HeaderSize, or an offset ReadFrame or Locate returned), for sequential
+// reading. It verifies the checksum, appends the payload to dst and returns
+// the record and the offset of the frame after it. ok is false, with a nil
+// error, when no published frame is at off: off is at the reserved end, or
+// the frame there is reserved but its appender is still copying it. It
+// never waits. A corrupt frame is an error wrapping ErrCorrupt that names
+// the segment and offset, and no payload is returned.
+func (s *Segment) ReadFrame(off int64, dst []byte) (rec Record, next int64, ok bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if end, _ := s.Reserved(); off >= end {
+		return Record{}, off, false, nil
+	}
+	if off < HeaderSize || off+FrameHeaderSize > s.limit {
+		return Record{}, off, false, fmt.Errorf("%w: segment %d (%s) offset %d: outside the data", ErrCorrupt, s.hdr.Index, filepath.Base(s.path), off)
+	}
+	src, inBuf := s.source(off)
+	if src == nil {
+		return Record{}, off, false, fmt.Errorf("segment %d: released", s.hdr.Index)
+	}
+	if inBuf {
+		if _, published := s.publishWordAt(off); !published {
+			return Record{}, off, false, nil
+		}
+	}
+	h, payload, err := s.frameAt(off)
+	if err != nil {
+		return Record{}, off, false, err
+	}
+	rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, Offset: off, Payload: append(dst, payload...)}
+	return rec, off + FrameSize(int(h.Len)), true, nil
+}

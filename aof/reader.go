@@ -1,0 +1,293 @@
+package aof
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sort"
+	"time"
+
+	"github.com/aof2/aof2/segment"
+)
+
+// Sequential reading and tail following.
+//
+// What is here: a Reader that walks the log's frames in order from any
+// retained sequence number, across sealed segments and into the active
+// one, up to the written or the durable frontier, verifying every
+// checksum; an iterator over it (Reader.All); and Follow, which blocks for
+// new records instead of stopping at the frontier.
+//
+// What is not here yet (issue 5): zero-copy payloads with reference-counted
+// segment leases (payloads are copied into a buffer the Reader owns),
+// retention (TruncateFront/TruncateBack: no segment is ever removed while
+// the log is open, so a reader never loses its place), segment lifecycle
+// events for subscribers, and the cmd/aof tool.
+
+// Level is how far a Reader or a follower may read.
+type Level uint8
+
+const (
+	// Written: records that are published in the log's memory, that is
+	// whose Append has copied them (Append returns right after). They
+	// may not be durable yet: after a crash they can be gone.
+	Written Level = iota
+	// Durable: records below the durable frontier (Metrics().DurableSeq),
+	// for which FlushUntil has returned or would return nil at once.
+	Durable
+)
+
+func (v Level) String() string {
+	switch v {
+	case Written:
+		return "written"
+	case Durable:
+		return "durable"
+	}
+	return fmt.Sprintf("Level(%d)", uint8(v))
+}
+
+// Reader reads records in sequence-number order. Create one with
+// Log.NewReader. A Reader is not safe for concurrent use; any number of
+// Readers may run at once, alongside appenders and the flusher.
+//
+// Reading is sequential: each Next decodes the frame after the previous
+// one (O(1) per record); only positioning at the start uses the sparse
+// index. Every record's checksum is verified, and a corrupt record is never
+// returned.
+type Reader struct {
+	l     *Log
+	level Level
+
+	seq uint64 // sequence number of the next record to return
+	s   *seg   // segment holding seq; nil until positioned
+	off int64  // offset of seq's frame in s
+
+	rec segment.Record
+	buf []byte // owns rec.Payload; reused by every Next
+	err error
+}
+
+// NewReader returns a Reader whose first record is from, up to level's
+// frontier. from must be in [first retained sequence number, next sequence
+// number to be appended]: from equal to the next sequence number starts
+// at the end, and the Reader returns records as they are appended. Any
+// other from is an error wrapping ErrNotFound that names the first
+// available sequence number. NewReader fails with ErrClosed on a closed
+// log.
+func (l *Log) NewReader(from uint64, level Level) (*Reader, error) {
+	if level != Written && level != Durable {
+		return nil, fmt.Errorf("aof2: new reader: unknown level %v", level)
+	}
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	first, next := l.firstSeq(), l.nextSeq()
+	if from < first || from > next {
+		return nil, fmt.Errorf("%w: cannot read from seq %d: the first available is %d and the next to be appended is %d", ErrNotFound, from, first, next)
+	}
+	return &Reader{l: l, level: level, seq: from}, nil
+}
+
+// firstSeq returns the first sequence number the log holds.
+func (l *Log) firstSeq() uint64 {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	return l.segs[0].Header().BaseSeq
+}
+
+// successor returns the segment after s, or nil if s is the last one. A
+// segment with a successor is closed: its reservations are final.
+func (l *Log) successor(s *seg) *seg {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	idx := s.Header().Index
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].Header().Index > idx })
+	if i == len(l.segs) {
+		return nil
+	}
+	return l.segs[i]
+}
+
+// Next advances to the next record and reports whether there is one. It
+// returns false, with Err nil, at the level's frontier; it never blocks
+// (beyond a moment while positioning, if an appender is copying a record
+// before from). A later call continues once more records are available, so
+// a Reader can be polled. Next returns false for good, with Err set, on a
+// corrupt record (an error wrapping ErrCorrupt naming segment and offset),
+// once the log is closed (ErrClosed), or, for a Durable reader at its
+// frontier, once the log has failed (the *flush.FailError).
+func (r *Reader) Next() bool {
+	if r.err != nil {
+		return false
+	}
+	l := r.l
+	if l.closed.Load() {
+		return r.fail(ErrClosed)
+	}
+	if r.level == Durable && r.seq >= l.pipe.Durable() {
+		if err := l.pipe.Err(); err != nil {
+			return r.fail(err)
+		}
+		return false
+	}
+	if r.s == nil {
+		s := l.segmentOf(r.seq)
+		if s == nil {
+			return false // not appended yet
+		}
+		off, err := s.Locate(r.seq)
+		if err != nil {
+			return r.fail(err)
+		}
+		r.s, r.off = s, off
+	}
+	for {
+		rec, next, ok, err := r.s.ReadFrame(r.off, r.buf[:0])
+		if err != nil {
+			return r.fail(err)
+		}
+		if ok {
+			if rec.Seq != r.seq {
+				return r.fail(fmt.Errorf("%w: segment %d (%s) offset %d holds seq %d, want %d",
+					ErrCorrupt, r.s.Header().Index, r.s.Path(), r.off, rec.Seq, r.seq))
+			}
+			r.rec, r.buf = rec, rec.Payload
+			r.off = next
+			r.seq++
+			return true
+		}
+		// No published frame at r.off: either a record being copied
+		// (the frontier) or the end of a segment that rolled over.
+		// Look for the successor first: once it exists, r.s is closed
+		// and its reserved end final.
+		succ := l.successor(r.s)
+		if succ == nil {
+			return false
+		}
+		if end, _ := r.s.Reserved(); r.off < end {
+			return false // an appender is still copying
+		}
+		if base := succ.Header().BaseSeq; base != r.seq {
+			return r.fail(fmt.Errorf("%w: segment %d ends before seq %d, but segment %d starts at seq %d",
+				ErrCorrupt, r.s.Header().Index, r.seq, succ.Header().Index, base))
+		}
+		r.s, r.off = succ, segment.HeaderSize
+	}
+}
+
+func (r *Reader) fail(err error) bool {
+	if r.l.closed.Load() && !errors.Is(err, ErrCorrupt) {
+		// The segments were released under us.
+		err = ErrClosed
+	}
+	r.err = err
+	r.rec = segment.Record{}
+	return false
+}
+
+// Record returns the record Next advanced to. Its Payload is a copy in a
+// buffer the Reader owns and reuses: it is valid until the next call to
+// Next. Copy it to keep it longer.
+func (r *Reader) Record() segment.Record { return r.rec }
+
+// Err returns the error that stopped the Reader, or nil if Next returned
+// false only because it reached the frontier.
+func (r *Reader) Err() error { return r.err }
+
+// Seq returns the sequence number of the record the next call to Next
+// will return.
+func (r *Reader) Seq() uint64 { return r.seq }
+
+// All returns an iterator over the records from the Reader's position to
+// the frontier, built on Next: each record is yielded with a nil error,
+// and if the Reader stops on an error, that error is yielded last with a
+// zero Record. Payloads are valid until the next iteration. Ranging over
+// All again continues where the last range stopped.
+func (r *Reader) All() iter.Seq2[segment.Record, error] {
+	return func(yield func(segment.Record, error) bool) {
+		for r.Next() {
+			if !yield(r.Record(), nil) {
+				return
+			}
+		}
+		if err := r.Err(); err != nil {
+			yield(segment.Record{}, err)
+		}
+	}
+}
+
+// Follow polling bounds for the Written level.
+const (
+	followMinPoll = time.Millisecond
+	followMaxPoll = 50 * time.Millisecond
+)
+
+// Follow returns an iterator over every record from seq from on, in order
+// and exactly once, that blocks for new records instead of stopping at the
+// frontier. At the Durable level it waits for the durable frontier to
+// advance, without asking for syncs of its own (the flush interval bounds
+// the wait; with Config.NoBackgroundFlush or StopFlusher, records become
+// visible only when something else flushes). At the Written level it polls,
+// backing off from 1 ms to 50 ms while nothing new arrives.
+//
+// Each record is yielded with a nil error; its Payload is valid until the
+// next iteration. The iteration ends when the caller stops it, or with one
+// final zero Record and an error: ctx's error, ErrClosed once the log is
+// closed, the error of NewReader (an invalid from), an ErrCorrupt naming
+// segment and offset, or the log's *flush.FailError.
+func (l *Log) Follow(ctx context.Context, from uint64, level Level) iter.Seq2[segment.Record, error] {
+	return func(yield func(segment.Record, error) bool) {
+		r, err := l.NewReader(from, level)
+		if err != nil {
+			yield(segment.Record{}, err)
+			return
+		}
+		var timer *time.Timer
+		poll := followMinPoll
+		done := ctx.Done()
+		for {
+			for r.Next() {
+				select {
+				case <-done: // a follower far behind still stops
+					yield(segment.Record{}, ctx.Err())
+					return
+				default:
+				}
+				if !yield(r.Record(), nil) {
+					return
+				}
+				poll = followMinPoll
+			}
+			if err := r.Err(); err != nil {
+				yield(segment.Record{}, err)
+				return
+			}
+			if err := ctx.Err(); err != nil {
+				yield(segment.Record{}, err)
+				return
+			}
+			if level == Durable {
+				err = l.pipe.WaitAdvance(ctx, r.seq)
+			} else {
+				if timer == nil {
+					timer = time.NewTimer(poll)
+					defer timer.Stop()
+				} else {
+					timer.Reset(poll)
+				}
+				select {
+				case <-timer.C:
+				case <-done:
+					err = ctx.Err()
+				}
+				poll = min(2*poll, followMaxPoll)
+			}
+			if err != nil {
+				yield(segment.Record{}, err)
+				return
+			}
+		}
+	}
+}
