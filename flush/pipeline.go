@@ -101,13 +101,12 @@ type Pipeline struct {
 	failed  atomic.Pointer[FailError]
 	closed  atomic.Pointer[error] // set by Close, under the flush lock
 
-	waitMu sync.Mutex
-	waitCh chan struct{} // closed when the next flush to start ends
-
-	// advCh is closed and replaced whenever the durable frontier
-	// advances, the pipeline fails or it closes (see WaitAdvance).
-	advMu sync.Mutex
-	advCh chan struct{}
+	// waiters is woken when the next flush to start ends: group-commit
+	// waiters register on it, then ask for a flush.
+	waiters wakeup
+	// advance is woken whenever the durable frontier advances, the
+	// pipeline fails or it closes (see WaitAdvance).
+	advance wakeup
 
 	pending    atomic.Uint32 // requested reasons, as bits
 	kick       chan struct{}
@@ -127,8 +126,6 @@ func New(t Target, cfg Config, m *Metrics, durable uint64) *Pipeline {
 		cfg:     cfg,
 		metrics: m,
 		lock:    make(chan struct{}, 1),
-		waitCh:  make(chan struct{}),
-		advCh:   make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
 	p.durable.Store(durable)
@@ -176,7 +173,7 @@ func (p *Pipeline) stopLocked() {
 	close(p.stop)
 	<-p.done
 	p.running.Store(false)
-	p.wakeWaiters()
+	p.waiters.wake()
 }
 
 // Close stops the pipeline for good: it stops the goroutine, waits for a
@@ -190,27 +187,43 @@ func (p *Pipeline) Close(err error) {
 	p.closed.Store(&err)
 	<-p.lock
 	p.runMu.Unlock()
-	p.wakeWaiters()
-	p.wakeAdvance()
+	p.waiters.wake()
+	p.advance.wake()
 }
 
-// wakeWaiters wakes every registered waiter so it looks at the state again.
-func (p *Pipeline) wakeWaiters() {
-	p.waitMu.Lock()
-	ch := p.waitCh
-	p.waitCh = make(chan struct{})
-	p.waitMu.Unlock()
-	close(ch)
+// wakeup is a broadcast that can be waited on again and again: a waiter
+// takes the current channel, looks at the state, then waits; wake closes
+// the channel and installs a fresh one, so whoever took it looks again.
+type wakeup struct {
+	mu sync.Mutex
+	ch chan struct{}
 }
 
-// wakeAdvance wakes every WaitAdvance caller so it looks at the state again.
-func (p *Pipeline) wakeAdvance() {
-	p.advMu.Lock()
-	ch := p.advCh
-	p.advCh = make(chan struct{})
-	p.advMu.Unlock()
-	close(ch)
+// current returns the channel the next wake closes.
+func (w *wakeup) current() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
 }
+
+// detach installs a fresh channel and returns the previous one, for the
+// caller to close when it is done (see flushLocked).
+func (w *wakeup) detach() chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := w.ch
+	if ch == nil {
+		ch = make(chan struct{})
+	}
+	w.ch = make(chan struct{})
+	return ch
+}
+
+// wake wakes everyone who took the current channel.
+func (w *wakeup) wake() { close(w.detach()) }
 
 // Request asks the background goroutine for a flush for reason r. It never
 // blocks and costs one atomic OR and a channel poll.
@@ -339,11 +352,7 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	// (Returning early without waking them loses a wake-up: a waiter may
 	// have registered after the flush that made its record durable
 	// started, and asked for this one.)
-	p.waitMu.Lock()
-	ch := p.waitCh
-	p.waitCh = make(chan struct{})
-	p.waitMu.Unlock()
-	defer close(ch)
+	defer close(p.waiters.detach())
 	if c := p.closed.Load(); c != nil {
 		return *c
 	}
@@ -362,11 +371,11 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	if err != nil {
 		f := &FailError{Cause: err, Durable: p.durable.Load()}
 		p.failed.CompareAndSwap(nil, f)
-		p.wakeAdvance()
+		p.advance.wake()
 		return p.Err()
 	}
 	if advanced {
-		p.wakeAdvance()
+		p.advance.wake()
 	}
 	return nil
 }
@@ -392,9 +401,7 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 	for {
 		// Register first, then look: a flush or Stop that ends after
 		// this point wakes the channel.
-		p.waitMu.Lock()
-		ch := p.waitCh
-		p.waitMu.Unlock()
+		ch := p.waiters.current()
 		if seq < p.durable.Load() {
 			return nil
 		}
@@ -441,18 +448,16 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 // *FailError if the log failed, the Close error if it closed, and ctx's
 // error if ctx ends first.
 //
-// It does not wait on the group-commit channel (waitCh): that one is
+// It does not wait on the group-commit wakeup (waiters): that one is
 // closed when the next flush to *start* ends, so a waiter that registers
 // while the last flush runs, and looks before that flush stores the new
 // frontier, would sleep until some later flush, which on an idle log never
-// comes. advCh is closed after every store of a new frontier instead.
+// comes. advance is woken after every store of a new frontier instead.
 func (p *Pipeline) WaitAdvance(ctx context.Context, past uint64) error {
 	for {
 		// Register first, then look: a frontier stored after this
 		// point closes ch.
-		p.advMu.Lock()
-		ch := p.advCh
-		p.advMu.Unlock()
+		ch := p.advance.current()
 		if p.durable.Load() > past {
 			return nil
 		}
