@@ -293,10 +293,11 @@ func (w *workload) burst(ctx context.Context, l *aof.Log, d time.Duration) error
 	return nil
 }
 
-// flushUntil runs n goroutines that each append a record and wait until it
-// is durable, with a pause between rounds, for d.
-func (w *workload) flushUntil(ctx context.Context, l *aof.Log, d time.Duration, n int) error {
-	before, start := l.Metrics(), time.Now()
+// durableWriters runs n goroutines that each append a record under a
+// sampled root span named after phase and wait until it is durable, with a
+// pause between rounds, for d. It returns how many records became durable.
+func (w *workload) durableWriters(ctx context.Context, l *aof.Log, phase string, n int, d, pause time.Duration) (int64, error) {
+	start := time.Now()
 	var (
 		wg    sync.WaitGroup
 		waits atomic.Int64
@@ -305,7 +306,7 @@ func (w *workload) flushUntil(ctx context.Context, l *aof.Log, d time.Duration, 
 	for g := range n {
 		wg.Go(func() {
 			for time.Since(start) < d {
-				sctx, span := w.rootSpan(ctx, "flush_until")
+				sctx, span := w.rootSpan(ctx, phase)
 				id, err := l.Append(sctx, w.payload)
 				if err == nil {
 					err = l.FlushUntil(sctx, id)
@@ -316,17 +317,25 @@ func (w *workload) flushUntil(ctx context.Context, l *aof.Log, d time.Duration, 
 					return
 				}
 				waits.Add(1)
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(pause)
 			}
 		})
 	}
 	wg.Wait()
-	summary("flush_until", time.Since(start), before, l.Metrics(), fmt.Sprintf(", %d goroutines, %d waits", n, waits.Load()))
-	return errors.Join(errs...)
+	return waits.Load(), errors.Join(errs...)
 }
 
-// transient makes every third sync of l fail with EINTR while the steady
-// load and a few FlushUntil waiters run, so retries show up.
+// flushUntil runs n goroutines that each append a record and wait until it
+// is durable, with a pause between rounds, for d.
+func (w *workload) flushUntil(ctx context.Context, l *aof.Log, d time.Duration, n int) error {
+	before, start := l.Metrics(), time.Now()
+	waits, err := w.durableWriters(ctx, l, "flush_until", n, d, 100*time.Millisecond)
+	summary("flush_until", time.Since(start), before, l.Metrics(), fmt.Sprintf(", %d goroutines, %d waits", n, waits))
+	return err
+}
+
+// transient makes every third sync of l fail with EINTR while a few
+// FlushUntil writers run, so retries show up.
 func (w *workload) transient(ctx context.Context, l *aof.Log, fs *vfs.FaultFS, d time.Duration) error {
 	var injected atomic.Int64
 	fs.SetSyncHook(func(n int, _ string) error {
@@ -338,27 +347,7 @@ func (w *workload) transient(ctx context.Context, l *aof.Log, fs *vfs.FaultFS, d
 	})
 	defer fs.SetSyncHook(nil)
 	before, start := l.Metrics(), time.Now()
-	var wg sync.WaitGroup
-	errs := make([]error, 4)
-	for g := range len(errs) {
-		wg.Go(func() {
-			for time.Since(start) < d {
-				sctx, span := w.rootSpan(ctx, "transient")
-				id, err := l.Append(sctx, w.payload)
-				if err == nil {
-					err = l.FlushUntil(sctx, id)
-				}
-				span.End()
-				if err != nil {
-					errs[g] = err
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if _, err := w.durableWriters(ctx, l, "transient", 4, d, 50*time.Millisecond); err != nil {
 		return err
 	}
 	summary("transient", time.Since(start), before, l.Metrics(), fmt.Sprintf(", %d EINTR injected", injected.Load()))
