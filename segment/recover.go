@@ -20,13 +20,32 @@ var ErrNoHeader = errors.New("aof2: segment has no header")
 // against its name. If the file carries a trailer and a footer that verify,
 // the segment is sealed and trusted without a scan; otherwise the caller
 // must call Scan and then Resume or Discard it.
-func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
+func Open(fs vfs.FS, dir, name string) (*Segment, error) {
+	return open(fs, dir, name, false)
+}
+
+// OpenReadOnly opens an existing segment file for inspection without ever
+// writing to it, also while a writer appends to it: the header is checked,
+// a sealed segment's footer is trusted, and an unsealed one can be scanned
+// (Scan) and read (ReadFrame, Read) up to what the scan found. A file
+// shorter than its header says is an error wrapping ErrCorrupt (the writer
+// extends such a file when it opens the log). Release it when done.
+func OpenReadOnly(fs vfs.FS, dir, name string) (*Segment, error) {
+	return open(fs, dir, name, true)
+}
+
+func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 	index, base, ok := ParseName(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
 	}
 	path := filepath.Join(dir, name)
-	f, err := fs.Open(path)
+	var f vfs.File
+	if readOnly {
+		f, err = fs.OpenReadOnly(path)
+	} else {
+		f, err = fs.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
@@ -55,6 +74,9 @@ func Open(fs vfs.FS, dir, name string) (_ *Segment, err error) {
 	size, err := f.Size()
 	if err != nil {
 		return nil, fmt.Errorf("segment %s: %w", name, err)
+	}
+	if size < hdr.Size && readOnly {
+		return nil, fmt.Errorf("%w: segment %s is %d bytes, its header says %d", ErrCorrupt, name, size, hdr.Size)
 	}
 	if size < hdr.Size {
 		// Shorter than its preallocation (copied or cut by a tool):
@@ -297,4 +319,14 @@ func (s *Segment) Resume(r ScanResult) error {
 	s.durable.Store(r.MaxHint)
 	s.headerSynced = false
 	return nil
+}
+
+// Expose makes the good frames a scan found readable (Read, ReadFrame,
+// Locate) without making the segment writable: for segments opened with
+// OpenReadOnly. Scanning again later and exposing the new result follows a
+// segment a writer is still appending to.
+func (s *Segment) Expose(r ScanResult) {
+	s.scanCount = r.Count
+	s.resv.Store(packResv(r.End, r.Count) | closedBit)
+	s.complete.Store(r.End)
 }
