@@ -56,6 +56,16 @@ type Config struct {
 	// only when a caller asks (FlushUntil, Sync, backpressure, Close),
 	// on that caller's goroutine.
 	NoBackgroundFlush bool
+	// RetainBytes, if positive, is automatic retention by size: whole
+	// sealed segments are removed, oldest first, while the segment files
+	// take more than this many bytes. The active segment is never
+	// removed, so the log can hold up to one segment more than this.
+	RetainBytes int64
+	// RetainAge, if positive, is automatic retention by age: a sealed
+	// segment whose newest record is older than this is removed (with
+	// every segment before it). Checked when a segment is sealed and
+	// every RetainAge/4 (at least each second, at most each minute).
+	RetainAge time.Duration
 }
 
 // Default values of Config.
@@ -100,6 +110,12 @@ func (c Config) withDefaults() (Config, error) {
 	if err := c.Retry.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("retry policy: %w", err))
 	}
+	if c.RetainBytes < 0 {
+		errs = append(errs, fmt.Errorf("RetainBytes %d: must be positive, or 0 for no limit", c.RetainBytes))
+	}
+	if c.RetainAge < 0 {
+		errs = append(errs, fmt.Errorf("RetainAge %v: must be positive, or 0 for no limit", c.RetainAge))
+	}
 	if c.Recovery > RecoverRepair {
 		errs = append(errs, fmt.Errorf("recovery mode %d: unknown (RecoverStrict or RecoverRepair)", c.Recovery))
 	}
@@ -117,6 +133,10 @@ type options struct {
 	tp   trace.TracerProvider
 	mp   metric.MeterProvider
 	name string
+	// crashPoint, set by tests only, is called at named points inside
+	// multi-step disk changes (TruncateFront, TruncateBack) so a child
+	// process can be killed exactly there.
+	crashPoint func(point string)
 }
 
 // WithTracerProvider sets where the log's spans go. Without it the global

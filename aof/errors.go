@@ -2,6 +2,7 @@ package aof
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/segment"
@@ -29,4 +30,31 @@ var (
 	ErrFailed = flush.ErrFailed
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("aof2: invalid config")
+	// ErrTruncated: the records asked for were removed by retention
+	// (TruncateFront, automatic retention) or by TruncateBack. The
+	// error is a *TruncatedError saying where the log now starts and
+	// ends.
+	ErrTruncated = errors.New("aof2: records truncated")
 )
+
+// TruncatedError is the error for a read of records that retention or
+// TruncateBack removed. A follower that falls behind retention gets it,
+// and can continue from First.
+type TruncatedError struct {
+	Seq   uint64 // the sequence number asked for
+	First uint64 // the first sequence number the log holds now
+	Next  uint64 // the sequence number the next append gets
+	// Back is true when TruncateBack removed Seq (it is at or past
+	// Next), false when the front of the log moved past it.
+	Back bool
+}
+
+func (e *TruncatedError) Error() string {
+	if e.Back {
+		return fmt.Sprintf("aof2: records truncated: seq %d was removed by TruncateBack; the log now ends before seq %d", e.Seq, e.Next)
+	}
+	return fmt.Sprintf("aof2: records truncated: seq %d was removed by retention; the first available is %d", e.Seq, e.First)
+}
+
+// Is makes errors.Is(err, ErrTruncated) true.
+func (e *TruncatedError) Is(target error) bool { return target == ErrTruncated }

@@ -110,6 +110,20 @@ type Log struct {
 
 	sealedCount atomic.Uint64
 	report      RecoveryReport
+
+	// Retention (retention.go). front is the first retained sequence
+	// number. cutGen counts TruncateBack's cuts twice, odd while one
+	// runs, so readers can tell a record cut under them from damage.
+	// cutRecords and cutBytes keep "since open" counters monotonic.
+	retainMu   sync.Mutex
+	front      atomic.Uint64
+	cutGen     atomic.Uint64
+	cutRecords atomic.Uint64
+	cutBytes   atomic.Int64
+	retainer   *retainer
+	crashPoint func(string)
+
+	events eventHub
 }
 
 // Open opens the log in dir, creating it if needed, and recovers what is
@@ -131,6 +145,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		cfg:        cfg,
 		fs:         o.fs,
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
+		crashPoint: o.crashPoint,
 	}
 	if err := l.fs.MkdirAll(l.segDir); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
@@ -169,6 +184,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 			l.pipe.Request(flush.ReasonRecovery)
 		}
 	}
+	l.startRetainer()
 	return l, nil
 }
 
@@ -362,6 +378,7 @@ func (l *Log) rotate(full *seg) error {
 	l.segMu.Unlock()
 	l.active.Store(s)
 	l.prep.kick()
+	l.events.publish(segmentEvent(EventActivated, s, ""))
 	// The full segment is sealed by the next flush.
 	l.pipe.Request(flush.ReasonRollover)
 	return nil
@@ -422,19 +439,52 @@ func (l *Log) Sync(ctx context.Context) error {
 }
 
 // Read returns the record with sequence number seq, appending its payload
-// to dst (which may be nil). The record's checksum is verified: a corrupt
-// record is an error wrapping ErrCorrupt naming segment and offset, and no
-// payload is returned. A record being appended concurrently is read once
-// its Append has copied it.
+// to dst (which may be nil): random access through the segment's sparse
+// index (a binary search, then a walk of at most 4 KiB of frames). The
+// record's checksum is verified: a corrupt record is an error wrapping
+// ErrCorrupt naming segment and offset, and no payload is returned. A
+// record being appended concurrently is read once its Append has copied
+// it. A record that retention or TruncateBack removed is a
+// *TruncatedError; one not appended yet wraps ErrNotFound.
 func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
+	for {
+		gen := l.cutGen.Load()
+		rec, err := l.read(seq, dst)
+		if err == nil || errors.Is(err, ErrTruncated) || errors.Is(err, ErrClosed) {
+			return rec, err
+		}
+		if gen&1 == 0 && gen == l.cutGen.Load() {
+			return rec, err
+		}
+		// A TruncateBack cut under the read: look again once it is done.
+		for l.cutGen.Load()&1 == 1 {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+func (l *Log) read(seq uint64, dst []byte) (segment.Record, error) {
 	if l.closed.Load() {
 		return segment.Record{}, ErrClosed
 	}
+	if seq < l.front.Load() {
+		return segment.Record{}, l.truncated(seq)
+	}
 	s := l.segmentOf(seq)
 	if s == nil {
-		return segment.Record{}, fmt.Errorf("%w: seq %d", ErrNotFound, seq)
+		if seq < l.nextSeq() {
+			return segment.Record{}, l.truncated(seq) // removed meanwhile
+		}
+		return segment.Record{}, fmt.Errorf("%w: seq %d: the log holds [%d, %d)", ErrNotFound, seq, l.front.Load(), l.nextSeq())
 	}
-	return s.Read(seq, dst)
+	rec, err := s.Read(seq, dst)
+	if errors.Is(err, segment.ErrReleased) {
+		if l.closed.Load() {
+			return segment.Record{}, ErrClosed
+		}
+		return segment.Record{}, l.truncated(seq)
+	}
+	return rec, err
 }
 
 // flushTarget is the log as the flush pipeline sees it. It is a separate
@@ -527,6 +577,7 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			break // durability is a prefix: later segments wait
 		}
 		start := time.Now()
+		l.events.publish(segmentEvent(EventSealing, s, ""))
 		err = s.WriteFooter()
 		if err == nil {
 			err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
@@ -539,6 +590,8 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			return durable, flushed, fmt.Errorf("segment %d: seal: %w", s.Header().Index, err)
 		}
 		l.sealedCount.Add(1)
+		l.events.publish(segmentEvent(EventSealed, s, ""))
+		l.retainer.kick()
 		sealed++
 	}
 	return durable, flushed, nil
@@ -550,14 +603,17 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 // A second Close returns ErrClosed. If the log had failed, Close still
 // releases everything and returns the failure.
 func (l *Log) Close() error {
+	l.retainMu.Lock() // a truncation in progress finishes first
 	l.rotateMu.Lock()
 	if !l.closed.CompareAndSwap(false, true) {
 		l.rotateMu.Unlock()
+		l.retainMu.Unlock()
 		return ErrClosed
 	}
 	active := l.active.Load()
 	active.Close() // no more reservations; rotate refuses from now on
 	l.rotateMu.Unlock()
+	l.retainMu.Unlock()
 
 	// Drain: appenders that reserved before Close finish copying within
 	// moments; then one flush makes everything durable.
@@ -575,6 +631,8 @@ func (l *Log) Close() error {
 	}
 	l.pipe.Close(ErrClosed)
 	l.prep.stop()
+	l.retainer.stop()
+	l.events.close()
 	return errors.Join(err, l.releaseSegments(), l.tel.Close(), l.dirLock.Unlock())
 }
 
@@ -620,12 +678,13 @@ func (l *Log) Metrics() Metrics {
 	nsegs := len(l.segs)
 	l.segMu.RUnlock()
 	next := s.Header().BaseSeq + count
+	cutBytes := l.cutBytes.Load()
 	return Metrics{
 		Snapshot:        l.metrics.Snapshot(),
-		AppendedRecords: next - l.openSeq,
-		AppendedBytes:   pos - l.openPos,
+		AppendedRecords: next + l.cutRecords.Load() - l.openSeq,
+		AppendedBytes:   pos + cutBytes - l.openPos,
 		BacklogBytes:    pos - durablePos,
-		DurableBytes:    durablePos - l.report.durablePos,
+		DurableBytes:    durablePos + cutBytes - l.report.durablePos,
 		NextSeq:         next,
 		DurableSeq:      l.pipe.Durable(),
 		Segments:        nsegs,

@@ -13,17 +13,14 @@ import (
 
 // Sequential reading and tail following.
 //
-// What is here: a Reader that walks the log's frames in order from any
-// retained sequence number, across sealed segments and into the active
-// one, up to the written or the durable frontier, verifying every
-// checksum; an iterator over it (Reader.All); and Follow, which blocks for
-// new records instead of stopping at the frontier.
-//
-// What is not here yet (issue 5): zero-copy payloads with reference-counted
-// segment leases (payloads are copied into a buffer the Reader owns),
-// retention (TruncateFront/TruncateBack: no segment is ever removed while
-// the log is open, so a reader never loses its place), segment lifecycle
-// events for subscribers, and the cmd/aof tool.
+// A Reader walks the log's frames in order from any retained sequence
+// number, across sealed segments and into the active one, up to the
+// written or the durable frontier, verifying every checksum. Payloads are
+// zero-copy slices of the segment mappings by default: the Reader holds a
+// lease on the segment of its current record, so retention and Close
+// never unmap memory it may still read. Reader.All iterates over the same
+// code, and Follow blocks for new records instead of stopping at the
+// frontier.
 
 // Level is how far a Reader or a follower may read.
 type Level uint8
@@ -49,52 +46,66 @@ func (v Level) String() string {
 }
 
 // Reader reads records in sequence-number order. Create one with
-// Log.NewReader. A Reader is not safe for concurrent use; any number of
-// Readers may run at once, alongside appenders and the flusher.
+// Log.NewReader and Close it when done. A Reader is not safe for
+// concurrent use; any number of Readers may run at once, alongside
+// appenders, the flusher and retention.
 //
 // Reading is sequential: each Next decodes the frame after the previous
 // one (O(1) per record); only positioning at the start uses the sparse
 // index. Every record's checksum is verified, and a corrupt record is never
 // returned.
+//
+// By default Record's Payload is a read-only slice of the segment's
+// memory map (zero-copy), valid until the next call to Next or Close: the
+// Reader holds a lease on that segment, which keeps it mapped even if
+// retention deletes it or the log closes. With CopyPayloads every Payload
+// is a fresh copy the caller owns.
 type Reader struct {
 	l     *Log
 	level Level
+	copy  bool
 
 	seq uint64 // sequence number of the next record to return
-	s   *seg   // segment holding seq; nil until positioned
+	s   *seg   // segment holding seq, leased; nil until positioned
 	off int64  // offset of seq's frame in s
+	gen uint64 // the log's cutGen when positioned
 
 	rec segment.Record
-	buf []byte // owns rec.Payload; reused by every Next
 	err error
 }
 
+// ReaderOption changes how a Reader returns records.
+type ReaderOption func(*Reader)
+
+// CopyPayloads makes the Reader return each payload as a fresh copy that
+// the caller owns, instead of a zero-copy slice valid until the next Next.
+func CopyPayloads() ReaderOption { return func(r *Reader) { r.copy = true } }
+
 // NewReader returns a Reader whose first record is from, up to level's
-// frontier. from must be in [first retained sequence number, next sequence
-// number to be appended]: from equal to the next sequence number starts
-// at the end, and the Reader returns records as they are appended. Any
-// other from is an error wrapping ErrNotFound that names the first
-// available sequence number. NewReader fails with ErrClosed on a closed
+// frontier. from must be in [FirstSeq(), NextSeq()]: from equal to the
+// next sequence number starts at the end, and the Reader returns records
+// as they are appended. A from before the first retained record is a
+// *TruncatedError naming the first available sequence number; a from past
+// the end wraps ErrNotFound. NewReader fails with ErrClosed on a closed
 // log.
-func (l *Log) NewReader(from uint64, level Level) (*Reader, error) {
+func (l *Log) NewReader(from uint64, level Level, opts ...ReaderOption) (*Reader, error) {
 	if level != Written && level != Durable {
 		return nil, fmt.Errorf("aof2: new reader: unknown level %v", level)
 	}
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
-	first, next := l.firstSeq(), l.nextSeq()
-	if from < first || from > next {
-		return nil, fmt.Errorf("%w: cannot read from seq %d: the first available is %d and the next to be appended is %d", ErrNotFound, from, first, next)
+	if from < l.front.Load() && from > 0 {
+		return nil, l.truncated(from)
 	}
-	return &Reader{l: l, level: level, seq: from}, nil
-}
-
-// firstSeq returns the first sequence number the log holds.
-func (l *Log) firstSeq() uint64 {
-	l.segMu.RLock()
-	defer l.segMu.RUnlock()
-	return l.segs[0].Header().BaseSeq
+	if next := l.nextSeq(); from > next || from == 0 {
+		return nil, fmt.Errorf("%w: cannot read from seq %d: the first available is %d and the next to be appended is %d", ErrNotFound, from, l.front.Load(), next)
+	}
+	r := &Reader{l: l, level: level, seq: from}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
 }
 
 // successor returns the segment after s, or nil if s is the last one. A
@@ -104,20 +115,23 @@ func (l *Log) successor(s *seg) *seg {
 	defer l.segMu.RUnlock()
 	idx := s.Header().Index
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].Header().Index > idx })
-	if i == len(l.segs) {
+	if i == len(l.segs) || l.segs[i].Header().Index != idx+1 {
 		return nil
 	}
 	return l.segs[i]
 }
 
 // Next advances to the next record and reports whether there is one. It
-// returns false, with Err nil, at the level's frontier; it never blocks
-// (beyond a moment while positioning, if an appender is copying a record
-// before from). A later call continues once more records are available, so
-// a Reader can be polled. Next returns false for good, with Err set, on a
-// corrupt record (an error wrapping ErrCorrupt naming segment and offset),
-// once the log is closed (ErrClosed), or, for a Durable reader at its
-// frontier, once the log has failed (the *flush.FailError).
+// returns false, with Err nil, at the level's frontier (and for the moment
+// a TruncateBack runs); it never blocks (beyond a moment while
+// positioning, if an appender is copying a record before from). A later
+// call continues once more records are available, so a Reader can be
+// polled. Next returns false for good, with Err set, on a corrupt record
+// (an error wrapping ErrCorrupt naming segment and offset), on a record
+// that retention or TruncateBack removed before the Reader got to it (a
+// *TruncatedError), once the Reader or the log is closed (ErrClosed), or,
+// for a Durable reader at its frontier, once the log has failed (the
+// *flush.FailError).
 func (r *Reader) Next() bool {
 	if r.err != nil {
 		return false
@@ -126,26 +140,37 @@ func (r *Reader) Next() bool {
 	if l.closed.Load() {
 		return r.fail(ErrClosed)
 	}
+	if gen := l.cutGen.Load(); gen != r.gen {
+		if gen&1 == 1 {
+			return false // a TruncateBack is cutting
+		}
+		// A TruncateBack ran since the Reader was positioned: carry on if
+		// what it already returned was kept, and look the next record
+		// up again.
+		if r.seq > l.nextSeq() {
+			return r.fail(l.truncated(r.seq))
+		}
+		r.unlease()
+		r.gen = gen
+	}
+	if r.seq < l.front.Load() {
+		return r.fail(l.truncated(r.seq))
+	}
 	if r.level == Durable && r.seq >= l.pipe.Durable() {
 		if err := l.pipe.Err(); err != nil {
 			return r.fail(err)
 		}
 		return false
 	}
-	if r.s == nil {
-		s := l.segmentOf(r.seq)
-		if s == nil {
-			return false // not appended yet
-		}
-		off, err := s.Locate(r.seq)
-		if err != nil {
-			return r.fail(err)
-		}
-		r.s, r.off = s, off
+	if r.s == nil && !r.position() {
+		return false
 	}
 	for {
-		rec, next, ok, err := r.s.ReadFrame(r.off, r.buf[:0])
+		rec, next, ok, err := r.s.ViewFrame(r.off)
 		if err != nil {
+			if l.cutGen.Load() != r.gen {
+				return false // cut under us: look again on the next call
+			}
 			return r.fail(err)
 		}
 		if ok {
@@ -153,7 +178,10 @@ func (r *Reader) Next() bool {
 				return r.fail(fmt.Errorf("%w: segment %d (%s) offset %d holds seq %d, want %d",
 					ErrCorrupt, r.s.Header().Index, r.s.Path(), r.off, rec.Seq, r.seq))
 			}
-			r.rec, r.buf = rec, rec.Payload
+			if r.copy {
+				rec.Payload = append([]byte(nil), rec.Payload...)
+			}
+			r.rec = rec
 			r.off = next
 			r.seq++
 			return true
@@ -170,26 +198,80 @@ func (r *Reader) Next() bool {
 			return false // an appender is still copying
 		}
 		if base := succ.Header().BaseSeq; base != r.seq {
+			if l.cutGen.Load() != r.gen {
+				return false
+			}
 			return r.fail(fmt.Errorf("%w: segment %d ends before seq %d, but segment %d starts at seq %d",
 				ErrCorrupt, r.s.Header().Index, r.seq, succ.Header().Index, base))
 		}
+		if !succ.Acquire() {
+			return r.fail(r.released())
+		}
+		r.s.Unlease()
 		r.s, r.off = succ, segment.HeaderSize
 	}
 }
 
+// position finds and leases the segment holding r.seq. It returns false
+// if the record is not appended yet or on an error (then r.err is set).
+func (r *Reader) position() bool {
+	l := r.l
+	s := l.segmentOf(r.seq)
+	if s == nil {
+		return false // not appended yet
+	}
+	if !s.Acquire() {
+		return r.fail(r.released())
+	}
+	off, err := s.Locate(r.seq)
+	if err != nil {
+		s.Unlease()
+		return r.fail(err)
+	}
+	r.s, r.off = s, off
+	return true
+}
+
+// released is the error for a segment found released: the log closed,
+// or retention removed it.
+func (r *Reader) released() error {
+	if r.l.closed.Load() {
+		return ErrClosed
+	}
+	return r.l.truncated(r.seq)
+}
+
 func (r *Reader) fail(err error) bool {
-	if r.l.closed.Load() && !errors.Is(err, ErrCorrupt) {
-		// The segments were released under us.
-		err = ErrClosed
+	if errors.Is(err, segment.ErrReleased) {
+		err = r.released()
 	}
 	r.err = err
 	r.rec = segment.Record{}
+	r.unlease()
 	return false
 }
 
-// Record returns the record Next advanced to. Its Payload is a copy in a
-// buffer the Reader owns and reuses: it is valid until the next call to
-// Next. Copy it to keep it longer.
+func (r *Reader) unlease() {
+	if r.s != nil {
+		r.s.Unlease()
+		r.s = nil
+	}
+}
+
+// Close ends the Reader and its lease: payloads it returned without
+// CopyPayloads must not be used after. Next returns false from then on,
+// with Err ErrClosed. Close is idempotent.
+func (r *Reader) Close() {
+	r.unlease()
+	r.rec = segment.Record{}
+	if r.err == nil {
+		r.err = ErrClosed
+	}
+}
+
+// Record returns the record Next advanced to. Without CopyPayloads its
+// Payload is read-only and valid until the next call to Next or Close;
+// copy it to keep it longer.
 func (r *Reader) Record() segment.Record { return r.rec }
 
 // Err returns the error that stopped the Reader, or nil if Next returned
@@ -203,8 +285,9 @@ func (r *Reader) Seq() uint64 { return r.seq }
 // All returns an iterator over the records from the Reader's position to
 // the frontier, built on Next: each record is yielded with a nil error,
 // and if the Reader stops on an error, that error is yielded last with a
-// zero Record. Payloads are valid until the next iteration. Ranging over
-// All again continues where the last range stopped.
+// zero Record. Payloads are valid until the next iteration (without
+// CopyPayloads). Ranging over All again continues where the last range
+// stopped.
 func (r *Reader) All() iter.Seq2[segment.Record, error] {
 	return func(yield func(segment.Record, error) bool) {
 		for r.Next() {
@@ -233,17 +316,20 @@ const (
 // backing off from 1 ms to 50 ms while nothing new arrives.
 //
 // Each record is yielded with a nil error; its Payload is valid until the
-// next iteration. The iteration ends when the caller stops it, or with one
-// final zero Record and an error: ctx's error, ErrClosed once the log is
-// closed, the error of NewReader (an invalid from), an ErrCorrupt naming
-// segment and offset, or the log's *flush.FailError.
-func (l *Log) Follow(ctx context.Context, from uint64, level Level) iter.Seq2[segment.Record, error] {
+// next iteration (zero-copy; opts as for NewReader). The iteration ends
+// when the caller stops it, or with one final zero Record and an error:
+// ctx's error, ErrClosed once the log is closed, the error of NewReader
+// (an invalid from), an ErrCorrupt naming segment and offset, a
+// *TruncatedError if retention removed records before the follower got to
+// them (its First says where to continue), or the log's *flush.FailError.
+func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...ReaderOption) iter.Seq2[segment.Record, error] {
 	return func(yield func(segment.Record, error) bool) {
-		r, err := l.NewReader(from, level)
+		r, err := l.NewReader(from, level, opts...)
 		if err != nil {
 			yield(segment.Record{}, err)
 			return
 		}
+		defer r.Close()
 		var timer *time.Timer
 		poll := followMinPoll
 		done := ctx.Done()

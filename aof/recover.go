@@ -79,6 +79,11 @@ func (r *RecoveryReport) truncated(t Truncation) {
 func (l *Log) recover() (err error) {
 	start := time.Now()
 	rep := &l.report
+	// A TruncateBack that a crash interrupted is completed first: once
+	// its CUT mark was durable, the cut was decided.
+	if err := l.finishCut(); err != nil {
+		return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack: %w", l.dir, err)
+	}
 	names, err := l.fs.ReadDir(l.segDir)
 	if err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
@@ -320,8 +325,21 @@ func (l *Log) recover() (err error) {
 	end, _ := active.Reserved()
 	l.openPos = active.pos + end
 
+	// The front TruncateFront left; segments wholly before it that a
+	// crash kept go now. (TruncateFront makes the records before its
+	// front durable first, so the front is never past the end; min is
+	// for damage.)
+	front, err := l.readFront()
+	if err != nil {
+		return err
+	}
+	l.front.Store(min(max(front, l.segs[0].Header().BaseSeq), l.openSeq))
+	if err := l.removeBelow(l.front.Load(), "truncate-front"); err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+
 	rep.Segments = len(l.segs)
-	rep.FirstSeq = l.segs[0].Header().BaseSeq
+	rep.FirstSeq = l.front.Load()
 	rep.NextSeq = l.openSeq
 	rep.Duration = time.Since(start)
 	return nil

@@ -353,6 +353,38 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	// have registered after the flush that made its record durable
 	// started, and asked for this one.)
 	defer close(p.waiters.detach())
+	return p.flushHeld(ctx, r, m)
+}
+
+// Exclusive runs a flush on the caller's goroutine (ModeSync) and then fn,
+// both under the flush lock, so no other flush runs until fn returns. fn
+// returns the durable frontier after it, which may be lower than before:
+// it is how the log truncates its end. An error from fn fail-stops the
+// pipeline, like a failed flush. ctx bounds the wait for the lock.
+func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable uint64, err error)) error {
+	select {
+	case p.lock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.lock }()
+	defer close(p.waiters.detach())
+	if err := p.flushHeld(ctx, r, ModeSync); err != nil {
+		return err
+	}
+	durable, err := fn()
+	if err != nil {
+		p.failed.CompareAndSwap(nil, &FailError{Cause: err, Durable: p.durable.Load()})
+		p.advance.wake()
+		return p.Err()
+	}
+	p.durable.Store(durable)
+	p.advance.wake()
+	return nil
+}
+
+// flushHeld runs one flush; the caller holds the flush lock.
+func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
 	if c := p.closed.Load(); c != nil {
 		return *c
 	}

@@ -395,17 +395,66 @@ var durableMagic = [8]byte{'a', 'o', 'f', '2', 'd', 'u', 'r', 0}
 
 // EncodeDurableMark writes m into b[:DurableMarkSize].
 func EncodeDurableMark(b []byte, m DurableMark) {
-	copy(b[0:8], durableMagic[:])
-	binary.LittleEndian.PutUint64(b[8:], m.Index)
-	binary.LittleEndian.PutUint64(b[16:], uint64(m.Offset))
-	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24]))
+	encodeMark(b, durableMagic, m.Index, uint64(m.Offset))
 }
 
 // DecodeDurableMark decodes and verifies a DurableMark.
 func DecodeDurableMark(b []byte) (DurableMark, error) {
-	if len(b) != DurableMarkSize || [8]byte(b[0:8]) != durableMagic ||
+	x, y, err := decodeMark(b, durableMagic, "durable mark")
+	return DurableMark{Index: x, Offset: int64(y)}, err
+}
+
+// FrontMark is the content of the FRONT file that TruncateFront writes
+// before it removes anything: records below Seq are gone, also after a
+// crash that left some of the segments holding them. Same layout as
+// DurableMark, with its own magic and Seq in the first field.
+type FrontMark struct {
+	Seq uint64
+}
+
+var frontMagic = [8]byte{'a', 'o', 'f', '2', 'f', 'r', 'n', 0}
+
+// EncodeFrontMark writes m into b[:DurableMarkSize].
+func EncodeFrontMark(b []byte, m FrontMark) { encodeMark(b, frontMagic, m.Seq, 0) }
+
+// DecodeFrontMark decodes and verifies a FrontMark.
+func DecodeFrontMark(b []byte) (FrontMark, error) {
+	x, _, err := decodeMark(b, frontMagic, "front mark")
+	return FrontMark{Seq: x}, err
+}
+
+// CutMark is the content of the CUT file, TruncateBack's intent: once it
+// is durable, the log ends at record LastSeq, kept in segment Index (0 if
+// no segment keeps a record), and every later segment goes. Recovery
+// completes a cut it finds, so a crash shows the old end or the new one.
+// Same layout as DurableMark, with its own magic.
+type CutMark struct {
+	Index   uint64
+	LastSeq uint64
+}
+
+var cutMagic = [8]byte{'a', 'o', 'f', '2', 'c', 'u', 't', 0}
+
+// EncodeCutMark writes m into b[:DurableMarkSize].
+func EncodeCutMark(b []byte, m CutMark) { encodeMark(b, cutMagic, m.Index, m.LastSeq) }
+
+// DecodeCutMark decodes and verifies a CutMark.
+func DecodeCutMark(b []byte) (CutMark, error) {
+	x, y, err := decodeMark(b, cutMagic, "cut mark")
+	return CutMark{Index: x, LastSeq: y}, err
+}
+
+func encodeMark(b []byte, magic [8]byte, x, y uint64) {
+	copy(b[0:8], magic[:])
+	binary.LittleEndian.PutUint64(b[8:], x)
+	binary.LittleEndian.PutUint64(b[16:], y)
+	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24]))
+}
+
+func decodeMark(b []byte, magic [8]byte, what string) (x, y uint64, err error) {
+	if len(b) != DurableMarkSize || [8]byte(b[0:8]) != magic ||
 		binary.LittleEndian.Uint64(b[24:]) != xxhash.Sum64(b[:24]) {
-		return DurableMark{}, fmt.Errorf("%w: durable mark fails its checks", ErrCorrupt)
+		return 0, 0, fmt.Errorf("%w: %s fails its checks", ErrCorrupt, what)
 	}
-	return DurableMark{Index: binary.LittleEndian.Uint64(b[8:]), Offset: int64(binary.LittleEndian.Uint64(b[16:]))}, nil
+	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), nil
 }

@@ -49,7 +49,7 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	s := &Segment{fs: fs, dir: dir, path: path, file: f}
+	s := &Segment{fs: fs, dir: dir, path: path, file: f, holders: 1}
 	defer func() {
 		if err != nil {
 			s.Release()

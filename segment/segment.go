@@ -22,14 +22,17 @@
 //   - Readers, any number at once. They read complete frames from the
 //     append buffer while the segment is unsealed (for offsets it holds),
 //     otherwise through the read-only shared mapping of the file, and
-//     verify each frame's checksum. They hold the
-//     segment's read lock while they copy, so the mappings are not released
-//     under them.
+//     verify each frame's checksum. A reader that copies holds the
+//     segment's read lock while it copies; a reader that keeps zero-copy
+//     slices of the mappings (ViewFrame) holds a lease (Acquire, Unlease),
+//     and the mappings outlive every lease.
 //
-// The append buffer is anonymous memory outside the Go heap. It is released
+// The append buffer is anonymous memory outside the Go heap. It is retired
 // when the segment is sealed, which happens only after every reserved frame
 // was published, written and made durable, so no appender can still be
-// writing into it.
+// writing into it; it is unmapped once no lease holds it. Release, the
+// owner's end of the segment, likewise unmaps the file only once the last
+// lease ends.
 package segment
 
 import (
@@ -58,6 +61,10 @@ var (
 	ErrFull = errors.New("aof2: segment full")
 	// ErrNotFound is returned when a sequence number is not in a segment.
 	ErrNotFound = errors.New("aof2: record not found")
+	// ErrReleased is returned by reads of a segment whose owner released
+	// it (the log closed, or retention removed the segment) and that no
+	// lease kept mapped.
+	ErrReleased = errors.New("aof2: segment released")
 )
 
 // The reservation word packs, so that one CAS claims space and sequence
@@ -117,6 +124,12 @@ type Segment struct {
 
 	mu   sync.RWMutex // guards the lifetime of rmap and buf
 	rmap []byte       // read-only shared mapping of [0, hdr.Size)
+	// holders counts who keeps the mappings alive: the owner (1 until
+	// Release) and one per lease. Under mu.
+	holders int
+	// bufRetired: sealed while leases held the append buffer, which is
+	// unmapped when they end. Under mu.
+	bufRetired bool
 	// buf is the anonymous append buffer of hdr.Size bytes. The field is
 	// set once, before the segment is shared, and never written again,
 	// so appenders read it without a lock; bufLive (under mu) says
@@ -163,7 +176,7 @@ func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64) (_ *Segment, err e
 	if err != nil {
 		return nil, fmt.Errorf("create segment file: %w", err)
 	}
-	s := &Segment{fs: fs, dir: dir, path: path, file: f, hdr: Header{Size: size}, limit: DataLimit(size)}
+	s := &Segment{fs: fs, dir: dir, path: path, file: f, hdr: Header{Size: size}, limit: DataLimit(size), holders: 1}
 	defer func() {
 		if err != nil {
 			s.Release()
@@ -450,13 +463,20 @@ func (s *Segment) WriteFooter() error {
 	if !s.Closed() || s.complete.Load() != end || s.written.Load() != end || s.durable.Load() != end {
 		return fmt.Errorf("segment %d: seal before all data is durable", s.hdr.Index)
 	}
+	// The flusher is the index's only writer.
+	return s.writeFooter(end, count, s.digest.Sum64(), s.index)
+}
+
+// writeFooter writes the footer of the records in [HeaderSize, end) at end,
+// and the trailer pointing at it.
+func (s *Segment) writeFooter(end int64, count uint64, sum uint64, index []IndexEntry) error {
 	f := Footer{
 		Count:    count,
 		FirstSeq: s.hdr.BaseSeq,
 		LastSeq:  s.hdr.BaseSeq + count - 1,
 		DataEnd:  end,
-		DataSum:  s.digest.Sum64(),
-		Index:    s.index, // the flusher is the index's only writer
+		DataSum:  sum,
+		Index:    index,
 	}
 	fsize := FooterSize(len(f.Index))
 	if end+fsize > s.hdr.Size-TrailerSize {
@@ -476,18 +496,85 @@ func (s *Segment) WriteFooter() error {
 	return nil
 }
 
+// CutAndSeal ends the segment after its first count records, which end at
+// offset end (a frame boundary: HeaderSize plus their frames), and seals it
+// there, durably: a footer at end, zeros over the records after it, a
+// trailer, one sync. It is how TruncateBack cuts a log, and it can be
+// repeated after a crash with the same result. Every record must be
+// durable, and the segment closed to appends; a sealed segment is reopened
+// for writing. Payloads of the records cut that readers still hold change
+// under them (the mappings stay valid). The caller serialises it with the
+// flusher.
+func (s *Segment) CutAndSeal(end int64, count uint64) error {
+	oldEnd, oldCount := s.Reserved()
+	if count == 0 || count > oldCount || end < HeaderSize || end > oldEnd {
+		return fmt.Errorf("segment %d: cut at %d records (offset %d) outside its %d records (end %d)", s.hdr.Index, count, end, oldCount, oldEnd)
+	}
+	if !s.Closed() || s.durable.Load() < oldEnd && !s.sealed.Load() {
+		return fmt.Errorf("segment %d: cut before all data is durable", s.hdr.Index)
+	}
+	if s.file == nil {
+		f, err := s.fs.Open(s.path)
+		if err != nil {
+			return fmt.Errorf("segment %d: reopen to cut: %w", s.hdr.Index, err)
+		}
+		s.file = f
+	}
+	s.mu.RLock()
+	var index []IndexEntry
+	for _, e := range s.index {
+		if e.Offset < end {
+			index = append(index, e)
+		}
+	}
+	sum := xxhash.Sum64(s.rmap[HeaderSize:end])
+	s.mu.RUnlock()
+	if err := s.writeFooter(end, count, sum, index); err != nil {
+		return err
+	}
+	// The records cut must not come back if the footer is ever lost and
+	// the segment scanned: zero them.
+	if from := end + FooterSize(len(index)); from < oldEnd {
+		if err := s.file.ZeroRange(from, oldEnd-from); err != nil {
+			return fmt.Errorf("segment %d: zero records cut at %d: %w", s.hdr.Index, end, err)
+		}
+	}
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("segment %d: sync cut at %d: %w", s.hdr.Index, end, err)
+	}
+	s.mu.Lock()
+	s.index = index
+	s.mu.Unlock()
+	s.scanCount = count
+	s.resv.Store(packResv(end, count) | closedBit)
+	s.complete.Store(end)
+	s.written.Store(end)
+	s.durable.Store(end)
+	s.headerSynced = true
+	if s.sealed.Load() {
+		err := s.file.Close()
+		s.file = nil
+		return err
+	}
+	return s.FinishSeal()
+}
+
 // FinishSeal marks the segment sealed once its footer is durable, and
-// releases the append buffer and the read-write file. Flusher only.
+// releases the read-write file and the append buffer (once no lease holds
+// it). Flusher only.
 func (s *Segment) FinishSeal() error {
 	s.mu.Lock()
-	live := s.bufLive
-	s.bufLive = false
+	var err error
+	if s.bufLive {
+		s.bufLive = false
+		if s.holders > 1 {
+			s.bufRetired = true
+		} else {
+			err = unix.Munmap(s.buf)
+		}
+	}
 	s.mu.Unlock()
 	s.sealed.Store(true)
-	var err error
-	if live {
-		err = unix.Munmap(s.buf)
-	}
 	err = errors.Join(err, s.file.Close())
 	s.file = nil
 	if err != nil {
@@ -496,11 +583,53 @@ func (s *Segment) FinishSeal() error {
 	return nil
 }
 
-// Release unmaps the segment and closes its file. Readers must be done.
+// Release is the owner's end of the segment: it closes the file, and
+// unmaps the segment at once, or when the last lease ends. A segment is
+// released once.
 func (s *Segment) Release() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
+	if s.file != nil {
+		err = s.file.Close()
+		s.file = nil
+	}
+	s.holders--
+	return errors.Join(err, s.unmapIfUnheld())
+}
+
+// Acquire takes a lease: the segment's mappings, and so every slice
+// ViewFrame returns, stay valid until Unlease, even if the owner releases
+// the segment meanwhile. It returns false if the segment was already
+// released.
+func (s *Segment) Acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holders <= 0 {
+		return false
+	}
+	s.holders++
+	return true
+}
+
+// Unlease ends a lease taken with Acquire.
+func (s *Segment) Unlease() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holders--
+	s.unmapIfUnheld()
+}
+
+// unmapIfUnheld unmaps what no holder needs any more. mu must be held.
+func (s *Segment) unmapIfUnheld() error {
+	var err error
+	if s.bufRetired && s.holders <= 1 {
+		s.bufRetired = false
+		err = unix.Munmap(s.buf)
+	}
+	if s.holders > 0 {
+		return err
+	}
 	if s.bufLive {
 		err = errors.Join(err, unix.Munmap(s.buf))
 		s.bufLive = false
@@ -508,10 +637,6 @@ func (s *Segment) Release() error {
 	if s.rmap != nil {
 		err = errors.Join(err, vfs.Unmap(s.rmap))
 		s.rmap = nil
-	}
-	if s.file != nil {
-		err = errors.Join(err, s.file.Close())
-		s.file = nil
 	}
 	return err
 }
@@ -538,7 +663,7 @@ func (s *Segment) source(off int64) (src []byte, inBuf bool) {
 func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
 	src, _ := s.source(off)
 	if src == nil {
-		return FrameHeader{}, nil, fmt.Errorf("segment %d: released", s.hdr.Index)
+		return FrameHeader{}, nil, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
 	}
 	if off < HeaderSize || off+FrameHeaderSize > s.limit {
 		return FrameHeader{}, nil, fmt.Errorf("%w: segment %d offset %d: outside the data", ErrCorrupt, s.hdr.Index, off)
@@ -610,7 +735,7 @@ func (s *Segment) find(seq uint64) (int64, error) {
 func (s *Segment) frameLen(off int64) (uint32, error) {
 	src, inBuf := s.source(off)
 	if src == nil {
-		return 0, fmt.Errorf("segment %d: released", s.hdr.Index)
+		return 0, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
 	}
 	if !inBuf {
 		return binary.LittleEndian.Uint32(src[off+8:]), nil
@@ -645,6 +770,24 @@ func (s *Segment) Locate(seq uint64) (int64, error) {
 func (s *Segment) ReadFrame(off int64, dst []byte) (rec Record, next int64, ok bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	rec, next, ok, err = s.viewFrame(off)
+	if ok {
+		rec.Payload = append(dst, rec.Payload...)
+	}
+	return rec, next, ok, err
+}
+
+// ViewFrame is ReadFrame without the copy: the payload is a slice of the
+// segment's mapping, read-only, valid while the caller holds a lease
+// (Acquire).
+func (s *Segment) ViewFrame(off int64) (rec Record, next int64, ok bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.viewFrame(off)
+}
+
+// viewFrame implements ViewFrame. mu must be held.
+func (s *Segment) viewFrame(off int64) (rec Record, next int64, ok bool, err error) {
 	if end, _ := s.Reserved(); off >= end {
 		return Record{}, off, false, nil
 	}
@@ -653,7 +796,7 @@ func (s *Segment) ReadFrame(off int64, dst []byte) (rec Record, next int64, ok b
 	}
 	src, inBuf := s.source(off)
 	if src == nil {
-		return Record{}, off, false, fmt.Errorf("segment %d: released", s.hdr.Index)
+		return Record{}, off, false, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
 	}
 	if inBuf {
 		if _, published := s.publishWordAt(off); !published {
@@ -664,6 +807,6 @@ func (s *Segment) ReadFrame(off int64, dst []byte) (rec Record, next int64, ok b
 	if err != nil {
 		return Record{}, off, false, err
 	}
-	rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, Offset: off, Payload: append(dst, payload...)}
+	rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, Offset: off, Payload: payload[:len(payload):len(payload)]}
 	return rec, off + FrameSize(int(h.Len)), true, nil
 }

@@ -1,0 +1,512 @@
+package aof
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/segment"
+)
+
+// Retention: TruncateFront drops the oldest records, TruncateBack the
+// newest, and the retainer applies Config.RetainBytes and RetainAge.
+//
+// On disk both are crash-safe through a small mark file written durably
+// before anything is removed (temporary file, sync, rename, directory
+// sync):
+//
+//   - FRONT (a segment.FrontMark) holds the first retained sequence
+//     number. Records below it are never served again, also when a crash
+//     left some of the segment files holding them; Open removes those.
+//   - CUT (a segment.CutMark) is TruncateBack's intent: the last record to
+//     keep and the segment that keeps it. Once it is durable, the cut is
+//     decided: Open completes a cut it finds (it can be repeated), so a
+//     crash shows the old end or the new one, never a mix.
+
+// Crash points, named for tests that kill a child process inside a
+// multi-step change.
+const (
+	crashFrontMarked = "front-marked"   // FRONT durable, nothing removed
+	crashFrontRemove = "front-removing" // some segments below it removed
+	crashCutMarked   = "cut-marked"     // CUT durable, nothing changed
+	crashCutRemove   = "cut-removing"   // some later segments removed
+	crashCutSealed   = "cut-sealed"     // the kept segment cut and sealed
+	crashCutDone     = "cut-done"       // CUT removed: the cut is complete
+)
+
+func (l *Log) crash(point string) {
+	if l.crashPoint != nil {
+		l.crashPoint(point)
+	}
+}
+
+func (l *Log) frontMarkPath() string { return filepath.Join(l.dir, "FRONT") }
+func (l *Log) cutMarkPath() string   { return filepath.Join(l.dir, "CUT") }
+
+// writeMark replaces the file at path with b, durably.
+func (l *Log) writeMark(path string, b []byte) error {
+	tmp := path + ".tmp"
+	l.fs.Remove(tmp)
+	if err := segment.WriteFileSync(l.fs, tmp, b); err != nil {
+		return err
+	}
+	if err := l.fs.Rename(tmp, path); err != nil {
+		return err
+	}
+	return l.fs.SyncDir(l.dir)
+}
+
+// readMark reads the mark file at path; ok is false if there is none.
+func (l *Log) readMark(path string) (b [segment.DurableMarkSize]byte, ok bool, err error) {
+	f, err := l.fs.OpenReadOnly(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b, false, nil
+	}
+	if err != nil {
+		return b, false, err
+	}
+	defer f.Close()
+	n, _ := f.ReadAt(b[:], 0)
+	return b, n == len(b), nil
+}
+
+// removeMark removes the mark file at path, durably.
+func (l *Log) removeMark(path string) error {
+	if err := l.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return l.fs.SyncDir(l.dir)
+}
+
+// FirstSeq returns the first sequence number the log holds: 1 for a new
+// log, and the front set by retention after that.
+func (l *Log) FirstSeq() uint64 { return l.front.Load() }
+
+// NextSeq returns the sequence number the next Append will get.
+func (l *Log) NextSeq() uint64 { return l.nextSeq() }
+
+// truncated returns the error for a read of seq, which the log no longer
+// holds.
+func (l *Log) truncated(seq uint64) error {
+	next := l.nextSeq()
+	return &TruncatedError{Seq: seq, First: l.front.Load(), Next: next, Back: seq >= next}
+}
+
+// TruncateFront removes every record before seq: from the moment it
+// returns (from before, for readers racing with it), reading them fails
+// with a *TruncatedError naming the first available sequence number. The
+// segment files holding only such records are deleted and the directory
+// synced; a segment also holding later records stays until retention
+// passes it again. seq must be at most NextSeq(); seq at or below
+// FirstSeq() changes nothing. It is crash-safe: the new front is made
+// durable first (a FRONT file), and Open finishes the deletions.
+//
+// TruncateFront never waits for appenders, which carry on meanwhile.
+// Readers that still hold records of a deleted segment keep them mapped
+// until they move on (see Reader).
+func (l *Log) TruncateFront(ctx context.Context, seq uint64) error {
+	l.retainMu.Lock()
+	defer l.retainMu.Unlock()
+	return l.truncateFront(ctx, seq, "truncate-front")
+}
+
+func (l *Log) truncateFront(ctx context.Context, seq uint64, reason string) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if next := l.nextSeq(); seq > next {
+		return fmt.Errorf("%w: cannot truncate the front to seq %d: the next record to be appended is %d", ErrNotFound, seq, next)
+	}
+	if seq <= l.front.Load() {
+		return nil
+	}
+	// The front must never be past what a crash keeps.
+	if err := l.waitDurable(ctx, seq-1); err != nil {
+		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+	}
+	var b [segment.DurableMarkSize]byte
+	segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: seq})
+	if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
+		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+	}
+	l.front.Store(seq)
+	l.crash(crashFrontMarked)
+	return l.removeBelow(seq, reason)
+}
+
+// removeBelow deletes the sealed segments, oldest first, whose records
+// are all before seq. Deleting the oldest first keeps the segments left
+// contiguous at every step.
+func (l *Log) removeBelow(seq uint64, reason string) error {
+	l.segMu.RLock()
+	var gone []*seg
+	for _, s := range l.segs {
+		_, count := s.Reserved()
+		if !s.Sealed() || s.Header().BaseSeq+count > seq || s == l.active.Load() {
+			break
+		}
+		gone = append(gone, s)
+	}
+	l.segMu.RUnlock()
+	if len(gone) == 0 {
+		return nil
+	}
+	for i, s := range gone {
+		if err := l.fs.Remove(s.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.dropFront(gone[:i], reason)
+			return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+		}
+		l.crash(crashFrontRemove)
+	}
+	err := l.fs.SyncDir(l.segDir)
+	l.dropFront(gone, reason)
+	if err != nil {
+		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+	}
+	return nil
+}
+
+// dropFront takes the first len(gone) segments, whose files are deleted,
+// out of the log.
+func (l *Log) dropFront(gone []*seg, reason string) {
+	if len(gone) == 0 {
+		return
+	}
+	l.segMu.Lock()
+	l.segs = l.segs[len(gone):]
+	l.segMu.Unlock()
+	for _, s := range gone {
+		l.events.publish(segmentEvent(EventRemoved, s, reason))
+		s.Release()
+	}
+}
+
+// TruncateBack removes every record after last, so that the next Append
+// gets sequence number last+1: what a Raft log store does when a new
+// leader's entries conflict with its own. last must be in [FirstSeq()-1,
+// NextSeq()-1]; last = NextSeq()-1 changes nothing.
+//
+// It makes every record durable first, then cuts: the segment holding
+// last is sealed right after it, later segments are deleted, and appends
+// continue in a fresh segment. Appends wait while it runs (a few syncs).
+// It is crash-safe: the cut is decided by a durable CUT file before
+// anything changes, and Open completes it, so after a crash the log ends
+// either where it ended before or at last, never in between.
+//
+// Readers positioned after last get a *TruncatedError (Back set) on
+// their next Next; the payloads of removed records that readers still
+// hold may change under them. RecordIDs of removed records must not be
+// used again (their sequence numbers are handed out anew). A failure
+// while cutting fail-stops the log; reopening it completes the cut.
+func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
+	l.retainMu.Lock()
+	defer l.retainMu.Unlock()
+	l.rotateMu.Lock()
+	defer l.rotateMu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if err := l.pipe.Err(); err != nil {
+		return err
+	}
+	next, first := l.nextSeq(), l.front.Load()
+	if last >= next || last+1 < first {
+		return fmt.Errorf("%w: cannot truncate back to seq %d: the log holds [%d, %d)", ErrNotFound, last, first, next)
+	}
+	if last+1 == next {
+		return nil
+	}
+	// Stop appends: appenders find the active segment full and wait in
+	// rotate for rotateMu, then continue in the segment made below.
+	active := l.active.Load()
+	active.Close()
+	active.WaitPublished()
+	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (uint64, error) {
+		l.cutGen.Add(1) // odd: readers wait for the cut to end
+		defer l.cutGen.Add(1)
+		return l.cut(last)
+	})
+}
+
+// cut is TruncateBack once every record is durable and every segment
+// but the active one sealed, under the flush lock and rotateMu. It
+// returns the new durable frontier.
+func (l *Log) cut(last uint64) (uint64, error) {
+	l.segMu.RLock()
+	segs := append([]*seg(nil), l.segs...)
+	l.segMu.RUnlock()
+	keep := -1 // segs[keep] holds last; -1 if no segment keeps a record
+	for i, s := range segs {
+		if s.Contains(last) {
+			keep = i
+		}
+	}
+	mark := segment.CutMark{LastSeq: last}
+	if keep >= 0 {
+		mark.Index = segs[keep].Header().Index
+	}
+	var b [segment.DurableMarkSize]byte
+	segment.EncodeCutMark(b[:], mark)
+	if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
+		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+	}
+	l.crash(crashCutMarked)
+	for i := len(segs) - 1; i > keep; i-- {
+		if err := l.fs.Remove(segs[i].Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+		}
+		l.crash(crashCutRemove)
+	}
+	if err := l.fs.SyncDir(l.segDir); err != nil {
+		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+	}
+	index, pos := segs[0].Header().Index, segs[0].pos
+	if keep >= 0 {
+		s := segs[keep]
+		if err := cutSegment(s.Segment, last); err != nil {
+			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+		}
+		l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
+		end, _ := s.Reserved()
+		index, pos = s.Header().Index+1, s.pos+end-segment.HeaderSize
+	}
+	l.crash(crashCutSealed)
+	ns, err := l.prep.take()
+	if err == nil {
+		if err = ns.Activate(index, last+1, time.Now().UnixNano()); err != nil {
+			ns.Discard()
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("aof2: truncate back to %d: new segment %d: %w", last, index, err)
+	}
+	l.prep.kick()
+	fresh := &seg{Segment: ns, pos: pos}
+	// The cut is complete; the new segment's name becomes durable with
+	// its first flush, like any segment's (before that, Open makes a
+	// fresh one).
+	if err := l.removeMark(l.cutMarkPath()); err != nil {
+		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+	}
+	l.crash(crashCutDone)
+
+	tail := segs[len(segs)-1]
+	oldEnd, _ := tail.Reserved()
+	l.cutBytes.Add(tail.pos + oldEnd - pos - segment.HeaderSize)
+	l.cutRecords.Add(l.nextSeq() - (last + 1))
+	l.segMu.Lock()
+	l.segs = append(segs[:keep+1:keep+1], fresh)
+	l.pending = []*seg{fresh}
+	l.segMu.Unlock()
+	l.durablePos.Store(pos + segment.HeaderSize)
+	l.active.Store(fresh)
+	for _, s := range segs[keep+1:] {
+		l.events.publish(segmentEvent(EventRemoved, s, "truncate-back"))
+		s.Release()
+	}
+	l.events.publish(segmentEvent(EventActivated, fresh, ""))
+	return last + 1, nil
+}
+
+// cutSegment seals s right after record last, which it holds, unless it
+// is sealed and ends there already.
+func cutSegment(s *segment.Segment, last uint64) error {
+	end, count := s.Reserved()
+	keep := last + 1 - s.Header().BaseSeq
+	if keep == count && s.Sealed() {
+		return nil
+	}
+	if keep < count {
+		off, err := s.Locate(last + 1)
+		if err != nil {
+			return err
+		}
+		end = off
+	}
+	return s.CutAndSeal(end, keep)
+}
+
+// finishCut completes a TruncateBack that a crash interrupted, before
+// recovery looks at the segments: it deletes the segments after the one
+// the CUT mark keeps, cuts that one, and removes the mark.
+func (l *Log) finishCut() error {
+	b, ok, err := l.readMark(l.cutMarkPath())
+	if err != nil || !ok {
+		return err
+	}
+	m, err := segment.DecodeCutMark(b[:])
+	if err != nil {
+		// Written to a temporary file, synced, then renamed: a mark that
+		// fails its checks was damaged, and with it the cut is unknown.
+		return fmt.Errorf("aof2: recover %s: %s: %w", l.dir, l.cutMarkPath(), err)
+	}
+	names, err := l.fs.ReadDir(l.segDir)
+	if err != nil {
+		return err
+	}
+	var keep string
+	for _, name := range names {
+		index, _, ok := segment.ParseName(name)
+		switch {
+		case !ok:
+		case index > m.Index || m.Index == 0:
+			if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
+				return err
+			}
+		case index == m.Index:
+			keep = name
+		}
+	}
+	if err := l.fs.SyncDir(l.segDir); err != nil {
+		return err
+	}
+	if keep != "" {
+		s, err := segment.Open(l.fs, l.segDir, keep)
+		if err != nil {
+			return err
+		}
+		if !s.Sealed() {
+			// Every record was durable when the mark was written.
+			r := s.Scan(0)
+			if r.Count == 0 || s.Header().BaseSeq+r.Count <= m.LastSeq {
+				s.Release()
+				return fmt.Errorf("%w: segment %s holds %d records, but a truncation in progress keeps records up to seq %d", ErrCorrupt, keep, r.Count, m.LastSeq)
+			}
+			if err := s.Resume(r); err != nil {
+				s.Release()
+				return err
+			}
+			s.MarkDurable(r.End)
+			s.Close()
+		}
+		err = cutSegment(s, m.LastSeq)
+		s.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return l.removeMark(l.cutMarkPath())
+}
+
+// readFront returns the first retained sequence number a FRONT mark
+// records, or 0.
+func (l *Log) readFront() (uint64, error) {
+	b, ok, err := l.readMark(l.frontMarkPath())
+	if err != nil || !ok {
+		return 0, err
+	}
+	m, err := segment.DecodeFrontMark(b[:])
+	if err != nil {
+		return 0, fmt.Errorf("aof2: recover %s: %s: %w", l.dir, l.frontMarkPath(), err)
+	}
+	return m.Seq, nil
+}
+
+// retainer applies Config.RetainBytes and RetainAge on its goroutine,
+// after every seal and on a timer; Close stops it.
+type retainer struct {
+	kickc chan struct{}
+	stopc chan struct{}
+	done  chan struct{}
+}
+
+func (l *Log) startRetainer() {
+	if l.cfg.RetainBytes <= 0 && l.cfg.RetainAge <= 0 {
+		return
+	}
+	r := &retainer{kickc: make(chan struct{}, 1), stopc: make(chan struct{}), done: make(chan struct{})}
+	l.retainer = r
+	every := time.Minute
+	if l.cfg.RetainAge > 0 {
+		every = min(max(l.cfg.RetainAge/4, time.Second), time.Minute)
+	}
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			l.retain()
+			select {
+			case <-r.stopc:
+				return
+			case <-r.kickc:
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (r *retainer) kick() {
+	if r == nil {
+		return
+	}
+	select {
+	case r.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func (r *retainer) stop() {
+	if r == nil {
+		return
+	}
+	close(r.stopc)
+	<-r.done
+}
+
+// retain removes the oldest sealed segments that Config.RetainBytes or
+// RetainAge no longer keeps. Errors are left for the next pass: a
+// segment that could not be removed stays readable.
+func (l *Log) retain() {
+	l.retainMu.Lock()
+	defer l.retainMu.Unlock()
+	if l.closed.Load() {
+		return
+	}
+	l.segMu.RLock()
+	segs := append([]*seg(nil), l.segs...)
+	l.segMu.RUnlock()
+	var total int64
+	for _, s := range segs {
+		total += s.Header().Size
+	}
+	cutoff := time.Now().Add(-l.cfg.RetainAge).UnixNano()
+	var front uint64
+	var reason string
+	for _, s := range segs[:len(segs)-1] {
+		var why string
+		switch {
+		case !s.Sealed():
+		case l.cfg.RetainBytes > 0 && total > l.cfg.RetainBytes:
+			why = "retain-bytes"
+		case l.cfg.RetainAge > 0 && newest(s) < cutoff:
+			why = "retain-age"
+		}
+		if why == "" {
+			break
+		}
+		_, count := s.Reserved()
+		reason, front = why, s.Header().BaseSeq+count
+		total -= s.Header().Size
+	}
+	if reason != "" {
+		l.truncateFront(context.Background(), front, reason)
+	}
+}
+
+// newest returns the append time of the last record of a sealed segment.
+func newest(s *seg) int64 {
+	_, count := s.Reserved()
+	off, err := s.Locate(s.Header().BaseSeq + count - 1)
+	if err != nil {
+		return time.Now().UnixNano() // unreadable: not old by age
+	}
+	return s.TimestampAt(off)
+}
