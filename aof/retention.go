@@ -30,6 +30,7 @@ import (
 // Crash points, named for tests that kill a child process inside a
 // multi-step change.
 const (
+	crashCutBegin    = "cut-begin"      // all durable, CUT not written
 	crashFrontMarked = "front-marked"   // FRONT durable, nothing removed
 	crashFrontRemove = "front-removing" // some segments below it removed
 	crashCutMarked   = "cut-marked"     // CUT durable, nothing changed
@@ -248,6 +249,7 @@ func (l *Log) cut(last uint64) (uint64, error) {
 			keep = i
 		}
 	}
+	l.crash(crashCutBegin)
 	mark := segment.CutMark{LastSeq: last}
 	if keep >= 0 {
 		mark.Index = segs[keep].Header().Index
