@@ -447,6 +447,7 @@ func TestFollowersWhileAppendingAndTruncating(t *testing.T) {
 	defer cancel()
 
 	var wg sync.WaitGroup
+	retDone := make(chan struct{})
 	type result struct {
 		seen, skipped uint64
 		err           error
@@ -457,7 +458,10 @@ func TestFollowersWhileAppendingAndTruncating(t *testing.T) {
 		if f%2 == 1 {
 			level = Durable
 		}
-		slow := f >= 2
+		slow := f == 2
+		// Follower 3 stops after 100 records until the appenders and
+		// retention are done: retention surely overtakes it.
+		stalled := f == 3
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -482,8 +486,11 @@ func TestFollowersWhileAppendingAndTruncating(t *testing.T) {
 					}
 					res.seen++
 					from++
-					if slow && from%64 == 0 {
+					if slow && from%32 == 0 {
 						time.Sleep(time.Millisecond)
+					}
+					if stalled && from == 101 {
+						<-retDone
 					}
 					if from > total {
 						return
@@ -521,7 +528,6 @@ func TestFollowersWhileAppendingAndTruncating(t *testing.T) {
 	}
 	// Retention: keep about the last 1500 records.
 	stop := make(chan struct{})
-	retDone := make(chan struct{})
 	go func() {
 		defer close(retDone)
 		for {
@@ -553,6 +559,9 @@ func TestFollowersWhileAppendingAndTruncating(t *testing.T) {
 			t.Fatalf("follower %d: saw %d + skipped %d, want %d", f, res.seen, res.skipped, total)
 		}
 		t.Logf("follower %d: saw %d, skipped %d (behind retention)", f, res.seen, res.skipped)
+	}
+	if results[3].skipped == 0 {
+		t.Fatal("the stalled follower was not overtaken by retention")
 	}
 	if l.FirstSeq() == 1 {
 		t.Fatal("retention never moved the front")
