@@ -54,6 +54,7 @@ import (
 	"time"
 
 	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/internal/wake"
 	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -124,6 +125,32 @@ type Log struct {
 	crashPoint func(string)
 
 	events eventHub
+	tail   tailSignal
+}
+
+// tailSignal wakes Written-level followers waiting at the written
+// frontier when records are published. Appenders pay one atomic load
+// while no follower waits.
+type tailSignal struct {
+	waiting atomic.Int32
+	b       wake.Broadcast
+}
+
+// arm registers a waiter and returns the channel the next notify closes;
+// the waiter then looks for records once more before it waits, and calls
+// disarm after.
+func (t *tailSignal) arm() <-chan struct{} {
+	t.waiting.Add(1)
+	return t.b.Current()
+}
+
+func (t *tailSignal) disarm() { t.waiting.Add(-1) }
+
+// notify wakes the waiters, if any. Call it after publishing.
+func (t *tailSignal) notify() {
+	if t.waiting.Load() > 0 {
+		t.b.Wake()
+	}
 }
 
 // Open opens the log in dir, creating it if needed, and recovers what is
@@ -337,6 +364,7 @@ func (l *Log) admit(ctx context.Context, payload []byte) error {
 // appended runs the flush triggers after n bytes were appended, ending at
 // log position end.
 func (l *Log) appended(end, n int64) {
+	l.tail.notify()
 	backlog := end - l.durablePos.Load()
 	switch {
 	case backlog >= l.cfg.FlushWatermark && backlog-n < l.cfg.FlushWatermark:
@@ -614,6 +642,7 @@ func (l *Log) Close() error {
 	active.Close() // no more reservations; rotate refuses from now on
 	l.rotateMu.Unlock()
 	l.retainMu.Unlock()
+	l.tail.notify() // Written followers see ErrClosed
 
 	// Drain: appenders that reserved before Close finish copying within
 	// moments; then one flush makes everything durable.

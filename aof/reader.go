@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"sort"
-	"time"
 
 	"github.com/aof2/aof2/segment"
 )
@@ -301,19 +300,13 @@ func (r *Reader) All() iter.Seq2[segment.Record, error] {
 	}
 }
 
-// Follow polling bounds for the Written level.
-const (
-	followMinPoll = time.Millisecond
-	followMaxPoll = 50 * time.Millisecond
-)
-
 // Follow returns an iterator over every record from seq from on, in order
 // and exactly once, that blocks for new records instead of stopping at the
 // frontier. At the Durable level it waits for the durable frontier to
 // advance, without asking for syncs of its own (the flush interval bounds
 // the wait; with Config.NoBackgroundFlush or StopFlusher, records become
-// visible only when something else flushes). At the Written level it polls,
-// backing off from 1 ms to 50 ms while nothing new arrives.
+// visible only when something else flushes). At the Written level it is
+// woken by the appends themselves.
 //
 // Each record is yielded with a nil error; its Payload is valid until the
 // next iteration (zero-copy; opts as for NewReader). The iteration ends
@@ -330,8 +323,6 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 			return
 		}
 		defer r.Close()
-		var timer *time.Timer
-		poll := followMinPoll
 		done := ctx.Done()
 		for {
 			for r.Next() {
@@ -344,7 +335,6 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 				if !yield(r.Record(), nil) {
 					return
 				}
-				poll = followMinPoll
 			}
 			if err := r.Err(); err != nil {
 				yield(segment.Record{}, err)
@@ -354,21 +344,24 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 				yield(segment.Record{}, err)
 				return
 			}
+			var err error
 			if level == Durable {
 				err = l.pipe.WaitAdvance(ctx, r.seq)
-			} else {
-				if timer == nil {
-					timer = time.NewTimer(poll)
-					defer timer.Stop()
-				} else {
-					timer.Reset(poll)
+			} else if ch := l.tail.arm(); r.Next() {
+				// Published between the last look and arming.
+				l.tail.disarm()
+				if !yield(r.Record(), nil) {
+					return
 				}
+			} else if r.Err() != nil {
+				l.tail.disarm() // reported at the top of the loop
+			} else {
 				select {
-				case <-timer.C:
+				case <-ch:
 				case <-done:
 					err = ctx.Err()
 				}
-				poll = min(2*poll, followMaxPoll)
+				l.tail.disarm()
 			}
 			if err != nil {
 				yield(segment.Record{}, err)

@@ -229,6 +229,7 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 	active := l.active.Load()
 	active.Close()
 	active.WaitPublished()
+	defer l.tail.notify() // Written followers look again
 	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (uint64, error) {
 		l.cutGen.Add(1) // odd: readers wait for the cut to end
 		defer l.cutGen.Add(1)

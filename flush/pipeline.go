@@ -40,6 +40,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/aof2/aof2/internal/wake"
 )
 
 // ErrFailed is wrapped by every error of a log that fail-stopped after a
@@ -103,10 +105,10 @@ type Pipeline struct {
 
 	// waiters is woken when the next flush to start ends: group-commit
 	// waiters register on it, then ask for a flush.
-	waiters wakeup
+	waiters wake.Broadcast
 	// advance is woken whenever the durable frontier advances, the
 	// pipeline fails or it closes (see WaitAdvance).
-	advance wakeup
+	advance wake.Broadcast
 
 	pending    atomic.Uint32 // requested reasons, as bits
 	kick       chan struct{}
@@ -173,7 +175,7 @@ func (p *Pipeline) stopLocked() {
 	close(p.stop)
 	<-p.done
 	p.running.Store(false)
-	p.waiters.wake()
+	p.waiters.Wake()
 }
 
 // Close stops the pipeline for good: it stops the goroutine, waits for a
@@ -187,43 +189,9 @@ func (p *Pipeline) Close(err error) {
 	p.closed.Store(&err)
 	<-p.lock
 	p.runMu.Unlock()
-	p.waiters.wake()
-	p.advance.wake()
+	p.waiters.Wake()
+	p.advance.Wake()
 }
-
-// wakeup is a broadcast that can be waited on again and again: a waiter
-// takes the current channel, looks at the state, then waits; wake closes
-// the channel and installs a fresh one, so whoever took it looks again.
-type wakeup struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-// current returns the channel the next wake closes.
-func (w *wakeup) current() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
-
-// detach installs a fresh channel and returns the previous one, for the
-// caller to close when it is done (see flushLocked).
-func (w *wakeup) detach() chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ch := w.ch
-	if ch == nil {
-		ch = make(chan struct{})
-	}
-	w.ch = make(chan struct{})
-	return ch
-}
-
-// wake wakes everyone who took the current channel.
-func (w *wakeup) wake() { close(w.detach()) }
 
 // Request asks the background goroutine for a flush for reason r. It never
 // blocks and costs one atomic OR and a channel poll.
@@ -352,7 +320,7 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	// (Returning early without waking them loses a wake-up: a waiter may
 	// have registered after the flush that made its record durable
 	// started, and asked for this one.)
-	defer close(p.waiters.detach())
+	defer close(p.waiters.Detach())
 	return p.flushHeld(ctx, r, m)
 }
 
@@ -368,18 +336,18 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 		return ctx.Err()
 	}
 	defer func() { <-p.lock }()
-	defer close(p.waiters.detach())
+	defer close(p.waiters.Detach())
 	if err := p.flushHeld(ctx, r, ModeSync); err != nil {
 		return err
 	}
 	durable, err := fn()
 	if err != nil {
 		p.failed.CompareAndSwap(nil, &FailError{Cause: err, Durable: p.durable.Load()})
-		p.advance.wake()
+		p.advance.Wake()
 		return p.Err()
 	}
 	p.durable.Store(durable)
-	p.advance.wake()
+	p.advance.Wake()
 	return nil
 }
 
@@ -403,11 +371,11 @@ func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
 	if err != nil {
 		f := &FailError{Cause: err, Durable: p.durable.Load()}
 		p.failed.CompareAndSwap(nil, f)
-		p.advance.wake()
+		p.advance.Wake()
 		return p.Err()
 	}
 	if advanced {
-		p.advance.wake()
+		p.advance.Wake()
 	}
 	return nil
 }
@@ -433,7 +401,7 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 	for {
 		// Register first, then look: a flush or Stop that ends after
 		// this point wakes the channel.
-		ch := p.waiters.current()
+		ch := p.waiters.Current()
 		if seq < p.durable.Load() {
 			return nil
 		}
@@ -480,7 +448,7 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 // *FailError if the log failed, the Close error if it closed, and ctx's
 // error if ctx ends first.
 //
-// It does not wait on the group-commit wakeup (waiters): that one is
+// It does not wait on the group-commit broadcast (waiters): that one is
 // closed when the next flush to *start* ends, so a waiter that registers
 // while the last flush runs, and looks before that flush stores the new
 // frontier, would sleep until some later flush, which on an idle log never
@@ -489,7 +457,7 @@ func (p *Pipeline) WaitAdvance(ctx context.Context, past uint64) error {
 	for {
 		// Register first, then look: a frontier stored after this
 		// point closes ch.
-		ch := p.advance.current()
+		ch := p.advance.Current()
 		if p.durable.Load() > past {
 			return nil
 		}
