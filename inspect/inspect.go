@@ -1,0 +1,184 @@
+// Package inspect is a read-only view of an aof2 log directory, for tools
+// (cmd/aof) that look at a log while a writer may be appending to it.
+//
+// # What it never does
+//
+// It never writes to the log directory, never creates a file there, and
+// never takes DIR/LOCK: the writer's flock stays where it is. Segment files
+// are opened read-only and mapped read-only and shared, so bytes the writer
+// writes with pwrite are seen at once (the page cache is shared). Every
+// record returned has had its checksum verified.
+//
+// # Following a live log
+//
+// A writer appends to the last segment and, when it is full, activates the
+// next one (header written, file renamed into segments/) and seals the full
+// one later, once its last bytes are durable. A Reader therefore moves on
+// from a segment as soon as the next segment's base sequence number is the
+// one it wants next (density of sequence numbers proves the segment before
+// holds nothing more), or once the segment is sealed and read to its
+// footer's data end. It reads frames incrementally from where it stopped, so
+// polling costs one frame-header check when nothing is new.
+//
+// # Concurrency
+//
+// A Reader, a Dir and a Survey are for one goroutine each. Payloads returned
+// by a Reader are copies owned by the caller.
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
+)
+
+// Names inside a log directory (see aof/recover.go).
+const (
+	LockFile    = "LOCK"
+	DurableFile = "DURABLE"
+	SegmentsDir = "segments"
+)
+
+// ErrNotLog is wrapped when a directory does not look like an aof2 log.
+var ErrNotLog = errors.New("not an aof2 log directory")
+
+// ErrTornTail is wrapped by the error a Reader reports when it stopped at
+// bytes that are not a complete record and that no later record vouches
+// were durable: what the writer truncates when it opens the log (or, on a
+// live log, a write still in progress).
+var ErrTornTail = errors.New("torn tail")
+
+// File is one segment file of a log, as named on disk.
+type File struct {
+	Name    string // file name in DIR/segments
+	Index   uint64 // segment index from the name
+	BaseSeq uint64 // base sequence number from the name
+}
+
+// Dir is a listing of a log directory.
+type Dir struct {
+	Path     string // the log directory
+	SegPath  string // DIR/segments
+	Files    []File // segment files, by index
+	Prepared []string
+	// Mark is DIR/DURABLE as decoded, when HasMark. MarkErr says why a
+	// DURABLE file that exists could not be used.
+	Mark    segment.DurableMark
+	HasMark bool
+	MarkErr error
+
+	fs vfs.FS
+}
+
+// List reads the directory of the log at path. It fails with an error
+// wrapping ErrNotLog when path has no segments directory.
+func List(fsys vfs.FS, path string) (*Dir, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("log directory %s: %w", path, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s: %w: it is a file; give the directory the log was opened with (the one holding %s/)", path, ErrNotLog, SegmentsDir)
+	}
+	d := &Dir{Path: path, SegPath: filepath.Join(path, SegmentsDir), fs: fsys}
+	names, err := fsys.ReadDir(d.SegPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w: no %s/ directory in it; give the directory the log was opened with", path, ErrNotLog, SegmentsDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", d.SegPath, err)
+	}
+	for _, name := range names {
+		if strings.HasSuffix(name, segment.TempSuffix) {
+			d.Prepared = append(d.Prepared, name)
+			continue
+		}
+		if index, base, ok := segment.ParseName(name); ok {
+			d.Files = append(d.Files, File{Name: name, Index: index, BaseSeq: base})
+		}
+	}
+	sort.Slice(d.Files, func(i, j int) bool { return d.Files[i].Index < d.Files[j].Index })
+	d.Mark, d.HasMark, d.MarkErr = readMark(fsys, filepath.Join(path, DurableFile))
+	return d, nil
+}
+
+// readMark reads DIR/DURABLE. A missing file is no mark and no error.
+func readMark(fsys vfs.FS, path string) (segment.DurableMark, bool, error) {
+	f, err := fsys.OpenReadOnly(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return segment.DurableMark{}, false, nil
+	}
+	if err != nil {
+		return segment.DurableMark{}, false, err
+	}
+	defer f.Close()
+	var b [segment.DurableMarkSize + 1]byte
+	n, _ := f.ReadAt(b[:], 0)
+	m, err := segment.DecodeDurableMark(b[:n])
+	if err != nil {
+		return segment.DurableMark{}, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, true, nil
+}
+
+// Vouched returns the offset the DURABLE mark vouches for in the segment
+// with the given index, or 0.
+func (d *Dir) Vouched(index uint64) int64 {
+	if d.HasMark && d.Mark.Index == index {
+		return d.Mark.Offset
+	}
+	return 0
+}
+
+// FirstRetained returns the sequence number of the first record the log
+// still holds. This is the one place that decides it: today, the base
+// sequence number of the first segment file (1 for an empty log). When
+// retention lands (TruncateFront and its DIR/FRONT file), read that file
+// here.
+func (d *Dir) FirstRetained() uint64 {
+	if len(d.Files) == 0 {
+		return 1
+	}
+	return d.Files[0].BaseSeq
+}
+
+// Writer says whether a process holds the log's lock (DIR/LOCK), found in
+// /proc/locks without touching the lock. pid is the holder's process id as
+// the kernel reports it. ok is false when that cannot be told (no
+// /proc/locks, no LOCK file).
+func (d *Dir) Writer() (pid int, held, ok bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(d.Path, LockFile), &st); err != nil {
+		return 0, false, errors.Is(err, fs.ErrNotExist)
+	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0, false, false
+	}
+	dev := uint64(st.Dev)
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(dev), unix.Minor(dev), st.Ino)
+	for line := range strings.Lines(string(b)) {
+		// "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; lines of
+		// blocked waiters carry "->" after the number.
+		f := strings.Fields(line)
+		if len(f) > 2 && f[1] == "->" {
+			continue
+		}
+		if len(f) < 6 || f[1] != "FLOCK" || f[5] != want {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[4])
+		return pid, true, true
+	}
+	return 0, false, true
+}

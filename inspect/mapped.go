@@ -1,0 +1,174 @@
+package inspect
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
+)
+
+// ErrNoHeader is wrapped when a segment file's header is all zeros: it was
+// created but its header never reached the disk (the writer removes such
+// a file when it opens the log, if nothing after it is durable).
+var ErrNoHeader = segment.ErrNoHeader
+
+// mapped is one segment file mapped read-only, decoded with the pure
+// functions of segment/format.go. It never writes.
+type mapped struct {
+	file  File
+	path  string
+	f     vfs.File
+	data  []byte // read-only shared mapping of [0, hdr.Size)
+	hdr   segment.Header
+	limit int64 // segment.DataLimit(hdr.Size)
+
+	sealed bool
+	footer segment.Footer
+	// trailerErr is set when the file carries a trailer or footer that
+	// fails its checks (damage, or a crash during seal).
+	trailerErr error
+}
+
+// openMapped opens and maps one segment file and checks its header against
+// its name. A file shorter than its header says is an error: mapping past
+// the end of a file faults, and only the writer extends such a file.
+func openMapped(fsys vfs.FS, segDir string, file File) (_ *mapped, err error) {
+	path := filepath.Join(segDir, file.Name)
+	f, err := fsys.OpenReadOnly(path)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	m := &mapped{file: file, path: path, f: f}
+	defer func() {
+		if err != nil {
+			m.close()
+		}
+	}()
+	var hb [segment.HeaderSize]byte
+	if n, _ := f.ReadAt(hb[:], 0); n == len(hb) && hb == ([segment.HeaderSize]byte{}) {
+		return nil, fmt.Errorf("%s: %w (created, header never written)", file.Name, ErrNoHeader)
+	}
+	hdr, err := segment.DecodeHeader(hb[:])
+	if err != nil {
+		return nil, fmt.Errorf("%s offset 0: %w", file.Name, err)
+	}
+	if hdr.Index != file.Index || hdr.BaseSeq != file.BaseSeq {
+		return nil, fmt.Errorf("%w: %s offset 0: header says index %d base seq %d, the name says otherwise", segment.ErrCorrupt, file.Name, hdr.Index, hdr.BaseSeq)
+	}
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file.Name, err)
+	}
+	if size < hdr.Size {
+		return nil, fmt.Errorf("%w: %s is %d bytes, its header says %d (cut or copied short?)", segment.ErrCorrupt, file.Name, size, hdr.Size)
+	}
+	m.hdr = hdr
+	m.limit = segment.DataLimit(hdr.Size)
+	if m.data, err = f.MapReadOnly(int(hdr.Size)); err != nil {
+		return nil, fmt.Errorf("%s: %w", file.Name, err)
+	}
+	m.checkSealed()
+	return m, nil
+}
+
+func (m *mapped) close() error {
+	err := vfs.Unmap(m.data)
+	m.data = nil
+	return errors.Join(err, m.f.Close())
+}
+
+// checkSealed reads the trailer and footer, if any. A writer seals a
+// segment after it was read for a while, so followers call it again.
+func (m *mapped) checkSealed() bool {
+	if m.sealed {
+		return true
+	}
+	t, ok, err := segment.DecodeTrailer(m.data[m.hdr.Size-segment.TrailerSize:])
+	if err != nil {
+		m.trailerErr = fmt.Errorf("offset %d: %w", m.hdr.Size-segment.TrailerSize, err)
+		return false
+	}
+	if !ok {
+		return false
+	}
+	if t.FooterOffset < segment.HeaderSize || t.FooterLen < segment.FooterSize(0) ||
+		t.FooterOffset+t.FooterLen > m.hdr.Size-segment.TrailerSize {
+		m.trailerErr = fmt.Errorf("%w: offset %d: trailer points at a footer [%d, +%d) outside the file", segment.ErrCorrupt, m.hdr.Size-segment.TrailerSize, t.FooterOffset, t.FooterLen)
+		return false
+	}
+	f, err := segment.DecodeFooter(m.data[t.FooterOffset : t.FooterOffset+t.FooterLen])
+	if err == nil && (f.FirstSeq != m.hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > m.limit) {
+		err = fmt.Errorf("%w: footer: first seq %d, data end %d do not fit the header (base %d) and trailer", segment.ErrCorrupt, f.FirstSeq, f.DataEnd, m.hdr.BaseSeq)
+	}
+	if err != nil {
+		m.trailerErr = fmt.Errorf("offset %d: %w", t.FooterOffset, err)
+		return false
+	}
+	m.trailerErr = nil
+	m.sealed, m.footer = true, f
+	return true
+}
+
+// frameStatus says what frameAt found.
+type frameStatus uint8
+
+const (
+	frameOK    frameStatus = iota
+	frameEmpty             // zeros: nothing written here (yet)
+	frameBad               // bytes that are not the expected complete frame
+)
+
+// frameAt decodes and verifies the frame at off, which must hold seq.
+// payload is a slice of the mapping.
+func (m *mapped) frameAt(off int64, seq uint64) (h segment.FrameHeader, payload []byte, next int64, st frameStatus, err error) {
+	if off+segment.FrameHeaderSize > m.limit {
+		return h, nil, off, frameEmpty, nil
+	}
+	b := m.data[off : off+segment.FrameHeaderSize]
+	if bytes.Equal(b, zeroFrameHeader[:]) {
+		return h, nil, off, frameEmpty, nil
+	}
+	h = segment.DecodeFrameHeader(b)
+	if h.Seq != seq || h.Hint < segment.HeaderSize || h.Hint > off || off+segment.FrameSize(int(h.Len)) > m.limit {
+		return h, nil, off, frameBad, fmt.Errorf("%w: %s offset %d: no valid frame for seq %d (header says seq %d, length %d, hint %d)",
+			segment.ErrCorrupt, m.file.Name, off, seq, h.Seq, h.Len, h.Hint)
+	}
+	payload, err = segment.VerifyFrame(m.data[off:m.limit], h)
+	if err != nil {
+		return h, nil, off, frameBad, fmt.Errorf("%s offset %d: %w", m.file.Name, off, err)
+	}
+	return h, payload, off + segment.FrameSize(int(h.Len)), frameOK, nil
+}
+
+var zeroFrameHeader [segment.FrameHeaderSize]byte
+
+// seek returns the offset of the frame holding seq, walking frame lengths
+// (without checksums; reading verifies) from the nearest footer index entry
+// of a sealed segment, or from the header. ok is false when the walk meets
+// bytes that are not a plausible frame before reaching seq.
+func (m *mapped) seek(seq uint64) (off int64, at uint64, ok bool) {
+	off, at = segment.HeaderSize, m.hdr.BaseSeq
+	if m.sealed {
+		for _, e := range m.footer.Index {
+			if e.Seq > seq {
+				break
+			}
+			off, at = e.Offset, e.Seq
+		}
+	}
+	for at < seq {
+		if off+segment.FrameHeaderSize > m.limit {
+			return off, at, false
+		}
+		h := segment.DecodeFrameHeader(m.data[off:])
+		if h.Seq != at || h.Hint < segment.HeaderSize || h.Hint > off || off+segment.FrameSize(int(h.Len)) > m.limit {
+			return off, at, false
+		}
+		off += segment.FrameSize(int(h.Len))
+		at++
+	}
+	return off, at, true
+}

@@ -1,0 +1,243 @@
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/aof2/aof2/segment"
+)
+
+// Problem is one thing Verify found wrong.
+type Problem struct {
+	File   string // segment file (or DIR/DURABLE)
+	Offset int64  // where in it; -1 when the problem is the whole file
+	// Torn is true for what a crash leaves and the writer's recovery
+	// repairs without losing anything that was durable: a torn tail, a
+	// segment whose header never reached the disk, a segment after a
+	// torn tail holding nothing durable. False means corruption.
+	Torn bool
+	Err  error
+}
+
+func (p Problem) String() string {
+	kind := "CORRUPT"
+	if p.Torn {
+		kind = "torn"
+	}
+	if p.Offset < 0 {
+		return fmt.Sprintf("%s: %s: %v", kind, p.File, p.Err)
+	}
+	return fmt.Sprintf("%s: %s offset %d: %v", kind, p.File, p.Offset, p.Err)
+}
+
+// VerifyResult is what Verify checked and found.
+type VerifyResult struct {
+	Segments int    // segment files checked
+	Sealed   int    // of which sealed
+	Records  uint64 // good records
+	Bytes    int64  // record bytes checked (frames, headers included)
+	Problems []Problem
+	// Infos holds each segment as surveyed while verifying.
+	Infos []SegmentInfo
+}
+
+// Corrupt reports whether a problem is corruption (not a torn tail).
+func (v VerifyResult) Corrupt() bool {
+	for _, p := range v.Problems {
+		if !p.Torn {
+			return true
+		}
+	}
+	return false
+}
+
+// Progress is told, now and then, how many bytes of how many were checked.
+type Progress func(done, total int64)
+
+// Verify checks every byte of record data in the log with its checksum:
+// every frame of every sealed segment (from the header to the footer's
+// data end, plus the footer's record count, data checksum and sparse
+// index), and every unsealed segment with the writer's own scan, which
+// tells a torn tail from corruption. It also checks that segments follow
+// each other (indexes and sequence numbers without gaps) and that a
+// DURABLE file, if present, decodes. progress may be nil.
+func Verify(d *Dir, progress Progress) VerifyResult {
+	var v VerifyResult
+	total := int64(0)
+	for _, f := range d.Files {
+		if st, err := os.Stat(filepath.Join(d.SegPath, f.Name)); err == nil {
+			total += st.Size()
+		}
+	}
+	var done int64
+	report := func(n int64) {
+		done += n
+		if progress != nil {
+			progress(min(done, total), total)
+		}
+	}
+	if d.MarkErr != nil {
+		v.Problems = append(v.Problems, Problem{File: DurableFile, Offset: -1,
+			Err: fmt.Errorf("%w (the writer ignores a mark that fails its checks, and removes it when it opens the log)", d.MarkErr)})
+	}
+	for i, f := range d.Files {
+		before := done
+		info, probs, n := verifySegment(d, f, report)
+		v.Infos = append(v.Infos, info)
+		v.Problems = append(v.Problems, probs...)
+		v.Segments++
+		if info.Sealed {
+			v.Sealed++
+		}
+		v.Records += info.Records
+		v.Bytes += n
+		if st, err := os.Stat(filepath.Join(d.SegPath, f.Name)); err == nil {
+			report(before + st.Size() - done)
+		}
+		if i > 0 && f.Index != d.Files[i-1].Index+1 {
+			v.Problems = append(v.Problems, Problem{File: f.Name, Offset: -1,
+				Err: fmt.Errorf("%w: segment %d follows segment %d: the segments in between are missing", segment.ErrCorrupt, f.Index, d.Files[i-1].Index)})
+		}
+	}
+	v.Problems = append(v.Problems, continuity(v.Infos)...)
+	sort.SliceStable(v.Problems, func(i, j int) bool { return v.Problems[i].File < v.Problems[j].File })
+	return v
+}
+
+// continuity checks that each segment starts where the one before ends.
+// A segment after a torn tail that holds nothing durable is what a crash
+// leaves (the writer removes it); one that holds durable records is
+// corruption.
+func continuity(infos []SegmentInfo) []Problem {
+	var probs []Problem
+	for i := 1; i < len(infos); i++ {
+		prev, s := infos[i-1], infos[i]
+		if prev.Err != nil || s.Err != nil || s.BaseSeq == prev.BaseSeq+prev.Records {
+			continue
+		}
+		durable := false
+		for _, later := range infos[i:] {
+			durable = durable || later.Sealed || later.DurableEnd > segment.HeaderSize
+		}
+		err := fmt.Errorf("%w: starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, s.BaseSeq, prev.Name, prev.BaseSeq+prev.Records)
+		if !durable && !prev.Sealed {
+			err = fmt.Errorf("starts at seq %d, but %s ends before seq %d; nothing in it or after it is proven durable: the writer removes it when it opens the log", s.BaseSeq, prev.Name, prev.BaseSeq+prev.Records)
+		}
+		probs = append(probs, Problem{File: s.Name, Offset: -1, Torn: !durable && !prev.Sealed, Err: err})
+		break
+	}
+	return probs
+}
+
+// verifySegment checks one segment file and returns what it found and how
+// many record bytes it checked.
+func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem, int64) {
+	m, err := openMapped(d.fs, d.SegPath, f)
+	if err != nil {
+		info := SegmentInfo{File: f, Err: err}
+		p := Problem{File: f.Name, Offset: 0, Err: err}
+		if errors.Is(err, ErrNoHeader) {
+			p.Torn = f.Index == d.Files[len(d.Files)-1].Index
+			p.Err = fmt.Errorf("%w; the writer removes this file when it opens the log, if nothing after it is durable", err)
+		}
+		return info, []Problem{p}, 0
+	}
+	defer m.close()
+	_ = unix.Madvise(m.data, unix.MADV_SEQUENTIAL)
+	var probs []Problem
+	if m.trailerErr != nil {
+		probs = append(probs, Problem{File: f.Name, Offset: m.hdr.Size - segment.TrailerSize,
+			Err: fmt.Errorf("sealed segment's trailer or footer fails its checks (the writer then scans the segment and seals it again): %w", m.trailerErr)})
+	}
+	if !m.sealed {
+		info := survey(d, f)
+		if info.Err != nil {
+			return info, append(probs, Problem{File: f.Name, Offset: 0, Err: info.Err}), 0
+		}
+		switch {
+		case info.Corrupt != nil:
+			probs = append(probs, Problem{File: f.Name, Offset: info.End, Err: info.Corrupt})
+		case info.Garbage > 0:
+			probs = append(probs, Problem{File: f.Name, Offset: info.End, Torn: true,
+				Err: fmt.Errorf("torn tail: %d bytes after the last good record (seq %d) that no later record vouches were durable; the writer zeroes them when it opens the log (on a live log: possibly a write in progress)",
+					info.Garbage, info.LastSeq())})
+		}
+		return info, probs, info.End - segment.HeaderSize
+	}
+	info, sealedProbs := verifySealed(m, progress)
+	return info, append(probs, sealedProbs...), info.End - segment.HeaderSize
+}
+
+// progressStep is how many bytes verifySealed checks between progress
+// reports.
+const progressStep = 8 << 20
+
+// verifySealed walks every frame of a sealed segment and checks it against
+// its checksum and the footer. After a bad frame it resumes at the next
+// sparse index entry, so one bad record does not hide the rest.
+func verifySealed(m *mapped, progress func(int64)) (SegmentInfo, []Problem) {
+	ft := m.footer
+	info := SegmentInfo{File: m.file, Header: m.hdr, Sealed: true, End: ft.DataEnd, DurableEnd: ft.DataEnd}
+	var probs []Problem
+	bad := func(off int64, err error) {
+		probs = append(probs, Problem{File: m.file.Name, Offset: off, Err: err})
+	}
+	off, seq := int64(segment.HeaderSize), m.hdr.BaseSeq
+	next := 0 // next index entry to meet
+	lastReport := off
+	var good uint64
+	for off < ft.DataEnd {
+		for next < len(ft.Index) && ft.Index[next].Offset < off {
+			bad(ft.Index[next].Offset, fmt.Errorf("%w: footer index entry for seq %d points inside a frame", segment.ErrCorrupt, ft.Index[next].Seq))
+			next++
+		}
+		if next < len(ft.Index) && ft.Index[next].Offset == off {
+			if ft.Index[next].Seq != seq {
+				bad(off, fmt.Errorf("%w: footer index says seq %d starts here, the frames say %d", segment.ErrCorrupt, ft.Index[next].Seq, seq))
+			}
+			next++
+		}
+		_, _, n, st, err := m.frameAt(off, seq)
+		if st == frameEmpty {
+			err = fmt.Errorf("%w: zeros where the footer says records are (seq %d expected)", segment.ErrCorrupt, seq)
+		}
+		if err == nil && n > ft.DataEnd {
+			err = fmt.Errorf("%w: frame of seq %d runs past the footer's data end %d", segment.ErrCorrupt, seq, ft.DataEnd)
+		}
+		if err != nil {
+			bad(off, err)
+			// Resume at the next index entry past the bad frame.
+			for next < len(ft.Index) && ft.Index[next].Offset <= off {
+				next++
+			}
+			if next == len(ft.Index) {
+				break
+			}
+			off, seq = ft.Index[next].Offset, ft.Index[next].Seq
+			continue
+		}
+		good++
+		off, seq = n, seq+1
+		if off-lastReport >= progressStep {
+			progress(off - lastReport)
+			lastReport = off
+		}
+	}
+	progress(off - lastReport)
+	info.Records, info.DurableRecords = good, good
+	if len(probs) == 0 {
+		if seq-m.hdr.BaseSeq != ft.Count {
+			bad(-1, fmt.Errorf("%w: footer says %d records, the frames hold %d", segment.ErrCorrupt, ft.Count, seq-m.hdr.BaseSeq))
+		}
+		if sum := xxhash.Sum64(m.data[segment.HeaderSize:ft.DataEnd]); sum != ft.DataSum {
+			bad(-1, fmt.Errorf("%w: data checksum %016x, the footer says %016x", segment.ErrCorrupt, sum, ft.DataSum))
+		}
+	}
+	return info, probs
+}
