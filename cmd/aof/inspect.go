@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/aof2/aof2/inspect"
+	"github.com/aof2/aof2/segment"
+)
+
+func inspectCommand() command {
+	return command{
+		name:    "inspect",
+		args:    "DIR",
+		summary: "table of segments: base seq, records, bytes, sealed, durable",
+		detail: `Prints one line per segment file: its index, first and last sequence number, records,
+record bytes (frames from the header to the end of the last good record), whether it is
+sealed, and how many of its records are proven durable. A sealed segment is durable as a
+whole (its footer is trusted, as the writer's recovery does). An unsealed segment is scanned
+with the writer's own scan: a record is proven durable when a later record's durable hint,
+or the DURABLE mark a clean Close leaves, vouches for it; the rest were written (they are in
+the file) but nothing on disk proves they were synced yet.
+
+Also shows whether a writer holds DIR/LOCK (read from /proc/locks, without touching the
+lock), the DURABLE mark, and the first retained sequence number. Torn tails and corruption
+found by the scans are listed under the table; exit status 1 if there is corruption.`,
+		flags: func(*flag.FlagSet) func(*env, []string) int {
+			return func(e *env, args []string) int { return e.inspect(args[0]) }
+		},
+	}
+}
+
+func (e *env) inspect(path string) int {
+	d, code := e.openDir("inspect", path)
+	if d == nil {
+		return code
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "log:            %s\n", d.Path)
+	switch pid, held, ok := d.Writer(); {
+	case !ok:
+		fmt.Fprintf(w, "writer:         unknown (cannot read /proc/locks)\n")
+	case held:
+		fmt.Fprintf(w, "writer:         running, pid %d holds %s (the unsealed tail may grow while you look)\n", pid, inspect.LockFile)
+	default:
+		fmt.Fprintf(w, "writer:         none holds %s\n", inspect.LockFile)
+	}
+	switch {
+	case d.MarkErr != nil:
+		fmt.Fprintf(w, "durable mark:   unusable: %v\n", d.MarkErr)
+	case d.HasMark:
+		fmt.Fprintf(w, "durable mark:   segment %d durable up to offset %d (left by the last clean Close)\n", d.Mark.Index, d.Mark.Offset)
+	default:
+		fmt.Fprintf(w, "durable mark:   none (a clean Close leaves one; Open removes it)\n")
+	}
+	infos := inspect.Survey(d)
+	first := d.FirstRetained()
+	next := first
+	if n := len(infos); n > 0 && infos[n-1].Err == nil {
+		next = infos[n-1].BaseSeq + infos[n-1].Records
+	}
+	fmt.Fprintf(w, "records:        seq %d to %d (%d)\n", first, next-1, next-first)
+	if len(d.Prepared) > 0 {
+		fmt.Fprintf(w, "prepared:       %d segment file(s) made ahead of time, not yet in use\n", len(d.Prepared))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "SEGMENT\tBASE SEQ\tLAST SEQ\tRECORDS\tBYTES\tSEALED\tDURABLE\tFILE\n")
+	var notes []string
+	corrupt := false
+	for _, s := range infos {
+		if s.Err != nil {
+			fmt.Fprintf(tw, "%d\t%d\t-\t-\t-\t-\t-\t%s\n", s.Index, s.BaseSeq, s.Name)
+			if errors.Is(s.Err, inspect.ErrNoHeader) {
+				notes = append(notes, fmt.Sprintf("segment %d: %v (a crash right after it was created; the writer removes it when it opens the log)", s.Index, s.Err))
+			} else {
+				corrupt = true
+				notes = append(notes, fmt.Sprintf("segment %d: %v", s.Index, s.Err))
+			}
+			continue
+		}
+		last := "-"
+		if s.Records > 0 {
+			last = fmt.Sprint(s.LastSeq())
+		}
+		sealed, durable := "no", "all"
+		if s.Sealed {
+			sealed = "yes"
+		} else if s.DurableRecords < s.Records {
+			durable = fmt.Sprintf("%d +%d unproven", s.DurableRecords, s.Records-s.DurableRecords)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Index, s.BaseSeq, last, s.Records, s.End-segment.HeaderSize, sealed, durable, s.Name)
+		switch {
+		case s.Corrupt != nil:
+			corrupt = true
+			notes = append(notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Corrupt))
+		case s.Garbage > 0:
+			notes = append(notes, fmt.Sprintf("segment %d: torn tail: %d bytes at offset %d that are not a complete record and that nothing vouches were durable (the writer zeroes them when it opens the log; on a live log, maybe a write in progress)", s.Index, s.Garbage, s.End))
+		}
+	}
+	tw.Flush()
+	if len(infos) == 0 {
+		fmt.Fprintf(w, "(no segment files yet)\n")
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+	if corrupt {
+		e.errorf("inspect", "corruption found; run `aof verify %s` for every problem with file and offset", path)
+		return exitCorrupt
+	}
+	return exitOK
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/aof2/aof2/inspect"
+	"github.com/aof2/aof2/segment"
+)
+
+func tailCommand() command {
+	return command{
+		name:    "tail",
+		args:    "DIR [-n N] [-f] [--format text|hex|json]",
+		summary: "print the last records; -f follows new ones as a writer appends",
+		detail: `Prints the last -n records (default 10) in the formats of aof dump. With -f it keeps
+going: it prints records as a writer appends them, across rollovers to new segments, until
+interrupted. It looks at the log again after 1 ms when nothing came, backing off to 100 ms
+while the log stays idle; a look reads one frame header and lists DIR/segments/.
+
+Records are shown once they are written to the segment file (the writer's flusher writes
+them with pwrite), before they are proven durable.`,
+		flags: func(fs *flag.FlagSet) func(*env, []string) int {
+			o := outputFlags(fs)
+			n := fs.Uint64("n", 10, "print the last `N` records")
+			follow := fs.Bool("f", false, "follow: keep printing new records until interrupted")
+			return func(e *env, args []string) int { return e.tail(args[0], *n, *follow, o) }
+		},
+	}
+}
+
+func (e *env) tail(path string, n uint64, follow bool, o output) int {
+	p, ok := e.newPrinter("tail", o)
+	if !ok {
+		return exitUsage
+	}
+	d, code := e.openDir("tail", path)
+	if d == nil {
+		return code
+	}
+	first, next := span(d)
+	from := first
+	if next-first > n {
+		from = next - n
+	}
+	r, err := inspect.NewReader(e.fs, path, from)
+	if err != nil {
+		e.errorf("tail", "%v", err)
+		return exitError
+	}
+	defer r.Close()
+	wait := e.pollMin
+	for {
+		got := false
+		for r.Next() {
+			got = true
+			if err := p.print(r.Record()); err != nil {
+				return e.writeErr("tail", err)
+			}
+		}
+		if err := p.w.Flush(); err != nil {
+			return e.writeErr("tail", err)
+		}
+		err := r.Err()
+		if !follow {
+			return e.readErr("tail", path, err)
+		}
+		// Following: a torn tail may be a write in progress; wait.
+		// Corruption and errors end it.
+		if err != nil && !errors.Is(err, inspect.ErrTornTail) {
+			if errors.Is(err, segment.ErrCorrupt) {
+				return e.readErr("tail", path, err)
+			}
+			if !errors.Is(err, inspect.ErrNoHeader) {
+				e.errorf("tail", "%v", err)
+				return exitError
+			}
+		}
+		if got {
+			wait = e.pollMin
+		} else {
+			wait = min(2*wait, e.pollMax)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-e.ctx.Done():
+			t.Stop()
+			return exitOK
+		case <-t.C:
+		}
+	}
+}
