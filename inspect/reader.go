@@ -3,6 +3,8 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -143,32 +145,42 @@ func (r *Reader) moveOn() (bool, error) {
 	if r.m.checkSealed() && r.off < r.m.footer.DataEnd {
 		return false, nil // more data to read or bad bytes: the caller decides
 	}
-	d, err := List(r.fs, r.path)
-	if err != nil {
+	// The next segment, if it continues here, has a name known in
+	// advance: open it directly rather than list the directory (this runs
+	// on every poll of a follower).
+	segDir := filepath.Join(r.path, SegmentsDir)
+	want := File{Name: segment.Name(r.m.file.Index+1, r.seq), Index: r.m.file.Index + 1, BaseSeq: r.seq}
+	m, err := openMapped(r.fs, segDir, want)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if r.m.sealed {
+			return false, r.checkNext()
+		}
+		return false, nil
+	case errors.Is(err, ErrNoHeader):
+		return false, nil
+	case err != nil:
 		return false, err
 	}
-	for _, f := range d.Files {
-		if f.Index != r.m.file.Index+1 {
-			continue
-		}
-		if f.BaseSeq != r.seq {
-			if r.m.sealed {
-				return false, fmt.Errorf("%w: segment %s starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, f.Name, f.BaseSeq, r.m.file.Name, r.seq)
-			}
-			return false, nil
-		}
-		m, err := openMapped(r.fs, d.SegPath, f)
-		if errors.Is(err, ErrNoHeader) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		r.m.close()
-		r.m, r.off = m, segment.HeaderSize
-		return true, nil
+	r.m.close()
+	r.m, r.off = m, segment.HeaderSize
+	return true, nil
+}
+
+// checkNext reports the segment after a sealed one that does not start
+// where it ends: corruption (a writer activates the next segment at the
+// sequence number after the last one of the full segment).
+func (r *Reader) checkNext() error {
+	d, err := List(r.fs, r.path)
+	if err != nil {
+		return err
 	}
-	return false, nil
+	for _, f := range d.Files {
+		if f.Index == r.m.file.Index+1 {
+			return fmt.Errorf("%w: segment %s starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, f.Name, f.BaseSeq, r.m.file.Name, r.seq)
+		}
+	}
+	return nil
 }
 
 // classify tells a torn tail from corruption at the bytes where the reader
@@ -195,4 +207,35 @@ func (r *Reader) classify(ferr error) error {
 	}
 	return fmt.Errorf("%w: %s offset %d: %d bytes that are not a complete record (seq %d expected), and no later record vouches they were durable; the writer truncates them when it opens the log",
 		ErrTornTail, r.m.file.Name, r.off, res.Garbage, r.seq)
+}
+
+// Span returns the sequence numbers the log holds: [first, next). first
+// is FirstRetained; next follows the last good record of the last segment
+// with a header, found from a sealed segment's footer or by walking an
+// unsealed one's frames (verified) up to the first that is not complete.
+// Unlike Survey it reads only written frames, never the zeros after them.
+func (d *Dir) Span() (first, next uint64, err error) {
+	first = d.FirstRetained()
+	for i := len(d.Files) - 1; i >= 0; i-- {
+		m, err := openMapped(d.fs, d.SegPath, d.Files[i])
+		if errors.Is(err, ErrNoHeader) {
+			continue
+		}
+		if err != nil {
+			return first, first, err
+		}
+		defer m.close()
+		if m.sealed {
+			return first, max(first, m.hdr.BaseSeq+m.footer.Count), nil
+		}
+		off, seq := int64(segment.HeaderSize), m.hdr.BaseSeq
+		for {
+			_, _, n, st, _ := m.frameAt(off, seq)
+			if st != frameOK {
+				return first, max(first, seq), nil
+			}
+			off, seq = n, seq+1
+		}
+	}
+	return first, first, nil
 }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aof2/aof2/inspect"
+	"github.com/aof2/aof2/segment"
 )
 
 func dumpCommand() command {
@@ -155,18 +156,18 @@ func printable(b []byte) bool {
 	return true
 }
 
-// span returns the sequence numbers the log holds now: [first, next).
-func span(d *inspect.Dir) (first, next uint64) {
-	first = d.FirstRetained()
-	infos := inspect.Survey(d)
-	next = first
-	for i := len(infos) - 1; i >= 0; i-- {
-		if infos[i].Err == nil {
-			next = max(first, infos[i].BaseSeq+infos[i].Records)
-			break
+// span returns the sequence numbers the log holds now: [first, next), or
+// reports why it cannot (and the exit status).
+func (e *env) span(cmd string, d *inspect.Dir) (first, next uint64, code int) {
+	first, next, err := d.Span()
+	if err != nil {
+		e.errorf(cmd, "find the last record: %v\n  run `aof verify %s` for a full report", err, d.Path)
+		if errors.Is(err, segment.ErrCorrupt) {
+			return 0, 0, exitCorrupt
 		}
+		return 0, 0, exitError
 	}
-	return first, next
+	return first, next, exitOK
 }
 
 func (e *env) dump(path string, from, limit uint64, o output) int {
@@ -178,7 +179,10 @@ func (e *env) dump(path string, from, limit uint64, o output) int {
 	if d == nil {
 		return code
 	}
-	first, next := span(d)
+	first, next, code := e.span("dump", d)
+	if code != exitOK {
+		return code
+	}
 	switch {
 	case from == 0:
 		from = first

@@ -61,9 +61,9 @@ type env struct {
 	fs     vfs.FS
 	// term is true when stderr is a terminal (progress bars go there).
 	term bool
-	// pollMin and pollMax bound the backoff of tail -f between looks at
-	// the log when nothing new came.
-	pollMin, pollMax time.Duration
+	// tail -f looks at the log every pollMin while records come and for
+	// pollHot after the last one, then backs off, doubling, to pollMax.
+	pollMin, pollHot, pollMax time.Duration
 }
 
 // command is one subcommand.
@@ -85,7 +85,7 @@ func commands() []command {
 // the exit status. ctx ends tail -f.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, fs: vfs.Default, term: isTerminal(stderr),
-		pollMin: time.Millisecond, pollMax: 100 * time.Millisecond}
+		pollMin: time.Millisecond, pollHot: 200 * time.Millisecond, pollMax: 100 * time.Millisecond}
 	return e.run(args)
 }
 

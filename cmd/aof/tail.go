@@ -16,8 +16,9 @@ func tailCommand() command {
 		summary: "print the last records; -f follows new ones as a writer appends",
 		detail: `Prints the last -n records (default 10) in the formats of aof dump. With -f it keeps
 going: it prints records as a writer appends them, across rollovers to new segments, until
-interrupted. It looks at the log again after 1 ms when nothing came, backing off to 100 ms
-while the log stays idle; a look reads one frame header and lists DIR/segments/.
+interrupted. It looks at the log every 1 ms while records keep coming and for 200 ms after
+the last one, then backs off to one look per 100 ms while the log stays idle; a look reads
+one frame header and tries to open the next segment by name.
 
 Records are shown once they are written to the segment file (the writer's flusher writes
 them with pwrite), before they are proven durable.`,
@@ -39,7 +40,10 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 	if d == nil {
 		return code
 	}
-	first, next := span(d)
+	first, next, code := e.span("tail", d)
+	if code != exitOK {
+		return code
+	}
 	from := first
 	if next-first > n {
 		from = next - n
@@ -50,7 +54,7 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 		return exitError
 	}
 	defer r.Close()
-	wait := e.pollMin
+	wait, lastData := e.pollMin, time.Now()
 	for {
 		got := false
 		for r.Next() {
@@ -77,7 +81,12 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 				return exitError
 			}
 		}
+		// Look again at once while records keep coming (for pollHot
+		// after the last one), then back off while the log is idle.
 		if got {
+			lastData = time.Now()
+		}
+		if time.Since(lastData) < e.pollHot {
 			wait = e.pollMin
 		} else {
 			wait = min(2*wait, e.pollMax)
