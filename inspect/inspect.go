@@ -17,8 +17,10 @@
 // from a segment as soon as the next segment's base sequence number is the
 // one it wants next (density of sequence numbers proves the segment before
 // holds nothing more), or once the segment is sealed and read to its
-// footer's data end. It reads frames incrementally from where it stopped, so
-// polling costs one frame-header check when nothing is new.
+// footer's data end. It reads frames incrementally from where it stopped, and
+// opens the next segment by its predictable name, so a look when nothing is
+// new costs one frame-header check and one failed open (about 4 µs), against
+// 15-30 ms to rescan a full 64 MiB segment from its header.
 //
 // # Concurrency
 //

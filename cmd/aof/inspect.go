@@ -39,10 +39,11 @@ func (e *env) inspect(path string) int {
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "log:            %s\n", d.Path)
-	switch pid, held, ok := d.Writer(); {
+	pid, live, ok := d.Writer()
+	switch {
 	case !ok:
 		fmt.Fprintf(w, "writer:         unknown (cannot read /proc/locks)\n")
-	case held:
+	case live:
 		fmt.Fprintf(w, "writer:         running, pid %d holds %s (the unsealed tail may grow while you look)\n", pid, inspect.LockFile)
 	default:
 		fmt.Fprintf(w, "writer:         none holds %s\n", inspect.LockFile)
@@ -96,8 +97,10 @@ func (e *env) inspect(path string) int {
 		case s.Corrupt != nil:
 			corrupt = true
 			notes = append(notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Corrupt))
+		case s.Garbage > 0 && live:
+			notes = append(notes, fmt.Sprintf("segment %d: %d bytes at offset %d are not a complete record yet: most likely a write in progress (the writer is running)", s.Index, s.Garbage, s.End))
 		case s.Garbage > 0:
-			notes = append(notes, fmt.Sprintf("segment %d: torn tail: %d bytes at offset %d that are not a complete record and that nothing vouches were durable (the writer zeroes them when it opens the log; on a live log, maybe a write in progress)", s.Index, s.Garbage, s.End))
+			notes = append(notes, fmt.Sprintf("segment %d: torn tail: %d bytes at offset %d that are not a complete record and that nothing vouches were durable (the writer zeroes them when it opens the log)", s.Index, s.Garbage, s.End))
 		}
 	}
 	tw.Flush()
