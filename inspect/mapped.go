@@ -122,7 +122,8 @@ const (
 )
 
 // frameAt decodes and verifies the frame at off, which must hold seq.
-// payload is a slice of the mapping.
+// payload is a slice of the mapping. Errors do not name the file and
+// offset: callers add them.
 func (m *mapped) frameAt(off int64, seq uint64) (h segment.FrameHeader, payload []byte, next int64, st frameStatus, err error) {
 	if off+segment.FrameHeaderSize > m.limit {
 		return h, nil, off, frameEmpty, nil
@@ -133,12 +134,12 @@ func (m *mapped) frameAt(off int64, seq uint64) (h segment.FrameHeader, payload 
 	}
 	h = segment.DecodeFrameHeader(b)
 	if h.Seq != seq || h.Hint < segment.HeaderSize || h.Hint > off || off+segment.FrameSize(int(h.Len)) > m.limit {
-		return h, nil, off, frameBad, fmt.Errorf("%w: %s offset %d: no valid frame for seq %d (header says seq %d, length %d, hint %d)",
-			segment.ErrCorrupt, m.file.Name, off, seq, h.Seq, h.Len, h.Hint)
+		return h, nil, off, frameBad, fmt.Errorf("%w: no valid frame for seq %d (header says seq %d, length %d, hint %d)",
+			segment.ErrCorrupt, seq, h.Seq, h.Len, h.Hint)
 	}
 	payload, err = segment.VerifyFrame(m.data[off:m.limit], h)
 	if err != nil {
-		return h, nil, off, frameBad, fmt.Errorf("%s offset %d: %w", m.file.Name, off, err)
+		return h, nil, off, frameBad, err
 	}
 	return h, payload, off + segment.FrameSize(int(h.Len)), frameOK, nil
 }

@@ -187,7 +187,8 @@ func (r *Reader) checkNext() error {
 // stopped, as the writer's recovery would: it scans the segment.
 func (r *Reader) classify(ferr error) error {
 	if r.m.sealed {
-		return ferr // inside a sealed segment's data: corruption
+		// Inside a sealed segment's data: corruption.
+		return fmt.Errorf("%s offset %d: %w", r.m.file.Name, r.off, ferr)
 	}
 	d, err := List(r.fs, r.path)
 	if err != nil {

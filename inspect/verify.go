@@ -40,7 +40,7 @@ func (p Problem) String() string {
 type VerifyResult struct {
 	Segments int    // segment files checked
 	Sealed   int    // of which sealed
-	Records  uint64 // good records
+	Records  uint64 // records whose checksum verified
 	Bytes    int64  // record bytes checked (frames, headers included)
 	Problems []Problem
 	// Infos holds each segment as surveyed while verifying.
@@ -88,14 +88,14 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 	}
 	for i, f := range d.Files {
 		before := done
-		info, probs, n := verifySegment(d, f, report)
+		info, probs, n, good := verifySegment(d, f, report)
 		v.Infos = append(v.Infos, info)
 		v.Problems = append(v.Problems, probs...)
 		v.Segments++
 		if info.Sealed {
 			v.Sealed++
 		}
-		v.Records += info.Records
+		v.Records += good
 		v.Bytes += n
 		if st, err := os.Stat(filepath.Join(d.SegPath, f.Name)); err == nil {
 			report(before + st.Size() - done)
@@ -135,9 +135,9 @@ func continuity(infos []SegmentInfo) []Problem {
 	return probs
 }
 
-// verifySegment checks one segment file and returns what it found and how
-// many record bytes it checked.
-func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem, int64) {
+// verifySegment checks one segment file and returns what it found, how
+// many record bytes it checked and how many records verified.
+func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem, int64, uint64) {
 	m, err := openMapped(d.fs, d.SegPath, f)
 	if err != nil {
 		info := SegmentInfo{File: f, Err: err}
@@ -146,7 +146,7 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 			p.Torn = f.Index == d.Files[len(d.Files)-1].Index
 			p.Err = fmt.Errorf("%w; the writer removes this file when it opens the log, if nothing after it is durable", err)
 		}
-		return info, []Problem{p}, 0
+		return info, []Problem{p}, 0, 0
 	}
 	defer m.close()
 	_ = unix.Madvise(m.data, unix.MADV_SEQUENTIAL)
@@ -158,7 +158,7 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 	if !m.sealed {
 		info := survey(d, f)
 		if info.Err != nil {
-			return info, append(probs, Problem{File: f.Name, Offset: 0, Err: info.Err}), 0
+			return info, append(probs, Problem{File: f.Name, Offset: 0, Err: info.Err}), 0, 0
 		}
 		switch {
 		case info.Corrupt != nil:
@@ -168,10 +168,10 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 				Err: fmt.Errorf("torn tail: %d bytes after the last good record (seq %d) that no later record vouches were durable; the writer zeroes them when it opens the log (on a live log: possibly a write in progress)",
 					info.Garbage, info.LastSeq())})
 		}
-		return info, probs, info.End - segment.HeaderSize
+		return info, probs, info.End - segment.HeaderSize, info.Records
 	}
-	info, sealedProbs := verifySealed(m, progress)
-	return info, append(probs, sealedProbs...), info.End - segment.HeaderSize
+	info, good, sealedProbs := verifySealed(m, progress)
+	return info, append(probs, sealedProbs...), info.End - segment.HeaderSize, good
 }
 
 // progressStep is how many bytes verifySealed checks between progress
@@ -180,10 +180,13 @@ const progressStep = 8 << 20
 
 // verifySealed walks every frame of a sealed segment and checks it against
 // its checksum and the footer. After a bad frame it resumes at the next
-// sparse index entry, so one bad record does not hide the rest.
-func verifySealed(m *mapped, progress func(int64)) (SegmentInfo, []Problem) {
+// sparse index entry, so one bad record does not hide the rest. The
+// SegmentInfo holds the footer's record count; good counts the records
+// that verified.
+func verifySealed(m *mapped, progress func(int64)) (info SegmentInfo, good uint64, _ []Problem) {
 	ft := m.footer
-	info := SegmentInfo{File: m.file, Header: m.hdr, Sealed: true, End: ft.DataEnd, DurableEnd: ft.DataEnd}
+	info = SegmentInfo{File: m.file, Header: m.hdr, Sealed: true, End: ft.DataEnd, DurableEnd: ft.DataEnd,
+		Records: ft.Count, DurableRecords: ft.Count}
 	var probs []Problem
 	bad := func(off int64, err error) {
 		probs = append(probs, Problem{File: m.file.Name, Offset: off, Err: err})
@@ -191,7 +194,6 @@ func verifySealed(m *mapped, progress func(int64)) (SegmentInfo, []Problem) {
 	off, seq := int64(segment.HeaderSize), m.hdr.BaseSeq
 	next := 0 // next index entry to meet
 	lastReport := off
-	var good uint64
 	for off < ft.DataEnd {
 		for next < len(ft.Index) && ft.Index[next].Offset < off {
 			bad(ft.Index[next].Offset, fmt.Errorf("%w: footer index entry for seq %d points inside a frame", segment.ErrCorrupt, ft.Index[next].Seq))
@@ -230,7 +232,6 @@ func verifySealed(m *mapped, progress func(int64)) (SegmentInfo, []Problem) {
 		}
 	}
 	progress(off - lastReport)
-	info.Records, info.DurableRecords = good, good
 	if len(probs) == 0 {
 		if seq-m.hdr.BaseSeq != ft.Count {
 			bad(-1, fmt.Errorf("%w: footer says %d records, the frames hold %d", segment.ErrCorrupt, ft.Count, seq-m.hdr.BaseSeq))
@@ -239,5 +240,5 @@ func verifySealed(m *mapped, progress func(int64)) (SegmentInfo, []Problem) {
 			bad(-1, fmt.Errorf("%w: data checksum %016x, the footer says %016x", segment.ErrCorrupt, sum, ft.DataSum))
 		}
 	}
-	return info, probs
+	return info, good, probs
 }

@@ -217,8 +217,9 @@ func TestVerify(t *testing.T) {
 	if code != exitCorrupt || !strings.Contains(out, want) || !strings.Contains(errOut, "RecoverRepair") {
 		t.Fatalf("flipped byte: exit %d, want 1 and %q\n%s%s", code, want, out, errOut)
 	}
-	// Only that record: the walk resumes at the next index entry.
-	if n := strings.Count(out, "CORRUPT: "+files[0]); n != 1 {
+	// Only that record (the walk resumes at the next index entry), and
+	// no false alarm about the next segment.
+	if n := strings.Count(out, "CORRUPT: "); n != 2 || !strings.Contains(out, "CORRUPT: 1 problem(s)") {
 		t.Errorf("%d problems reported in %s, want 1:\n%s", n, files[0], out)
 	}
 	// dump stops there too, after printing the two good records.

@@ -74,7 +74,11 @@ func (e *env) verify(path string, quiet bool) int {
 		}
 	}
 	if corrupt > 0 {
-		e.errorf("verify", "%d corrupt spot(s) in %s. Keep a copy of the directory; the writer's Open fails on corruption\n  in the middle unless opened with aof.Config{Recovery: aof.RecoverRepair}, which cuts the log there\n  and keeps what it cut in DIR/repair/", corrupt, path)
+		e.errorf("verify", "%d corrupt spot(s) in %s. Keep a copy of the directory before anything else.\n"+
+			"  The library never returns a record whose checksum fails (Read and readers return ErrCorrupt).\n"+
+			"  Damage in an unsealed segment makes aof.Open fail, unless Config.Recovery is aof.RecoverRepair,\n"+
+			"  which cuts the log there and keeps what it cut in DIR/repair/. A sealed segment's footer is\n"+
+			"  trusted at Open, so damage inside one shows when its records are read.", corrupt, path)
 		return exitCorrupt
 	}
 	return exitOK
