@@ -48,6 +48,8 @@ import (
 const (
 	LockFile    = "LOCK"
 	DurableFile = "DURABLE"
+	FrontFile   = "FRONT"
+	CutFile     = "CUT"
 	SegmentsDir = "segments"
 )
 
@@ -78,6 +80,17 @@ type Dir struct {
 	Mark    segment.DurableMark
 	HasMark bool
 	MarkErr error
+	// Front is the first retained sequence number DIR/FRONT records
+	// (TruncateFront, retention), or 0 without one; FrontErr says why
+	// a FRONT file could not be used.
+	Front    uint64
+	FrontErr error
+	// Cut is DIR/CUT, when HasCut: a TruncateBack that was interrupted,
+	// which the writer completes when it opens the log (records after
+	// Cut.LastSeq go).
+	Cut    segment.CutMark
+	HasCut bool
+	CutErr error
 
 	fs vfs.FS
 }
@@ -110,25 +123,31 @@ func List(fsys vfs.FS, path string) (*Dir, error) {
 		}
 	}
 	sort.Slice(d.Files, func(i, j int) bool { return d.Files[i].Index < d.Files[j].Index })
-	d.Mark, d.HasMark, d.MarkErr = readMark(fsys, filepath.Join(path, DurableFile))
+	d.Mark, d.HasMark, d.MarkErr = readMark(fsys, filepath.Join(path, DurableFile), segment.DecodeDurableMark)
+	var front segment.FrontMark
+	front, _, d.FrontErr = readMark(fsys, filepath.Join(path, FrontFile), segment.DecodeFrontMark)
+	d.Front = front.Seq
+	d.Cut, d.HasCut, d.CutErr = readMark(fsys, filepath.Join(path, CutFile), segment.DecodeCutMark)
 	return d, nil
 }
 
-// readMark reads DIR/DURABLE. A missing file is no mark and no error.
-func readMark(fsys vfs.FS, path string) (segment.DurableMark, bool, error) {
+// readMark reads and decodes one of the log's mark files. A missing file
+// is no mark and no error.
+func readMark[M any](fsys vfs.FS, path string, decode func([]byte) (M, error)) (M, bool, error) {
+	var zero M
 	f, err := fsys.OpenReadOnly(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return segment.DurableMark{}, false, nil
+		return zero, false, nil
 	}
 	if err != nil {
-		return segment.DurableMark{}, false, err
+		return zero, false, err
 	}
 	defer f.Close()
 	var b [segment.DurableMarkSize + 1]byte
 	n, _ := f.ReadAt(b[:], 0)
-	m, err := segment.DecodeDurableMark(b[:n])
+	m, err := decode(b[:n])
 	if err != nil {
-		return segment.DurableMark{}, false, fmt.Errorf("%s: %w", path, err)
+		return zero, false, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, true, nil
 }
@@ -143,15 +162,15 @@ func (d *Dir) Vouched(index uint64) int64 {
 }
 
 // FirstRetained returns the sequence number of the first record the log
-// still holds. This is the one place that decides it: today, the base
-// sequence number of the first segment file (1 for an empty log). When
-// retention lands (TruncateFront and its DIR/FRONT file), read that file
-// here.
+// still holds: the front DIR/FRONT records (TruncateFront, retention), or
+// the base sequence number of the first segment file if that is later (1
+// for an empty log). This is the one place that decides it.
 func (d *Dir) FirstRetained() uint64 {
-	if len(d.Files) == 0 {
-		return 1
+	first := uint64(1)
+	if len(d.Files) > 0 {
+		first = d.Files[0].BaseSeq
 	}
-	return d.Files[0].BaseSeq
+	return max(first, d.Front)
 }
 
 // Writer says whether a process holds the log's lock (DIR/LOCK), found in

@@ -116,6 +116,9 @@ func (r *Reader) openFor(seq uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if first := d.FirstRetained(); seq < first {
+		return false, fmt.Errorf("%w: seq %d, first retained %d", ErrBeforeFirst, seq, first)
+	}
 	i := len(d.Files) - 1
 	for i >= 0 && d.Files[i].BaseSeq > seq {
 		i--

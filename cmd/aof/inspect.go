@@ -56,6 +56,16 @@ func (e *env) inspect(path string) int {
 	default:
 		fmt.Fprintf(w, "durable mark:   none (a clean Close leaves one; Open removes it)\n")
 	}
+	if d.FrontErr != nil {
+		fmt.Fprintf(w, "front mark:     unusable: %v\n", d.FrontErr)
+	} else if d.Front > 0 {
+		fmt.Fprintf(w, "front mark:     records before seq %d removed by retention\n", d.Front)
+	}
+	if d.CutErr != nil {
+		fmt.Fprintf(w, "cut mark:       unusable: %v (the writer refuses to open the log until it is resolved)\n", d.CutErr)
+	} else if d.HasCut {
+		fmt.Fprintf(w, "cut mark:       a TruncateBack to seq %d was interrupted; the writer completes it when it opens the log\n", d.Cut.LastSeq)
+	}
 	infos := inspect.Survey(d)
 	first := d.FirstRetained()
 	next := first

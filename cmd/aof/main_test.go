@@ -572,3 +572,38 @@ func TestReadOnlyWhileWriterHoldsLock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRetentionMarks: after TruncateFront the tool starts at the front
+// DIR/FRONT records, and refuses to dump before it.
+func TestRetentionMarks(t *testing.T) {
+	dir := t.TempDir()
+	l, err := aof.Open(dir, smallSegments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range textPayloads(2000, 200) {
+		if _, err := l.Append(bg, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.TruncateFront(bg, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := aofRun(t, "inspect", dir)
+	if code != exitOK || !strings.Contains(out, "records before seq 1234 removed") || !strings.Contains(out, "seq 1234 to 2000") {
+		t.Fatalf("inspect exit %d:\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = aofRun(t, "dump", dir, "--limit", "1", "--format", "json")
+	if code != exitOK || !strings.Contains(out, `"seq":1234`) {
+		t.Fatalf("dump from the front: exit %d:\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = aofRun(t, "dump", dir, "--from", "5"); code != exitUsage || !strings.Contains(errOut, "1234") {
+		t.Fatalf("dump before the front: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code = aofRun(t, "verify", dir); code != exitOK {
+		t.Fatalf("verify after TruncateFront: exit %d:\n%s%s", code, out, errOut)
+	}
+}
