@@ -29,18 +29,25 @@
 // Rolling over to the next segment (prepared ahead of time by a background
 // goroutine) takes a mutex, once per segment.
 //
-// Goroutines: a Log owns two, the flusher (unless Config.NoBackgroundFlush)
-// and the segment preparer. Close stops both.
+// Goroutines: a Log owns the flusher (unless Config.NoBackgroundFlush),
+// the segment preparer and, with Config.RetainBytes or RetainAge, the
+// retainer. Close stops them.
 //
 // # Reading
 //
 // Read returns one record by sequence number (sparse index, then a short
 // walk). NewReader reads sequentially from any sequence number, across
 // segments, up to the Written or the Durable frontier, and Follow does the
-// same but blocks for new records (see reader.go). Every read verifies the
-// record's checksum. Payloads are copies; zero-copy reads with segment
-// leases, retention (TruncateFront, TruncateBack) and lifecycle events are
-// not implemented yet.
+// same but blocks for new records (reader.go). Every read verifies the
+// record's checksum. Reader payloads are zero-copy slices of the segment
+// mappings, kept mapped by a lease while the Reader needs them.
+//
+// # Retention
+//
+// TruncateFront drops the oldest records, TruncateBack the newest, and
+// Config.RetainBytes and RetainAge drop whole old segments automatically;
+// all are crash-safe (retention.go). Subscribe delivers every segment
+// lifecycle event (events.go).
 package aof
 
 import (
