@@ -44,10 +44,9 @@ type pebbleLog struct {
 	syncs atomic.Int64
 	sem   chan struct{}
 
-	mu   sync.Mutex
-	w    *record.LogWriter
-	num  uint64
-	errs []error
+	mu  sync.Mutex
+	w   *record.LogWriter
+	num uint64
 }
 
 func openPebble(dir string, mode Mode) (Log, error) {

@@ -1,0 +1,222 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// CaseResult is one case and what each implementation did in it.
+type CaseResult struct {
+	Case    Case
+	Results []*Result
+}
+
+// Ratio is aof's advantage over a peer: a higher-is-better quantity's
+// ratio ours ÷ peer's (records/s), or for times peer's ÷ ours (reopen
+// time, follow latency). Above 1 means aof is better.
+func Ratio(c Case, ours, peer *Result) (float64, bool) {
+	if ours == nil || peer == nil || ours.Skip != "" || peer.Skip != "" {
+		return 0, false
+	}
+	switch c.Workload {
+	case WReopen:
+		if ours.Passes == 0 || peer.Passes == 0 || ours.Elapsed == 0 {
+			return 0, false
+		}
+		a := ours.Elapsed.Seconds() / float64(ours.Passes)
+		b := peer.Elapsed.Seconds() / float64(peer.Passes)
+		return b / a, true
+	case WFollow:
+		a, b := ours.Lat.Quantile(0.5), peer.Lat.Quantile(0.5)
+		if a == 0 || b == 0 {
+			return 0, false
+		}
+		return float64(b) / float64(a), true
+	}
+	if ours.RecordsPerSec() == 0 || peer.RecordsPerSec() == 0 {
+		return 0, false
+	}
+	return ours.RecordsPerSec() / peer.RecordsPerSec(), true
+}
+
+// WriteMachine prints the machine description as a Markdown list.
+func WriteMachine(w io.Writer, m Machine) {
+	fmt.Fprintf(w, "- CPU: %s, %d cores (GOMAXPROCS %d)\n", m.CPU, m.Cores, m.Cores)
+	fmt.Fprintf(w, "- Kernel %s, %s\n", m.Kernel, m.Go)
+	fmt.Fprintf(w, "- Logs in %s: %s on %s\n", m.Dir, m.FS, m.Device)
+	fmt.Fprintf(w, "- fdatasync floor at start (pwrite 4 KiB + fdatasync, preallocated file, %d writes): p50 %s, p99 %s\n",
+		m.Fdatasync.Writes, Dur(m.Fdatasync.P50), Dur(m.Fdatasync.P99))
+}
+
+// Dur formats a duration with three significant digits.
+func Dur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0"
+	case d < time.Microsecond:
+		return fmt.Sprintf("%d ns", d.Nanoseconds())
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.3g µs", float64(d)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.3g ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.3g s", d.Seconds())
+}
+
+// Num formats a count with a k/M suffix and three significant digits.
+func Num(x float64) string {
+	switch {
+	case x >= 1e6:
+		return fmt.Sprintf("%.3gM", x/1e6)
+	case x >= 1e3:
+		return fmt.Sprintf("%.3gk", x/1e3)
+	}
+	return fmt.Sprintf("%.3g", x)
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func bytesName(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.3g GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.3g MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// headline is the number a summary cell shows.
+func headline(c Case, r *Result) string {
+	switch c.Workload {
+	case WReopen:
+		return Dur(r.Elapsed / time.Duration(max(r.Passes, 1)))
+	case WFollow:
+		return Dur(r.Lat.Quantile(0.5)) + " / " + Dur(r.Lat.Quantile(0.99))
+	}
+	return Num(r.RecordsPerSec())
+}
+
+var titles = map[Workload]string{
+	WBuffered: "Buffered appends, one writer: records/s (each in its no-sync mode)",
+	WDurable:  "Durable appends, no caller batching: records/s (append, then wait until durable)",
+	WBatch:    "Durable batches of 64, one writer: records/s",
+	WReopen:   "Reopen + read every record, checked: time per pass (warm page cache)",
+	WRandom:   "Random reads by sequence number, one reader: records/s (warm page cache)",
+	WFollow:   "Tail follower while one durable writer appends: append → visible latency p50 / p99",
+}
+
+// WriteSummary prints one Markdown table per workload: a row per case,
+// a column per implementation, and aof's ratio to each peer in the cell.
+func WriteSummary(w io.Writer, crs []CaseResult) {
+	for _, wl := range []Workload{WBuffered, WDurable, WBatch, WReopen, WRandom, WFollow} {
+		var rows []CaseResult
+		for _, cr := range crs {
+			if cr.Case.Workload == wl {
+				rows = append(rows, cr)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		var names []string
+		for _, r := range rows[0].Results {
+			names = append(names, r.Impl)
+		}
+		fmt.Fprintf(w, "\n#### %s\n\n", titles[wl])
+		hdr := "| size |"
+		sep := "|---|"
+		if wl == WDurable {
+			hdr += " writers |"
+			sep += "---|"
+		}
+		if wl == WReopen || wl == WRandom {
+			hdr += " log |"
+			sep += "---|"
+		}
+		for _, n := range names {
+			hdr += " " + n + " |"
+			sep += "---|"
+		}
+		fmt.Fprintln(w, hdr)
+		fmt.Fprintln(w, sep)
+		for _, cr := range rows {
+			line := "| " + sizeName(cr.Case.Size) + " |"
+			if wl == WDurable {
+				line += fmt.Sprintf(" %d |", cr.Case.Writers)
+			}
+			var ours *Result
+			for _, r := range cr.Results {
+				if r.Impl == "aof" {
+					ours = r
+				}
+			}
+			if wl == WReopen || wl == WRandom {
+				var recs int64
+				for _, r := range cr.Results {
+					recs = max(recs, r.LogRecords)
+				}
+				line += fmt.Sprintf(" %s records, %s |", Num(float64(recs)), bytesName(recs*int64(cr.Case.Size)))
+			}
+			for _, r := range cr.Results {
+				switch {
+				case r.Skip != "":
+					line += " n/a |"
+				case r.Impl == "aof" || strings.HasPrefix(r.Impl, "aof-"):
+					line += " **" + headline(cr.Case, r) + "** |"
+				default:
+					cell := headline(cr.Case, r)
+					if x, ok := Ratio(cr.Case, ours, r); ok {
+						cell += fmt.Sprintf(" (%.2f×)", x)
+					}
+					line += " " + cell + " |"
+				}
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// WriteDetail prints every cell's full figures as one Markdown table.
+func WriteDetail(w io.Writer, crs []CaseResult) {
+	fmt.Fprintln(w, "| case | impl | records/s | MB/s | p50 | p99 | p99.9 | fsyncs/record | allocs/record | peak RSS | notes |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, cr := range crs {
+		for _, r := range cr.Results {
+			if r.Skip != "" {
+				fmt.Fprintf(w, "| %s | %s | n/a | | | | | | | | %s |\n", cr.Case, r.Impl, r.Skip)
+				continue
+			}
+			fs := "n/a"
+			if x := r.SyncsPerRecord(); x >= 0 {
+				fs = fmt.Sprintf("%.3g", x)
+			}
+			if cr.Case.Workload == WReopen || cr.Case.Workload == WRandom {
+				fs = "—"
+			}
+			note := ""
+			switch {
+			case cr.Case.Workload == WReopen:
+				note = fmt.Sprintf("open %s + read %s per pass, %d passes; latency = one pass", Dur(r.Open/time.Duration(r.Passes)), Dur(r.Read/time.Duration(r.Passes)), r.Passes)
+			case cr.Case.Workload == WBatch:
+				note = "latency per batch of 64"
+			case r.Sampled > 1:
+				note = fmt.Sprintf("latency of 1 append in %d", r.Sampled)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %.4g | %s | %s | %s | %s | %.3g | %s | %s |\n",
+				cr.Case, r.Impl, Num(r.RecordsPerSec()), r.MBPerSec(),
+				Dur(r.Lat.Quantile(0.5)), Dur(r.Lat.Quantile(0.99)), Dur(r.Lat.Quantile(0.999)),
+				fs, r.AllocsPerRecord(), bytesName(r.PeakRSS), note)
+		}
+	}
+}
