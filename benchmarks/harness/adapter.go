@@ -17,7 +17,6 @@ package harness
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 )
 
@@ -133,13 +132,4 @@ func Lookup(name string) (Impl, error) {
 		return Impl{}, fmt.Errorf("harness: no implementation %q", name)
 	}
 	return i, nil
-}
-
-// tempDir makes a fresh directory under parent (os.TempDir() if empty).
-func tempDir(parent, prefix string) (string, error) {
-	d, err := os.MkdirTemp(parent, "aof2bench-"+prefix+"-")
-	if err != nil {
-		return "", fmt.Errorf("temp dir: %w", err)
-	}
-	return d, nil
 }

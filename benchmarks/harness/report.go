@@ -103,6 +103,8 @@ func headline(c Case, r *Result) string {
 		return Dur(r.Elapsed / time.Duration(max(r.Passes, 1)))
 	case WFollow:
 		return Dur(r.Lat.Quantile(0.5)) + " / " + Dur(r.Lat.Quantile(0.99))
+	case WSeqRead:
+		return fmt.Sprintf("%.4g MB/s", r.MBPerSec())
 	}
 	return Num(r.RecordsPerSec())
 }
@@ -112,6 +114,7 @@ var titles = map[Workload]string{
 	WDurable:  "Durable appends, no caller batching: records/s (append, then wait until durable)",
 	WBatch:    "Durable batches of 64, one writer: records/s",
 	WReopen:   "Reopen + read every record, checked: time per pass (warm page cache)",
+	WSeqRead:  "Sequential read (the read part of reopen, after Open returned): MB/s of payload (warm page cache)",
 	WRandom:   "Random reads by sequence number, one reader: records/s (warm page cache)",
 	WFollow:   "Tail follower while one durable writer appends: append → visible latency p50 / p99",
 }
@@ -119,7 +122,7 @@ var titles = map[Workload]string{
 // WriteSummary prints one Markdown table per workload: a row per case,
 // a column per implementation, and aof's ratio to each peer in the cell.
 func WriteSummary(w io.Writer, crs []CaseResult) {
-	for _, wl := range []Workload{WBuffered, WDurable, WBatch, WReopen, WRandom, WFollow} {
+	for _, wl := range []Workload{WBuffered, WDurable, WBatch, WReopen, WSeqRead, WRandom, WFollow} {
 		var rows []CaseResult
 		for _, cr := range crs {
 			if cr.Case.Workload == wl {
@@ -140,7 +143,7 @@ func WriteSummary(w io.Writer, crs []CaseResult) {
 			hdr += " writers |"
 			sep += "---|"
 		}
-		if wl == WReopen || wl == WRandom {
+		if wl == WReopen || wl == WRandom || wl == WSeqRead {
 			hdr += " log |"
 			sep += "---|"
 		}
@@ -161,7 +164,7 @@ func WriteSummary(w io.Writer, crs []CaseResult) {
 					ours = r
 				}
 			}
-			if wl == WReopen || wl == WRandom {
+			if wl == WReopen || wl == WRandom || wl == WSeqRead {
 				var recs int64
 				for _, r := range cr.Results {
 					recs = max(recs, r.LogRecords)
@@ -217,6 +220,96 @@ func WriteDetail(w io.Writer, crs []CaseResult) {
 				cr.Case, r.Impl, Num(r.RecordsPerSec()), r.MBPerSec(),
 				Dur(r.Lat.Quantile(0.5)), Dur(r.Lat.Quantile(0.99)), Dur(r.Lat.Quantile(0.999)),
 				fs, r.AllocsPerRecord(), bytesName(r.PeakRSS), note)
+		}
+	}
+}
+
+// find returns the result of impl in the case matching w, size and
+// writers (writers 0 matches any).
+func find(crs []CaseResult, w Workload, size, writers int, impl string) *Result {
+	for _, cr := range crs {
+		if cr.Case.Workload != w || cr.Case.Size != size || (writers != 0 && cr.Case.Writers != writers) {
+			continue
+		}
+		for _, r := range cr.Results {
+			if r.Impl == impl && r.Skip == "" {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// SeqRead derives the sequential-read figures from the reopen results:
+// the read part of each pass only (records over read time).
+func SeqRead(crs []CaseResult) []CaseResult {
+	var out []CaseResult
+	for _, cr := range crs {
+		if cr.Case.Workload != WReopen {
+			continue
+		}
+		c := Case{Workload: WSeqRead, Size: cr.Case.Size}
+		var rs []*Result
+		for _, r := range cr.Results {
+			x := &Result{Impl: r.Impl, Skip: r.Skip, Records: r.Records, Bytes: r.Bytes, Elapsed: r.Read,
+				LogRecords: r.LogRecords, Passes: r.Passes, Syncs: -1}
+			rs = append(rs, x)
+		}
+		out = append(out, CaseResult{Case: c, Results: rs})
+	}
+	return out
+}
+
+// WriteTargets checks the targets against a run and prints one
+// line per target and size with the figures.
+func WriteTargets(w io.Writer, crs []CaseResult, sizes []int) {
+	line := func(name string, size int, x float64, ok bool, goal float64, detail string) {
+		verdict := "n/a"
+		if ok {
+			verdict = "**missed**"
+			if x >= goal {
+				verdict = "met"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %.2f× | ≥ %.2f× | %s | %s |\n", name, sizeName(size), x, goal, verdict, detail)
+	}
+	fmt.Fprintln(w, "| target | size | ratio | goal | verdict | figures |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	ratio := func(a, b *Result) (float64, bool) {
+		if a == nil || b == nil || b.RecordsPerSec() == 0 {
+			return 0, false
+		}
+		return a.RecordsPerSec() / b.RecordsPerSec(), true
+	}
+	if a, b := find(crs, WBuffered, 256, 0, "aof"), find(crs, WBuffered, 256, 0, "tidwall"); a != nil && b != nil {
+		x, ok := ratio(a, b)
+		line("buffered appends vs tidwall NoSync", 256, x, ok, 10, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
+	}
+	for _, s := range sizes {
+		a, b := find(crs, WDurable, s, 1, "aof"), find(crs, WDurable, s, 1, "raw")
+		if x, ok := ratio(a, b); ok {
+			line("durable, 1 writer vs raw floor", s, x, ok, 0.85, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
+		}
+	}
+	for _, s := range sizes {
+		a, b := find(crs, WDurable, s, 64, "aof"), find(crs, WBatch, s, 0, "raftwal")
+		if x, ok := ratio(a, b); ok {
+			line("durable, 64 writers vs raft-wal batches of 64", s, x, ok, 2, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
+		}
+	}
+	for _, s := range sizes {
+		c := Case{Workload: WReopen, Size: s}
+		a, b := find(crs, WReopen, s, 0, "aof"), find(crs, WReopen, s, 0, "tidwall")
+		if x, ok := Ratio(c, a, b); ok {
+			line("reopen + read all vs tidwall", s, x, ok, 3, fmt.Sprintf("%s vs %s per pass, log of %s",
+				Dur(a.Elapsed/time.Duration(a.Passes)), Dur(b.Elapsed/time.Duration(b.Passes)), bytesName(a.LogRecords*int64(s))))
+		}
+	}
+	seq := SeqRead(crs)
+	for _, s := range sizes {
+		a, b := find(seq, WSeqRead, s, 0, "aof"), find(seq, WSeqRead, s, 0, "tidwall")
+		if x, ok := ratio(a, b); ok {
+			line("sequential read vs tidwall", s, x, ok, 4, fmt.Sprintf("%.4g vs %.4g MB/s", a.MBPerSec(), b.MBPerSec()))
 		}
 	}
 }

@@ -77,7 +77,6 @@ func rotate[T any](xs []T, k int) []T {
 type opened struct {
 	impl Impl
 	dir  string
-	lg   Log
 	res  *Result
 }
 
@@ -477,7 +476,7 @@ func runFollow(o Options, c Case) ([]*Result, error) {
 			if r.Skip != "" {
 				continue
 			}
-			if err := followSlice(o, f.impl, f.level, size, r); err != nil {
+			if err := followSlice(o, f.impl, f.level, size, r, 1<<62); err != nil {
 				return nil, fmt.Errorf("%s %s: %w", c, f.name, err)
 			}
 		}
@@ -496,7 +495,7 @@ func followSummary(rs []*Result) string {
 	return s
 }
 
-func followSlice(o Options, impl Impl, level FollowLevel, size int, r *Result) error {
+func followSlice(o Options, impl Impl, level FollowLevel, size int, r *Result, maxN uint64) error {
 	dir, err := os.MkdirTemp(o.Dir, "aof2bench-"+impl.Name+"-")
 	if err != nil {
 		return err
@@ -544,7 +543,7 @@ func followSlice(o Options, impl Impl, level FollowLevel, size int, r *Result) e
 	deadline := time.Now().Add(o.Slice)
 	start := time.Now()
 	var n uint64
-	for time.Now().Before(deadline) {
+	for n < maxN && time.Now().Before(deadline) {
 		stamp(p)
 		if err := lg.Append(p); err != nil {
 			return err

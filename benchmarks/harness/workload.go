@@ -27,6 +27,8 @@ const (
 	// WRandom: Read by uniformly random sequence number over the same
 	// log.
 	WRandom Workload = "random"
+	// WSeqRead: the read part of WReopen (derived, see SeqRead).
+	WSeqRead Workload = "seqread"
 	// WFollow: one durable writer, one follower; latency is append call
 	// to the follower seeing the record.
 	WFollow Workload = "follow"

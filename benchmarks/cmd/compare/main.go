@@ -142,8 +142,9 @@ func run() error {
 		}
 	}
 
+	crs = append(crs, harness.SeqRead(crs)...)
 	var buf bytes.Buffer
-	report(&buf, m, o, crs, time.Since(start))
+	report(&buf, m, o, crs, sizes, time.Since(start))
 	os.Stdout.Write(buf.Bytes())
 	if *out != "" {
 		if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
@@ -153,7 +154,7 @@ func run() error {
 	return nil
 }
 
-func report(w io.Writer, m harness.Machine, o harness.Options, crs []harness.CaseResult, took time.Duration) {
+func report(w io.Writer, m harness.Machine, o harness.Options, crs []harness.CaseResult, sizes []int, took time.Duration) {
 	fmt.Fprintf(w, "### aof2 vs peers, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Command: `go run ./cmd/compare %s` (in `benchmarks/`), %d rounds per case, %v per implementation per round, took %v.\n\n",
 		strings.Join(os.Args[1:], " "), o.Rounds, o.Slice, took.Round(time.Second))
@@ -166,6 +167,10 @@ func report(w io.Writer, m harness.Machine, o harness.Options, crs []harness.Cas
 			fmt.Fprintf(w, "- `%s`: %s\n", i.Name, i.Note)
 		}
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "#### Targets of issue 7")
+	fmt.Fprintln(w)
+	harness.WriteTargets(w, crs, sizes)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Cells show the figure and, for a peer, aof's advantage over it: (aof ÷ peer) for records/s, (peer ÷ aof) for times and latencies, so above 1× means aof did better. n/a: the implementation has no such mode or operation.")
 	harness.WriteSummary(w, crs)
