@@ -31,7 +31,8 @@ type Options struct {
 	// ReopenBytes is the payload size of the log built for WReopen and
 	// WRandom.
 	ReopenBytes int64
-	// Settle is the pause after opening a log before a write slice.
+	// Settle bounds the pause after opening a log before a write
+	// slice: it ends once the process has been idle for 20 ms.
 	Settle time.Duration
 	// ReopenRecords caps the records of the reopen/random-read log
 	// (0: no cap), so small records do not make a huge record count.
@@ -99,7 +100,7 @@ func skipped(impl, why string) *Result { return &Result{Impl: impl, Skip: why, S
 // directory for the whole case but is opened for each slice and closed
 // after it (both untimed, with a short settle after Open so background
 // set-up, like aof preparing its next segment, does not compete with the
-// slice), so only one log is open at a time and the peak RSS of a slice
+// slice, see settleIdle), so only one log is open at a time and the peak RSS of a slice
 // is that implementation's.
 func runWrites(o Options, c Case) ([]*Result, error) {
 	var (
@@ -164,7 +165,7 @@ func writeRound(o Options, c Case, x *opened, first bool, maxOps int64, sample i
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	time.Sleep(o.Settle)
+	settleIdle(o.Settle)
 	resetPeakRSS()
 	s0, m0 := lg.Syncs(), mallocs()
 	h, n, el, err := writeSlice(lg, c, maxOps, time.Now().Add(o.Slice), sample, ring)
@@ -215,8 +216,8 @@ func syncFS(dir string) {
 	unix.Close(fd)
 }
 
-// Settle flushes the file system of o.Dir; call between cases.
-func Settle(o Options) { syncFS(o.Dir) }
+// FlushFS flushes the file system of o.Dir; call between cases.
+func FlushFS(o Options) { syncFS(o.Dir) }
 
 // BuildLog appends records of size bytes to lg until total payload bytes
 // are in: AppendBatch of up to 1024 records (at most 4 MiB) at a time.

@@ -36,7 +36,7 @@ func main() {
 
 func run() error {
 	var (
-		quick       = flag.Bool("quick", false, "short run (under 2 minutes): 2 rounds of 150 ms slices, 32 MiB read logs")
+		quick       = flag.Bool("quick", false, "short run (under 2 minutes): 2 rounds of 120 ms slices, 16 MiB read logs")
 		dir         = flag.String("dir", "", "where to create the logs (default: os.TempDir())")
 		out         = flag.String("o", "", "also write the Markdown report to this file")
 		implsF      = flag.String("impls", "", "comma-separated implementations (default: all)")
@@ -44,16 +44,16 @@ func run() error {
 		workloads   = flag.String("workloads", "buffered,durable,batch64,reopen,random,follow", "comma-separated workloads")
 		writersF    = flag.String("writers", "1,16,64", "comma-separated writer counts for the durable workload")
 		rounds      = flag.Int("rounds", 0, "rounds per case (default 3; 2 with -quick)")
-		slice       = flag.Duration("slice", 0, "time per implementation per round (default 800ms; 150ms with -quick)")
-		readBytes   = flag.String("read-bytes", "", "payload size of the reopen/random-read log, e.g. 1GiB (default 1GiB; 32MiB with -quick)")
+		slice       = flag.Duration("slice", 0, "time per implementation per round (default 800ms; 120ms with -quick)")
+		readBytes   = flag.String("read-bytes", "", "payload size of the reopen/random-read log, e.g. 1GiB (default 1GiB; 16MiB with -quick)")
 		readRecords = flag.Int64("read-records", 1<<20, "cap on the records of the reopen/random-read log (0: none), so small records do not make a huge log")
 	)
 	flag.Parse()
 
-	o := harness.Options{Dir: *dir, Rounds: 3, Slice: 800 * time.Millisecond, SliceBytes: 1 << 30, Settle: 100 * time.Millisecond,
+	o := harness.Options{Dir: *dir, Rounds: 3, Slice: 800 * time.Millisecond, SliceBytes: 1 << 30, Settle: time.Second,
 		ReopenBytes: 1 << 30, ReopenRecords: *readRecords, Progress: os.Stderr}
 	if *quick {
-		o.Rounds, o.Slice, o.SliceBytes, o.Settle, o.ReopenBytes = 2, 150*time.Millisecond, 256<<20, 50*time.Millisecond, 32<<20
+		o.Rounds, o.Slice, o.SliceBytes, o.Settle, o.ReopenBytes = 2, 120*time.Millisecond, 256<<20, 500*time.Millisecond, 16<<20
 	}
 	if *rounds > 0 {
 		o.Rounds = *rounds
@@ -124,7 +124,7 @@ func run() error {
 			return err
 		}
 		crs = append(crs, harness.CaseResult{Case: c, Results: rs})
-		harness.Settle(o)
+		harness.FlushFS(o)
 	}
 	if slices.Contains(wls, string(harness.WReopen)) || slices.Contains(wls, string(harness.WRandom)) {
 		for _, size := range sizes {
@@ -138,7 +138,7 @@ func run() error {
 			if slices.Contains(wls, string(harness.WRandom)) {
 				crs = append(crs, harness.CaseResult{Case: harness.Case{Workload: harness.WRandom, Size: size}, Results: rr})
 			}
-			harness.Settle(o)
+			harness.FlushFS(o)
 		}
 	}
 
