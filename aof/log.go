@@ -102,6 +102,8 @@ type Log struct {
 	segMu   sync.RWMutex
 	segs    []*seg // every segment, in order; the active one last
 	pending []*seg // segments not yet sealed, in order; flusher-owned order
+	// flushSegs is the flush's copy of pending, reused (flush lock).
+	flushSegs []*seg
 
 	rotateMu sync.Mutex
 	closed   atomic.Bool
@@ -553,7 +555,8 @@ func (l *Log) Backlog() int64 {
 // pipeline calls it with its flush lock held.
 func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (durable uint64, flushed bool, err error) {
 	l.segMu.RLock()
-	pending := append([]*seg(nil), l.pending...)
+	l.flushSegs = append(l.flushSegs[:0], l.pending...)
+	pending := l.flushSegs
 	l.segMu.RUnlock()
 	sealed := 0
 	durable = l.pipe.Durable()
@@ -574,7 +577,9 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 	}()
 	// A caller's cancelled context must not abandon a sync half way:
 	// that would fail-stop the log.
-	ctx = context.WithoutCancel(f.Context())
+	if ctx = f.Context(); ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
 	for _, s := range pending {
 		segIndex = s.Header().Index
 		closed := s.Closed()

@@ -57,6 +57,13 @@ const (
 	numModes
 )
 
+// NumReasons and NumModes count the reasons and modes, for tables indexed
+// by them.
+const (
+	NumReasons = int(numReasons)
+	NumModes   = int(numModes)
+)
+
 // String returns the mode's name as used in metrics and traces.
 func (m Mode) String() string {
 	if m == ModeSync {

@@ -110,6 +110,12 @@ type Telemetry struct {
 	tracer trace.Tracer
 	logKV  attribute.KeyValue
 	logSet metric.MeasurementOption
+	// Built once, so a flush allocates nothing for them.
+	recordOpts []metric.RecordOption
+	flushOpts  [flush.NumReasons][flush.NumModes][]trace.SpanStartOption
+	// flush is the flush being traced: flushes run one at a time (the
+	// pipeline's flush lock), so one is reused.
+	flush Flush
 
 	inst         instruments
 	registration metric.Registration
@@ -139,6 +145,14 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider, logName string) (*Tel
 		logKV:  AttrLog.String(logName),
 	}
 	t.logSet = metric.WithAttributeSet(attribute.NewSet(t.logKV))
+	t.recordOpts = []metric.RecordOption{t.logSet}
+	for r := range flush.NumReasons {
+		for m := range flush.NumModes {
+			reason, mode := flush.Reason(r), flush.Mode(m)
+			t.flushOpts[r][m] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal),
+				trace.WithAttributes(t.logKV, AttrFlushReason.String(reason.String()), AttrFlushMode.String(mode.String()))}
+		}
+	}
 	meter := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 	if err := t.inst.create(meter); err != nil {
 		return nil, fmt.Errorf("aof2: telemetry: %w", err)
@@ -223,20 +237,20 @@ func (t *Telemetry) takeLinks(durable uint64) []trace.Link {
 
 // Flush is one flush being traced.
 type Flush struct {
-	t      *Telemetry
-	ctx    context.Context
-	span   trace.Span
-	start  time.Time
-	reason attribute.KeyValue
-	mode   attribute.KeyValue
+	t     *Telemetry
+	ctx   context.Context
+	span  trace.Span
+	start time.Time
 }
 
 // StartFlush starts the aof.flush span of one flush; ctx is the context
 // the flush runs under (a FlushUntil caller's, for a flush it leads).
+// Flushes are traced one at a time: the Flush returned is valid until the
+// next StartFlush, which the caller's flush lock orders after Done.
 func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode) *Flush {
-	f := &Flush{t: t, start: time.Now(), reason: AttrFlushReason.String(r.String()), mode: AttrFlushMode.String(m.String())}
-	f.ctx, f.span = t.tracer.Start(ctx, SpanFlush, trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(t.logKV, f.reason, f.mode))
+	f := &t.flush
+	f.t, f.start = t, time.Now()
+	f.ctx, f.span = t.tracer.Start(ctx, SpanFlush, t.flushOpts[r][m]...)
 	return f
 }
 
@@ -246,7 +260,7 @@ func (f *Flush) Context() context.Context { return f.ctx }
 // SyncAttempt records one sync attempt: its duration in the fsync
 // histogram, and an event when it failed.
 func (f *Flush) SyncAttempt(a flush.SyncAttempt) {
-	f.t.inst.fsyncDuration.Record(f.ctx, a.Duration.Seconds(), f.t.logSet)
+	f.t.inst.fsyncDuration.Record(f.ctx, a.Duration.Seconds(), f.t.recordOpts...)
 	if a.Err == nil || !f.span.IsRecording() {
 		return
 	}
@@ -273,9 +287,9 @@ func (f *Flush) Sealed(segment uint64, start time.Time, err error) {
 // record it made durable (appendedAt, Unix nanoseconds; 0 if none).
 func (f *Flush) Done(segment uint64, bytes int64, records, durable uint64, appendedAt int64, err error) {
 	now := time.Now()
-	f.t.inst.flushDuration.Record(f.ctx, now.Sub(f.start).Seconds(), f.t.logSet)
+	f.t.inst.flushDuration.Record(f.ctx, now.Sub(f.start).Seconds(), f.t.recordOpts...)
 	if appendedAt > 0 {
-		f.t.inst.durableLag.Record(f.ctx, now.Sub(time.Unix(0, appendedAt)).Seconds(), f.t.logSet)
+		f.t.inst.durableLag.Record(f.ctx, now.Sub(time.Unix(0, appendedAt)).Seconds(), f.t.recordOpts...)
 	}
 	// Links are taken even when this flush is not recorded, so appends
 	// made durable by an unsampled flush are not linked to a later one.
@@ -328,7 +342,7 @@ func (t *Telemetry) Recovered(ctx context.Context, start time.Time, events []Rec
 	for _, e := range events {
 		span.AddEvent(e.Name, trace.WithAttributes(e.Attrs...))
 	}
-	t.inst.recoveryDuration.Record(trace.ContextWithSpan(ctx, span), d.Seconds(), t.logSet)
+	t.inst.recoveryDuration.Record(trace.ContextWithSpan(ctx, span), d.Seconds(), t.recordOpts...)
 	endSpan(span, err)
 }
 
