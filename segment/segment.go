@@ -130,6 +130,9 @@ type Segment struct {
 	// bufRetired: sealed while leases held the append buffer, which is
 	// unmapped when they end. Under mu.
 	bufRetired bool
+	// released: the owner called Release, so every holder left is a
+	// lease. Under mu.
+	released bool
 	// buf is the anonymous append buffer of hdr.Size bytes. The field is
 	// set once, before the segment is shared, and never written again,
 	// so appenders read it without a lock; bufLive (under mu) says
@@ -595,6 +598,7 @@ func (s *Segment) Release() error {
 		s.file = nil
 	}
 	s.holders--
+	s.released = true
 	return errors.Join(err, s.unmapIfUnheld())
 }
 
@@ -623,7 +627,14 @@ func (s *Segment) Unlease() {
 // unmapIfUnheld unmaps what no holder needs any more. mu must be held.
 func (s *Segment) unmapIfUnheld() error {
 	var err error
-	if s.bufRetired && s.holders <= 1 {
+	// A retired buffer is unmapped when no lease is left: every holder
+	// but the owner (until it releases) is a lease that may hold slices
+	// of it.
+	owner := 1
+	if s.released {
+		owner = 0
+	}
+	if s.bufRetired && s.holders <= owner {
 		s.bufRetired = false
 		err = unix.Munmap(s.buf)
 	}
