@@ -65,4 +65,3 @@ func parseFirst(t *testing.T, dir string) (uint64, uint64, bool) {
 	}
 	return segment.ParseName(files[0])
 }
-
