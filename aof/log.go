@@ -130,6 +130,11 @@ type Log struct {
 	cutGen     atomic.Uint64
 	cutRecords atomic.Uint64
 	cutBytes   atomic.Int64
+	// cuts records where TruncateBack's cuts ended the log, for readers
+	// positioned before a cut to tell whether it removed records they
+	// returned (see cutFloor).
+	cutMu      sync.Mutex
+	cuts       []cutPoint
 	retainer   *retainer
 	crashPoint func(string)
 
@@ -425,19 +430,26 @@ func (l *Log) rotate(full *seg) error {
 // durable, sharing syncs with concurrent callers. It returns the log's
 // *flush.FailError if a sync failed for good (never hangs), ErrClosed if
 // the log closed before the record became durable, ErrNotFound for an id
-// this log did not hand out, and ctx's error if ctx ends first.
+// this log did not hand out, a *TruncatedError (Back set) if TruncateBack
+// removed the record while it waited, and ctx's error if ctx ends first.
 func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
+	epoch := l.pipe.Epoch()
 	if err := l.checkID(id); err != nil {
 		return err
 	}
-	return l.waitDurable(ctx, id.Seq)
+	err := l.waitDurable(ctx, id.Seq, epoch)
+	if errors.Is(err, flush.ErrLowered) {
+		// TruncateBack removed the record (after making it durable).
+		return &TruncatedError{Seq: id.Seq, First: l.front.Load(), Next: l.nextSeq(), Back: true}
+	}
+	return err
 }
 
-// waitDurable waits until seq is durable, traced as aof.flush_until when
-// ctx is sampled.
-func (l *Log) waitDurable(ctx context.Context, seq uint64) error {
+// waitDurable waits until seq, taken when the pipeline's epoch was epoch,
+// is durable, traced as aof.flush_until when ctx is sampled.
+func (l *Log) waitDurable(ctx context.Context, seq, epoch uint64) error {
 	ctx, span := l.tel.StartWait(ctx, seq)
-	err := l.pipe.WaitDurable(ctx, seq)
+	err := l.pipe.WaitDurableSince(ctx, seq, epoch)
 	l.tel.WaitDone(span, err)
 	return err
 }
@@ -468,11 +480,19 @@ func (l *Log) segmentOf(seq uint64) *seg {
 
 // Sync returns once every record appended before the call is durable.
 func (l *Log) Sync(ctx context.Context) error {
-	next := l.nextSeq()
-	if next <= l.pipe.Durable() {
-		return nil // nothing appended that is not durable
+	for {
+		epoch := l.pipe.Epoch()
+		next := l.nextSeq()
+		if next <= l.pipe.Durable() {
+			return nil // nothing appended that is not durable
+		}
+		err := l.waitDurable(ctx, next-1, epoch)
+		if !errors.Is(err, flush.ErrLowered) {
+			return err
+		}
+		// A TruncateBack made everything durable, then removed the
+		// last records: look at the new end.
 	}
-	return l.waitDurable(ctx, next-1)
 }
 
 // Read returns the record with sequence number seq, appending its payload

@@ -91,6 +91,10 @@ func (l *Log) NewReader(from uint64, level Level, opts ...ReaderOption) (*Reader
 	if level != Written && level != Durable {
 		return nil, fmt.Errorf("aof2: new reader: unknown level %v", level)
 	}
+	// The cut generation is taken before from is checked against the
+	// log's end; during a cut, the one before it (Next waits for the cut
+	// to end, then checks from against it).
+	gen := l.cutGen.Load() &^ 1
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -100,7 +104,7 @@ func (l *Log) NewReader(from uint64, level Level, opts ...ReaderOption) (*Reader
 	if next := l.nextSeq(); from > next || from == 0 {
 		return nil, fmt.Errorf("%w: cannot read from seq %d: the first available is %d and the next to be appended is %d", ErrNotFound, from, l.front.Load(), next)
 	}
-	r := &Reader{l: l, level: level, seq: from}
+	r := &Reader{l: l, level: level, seq: from, gen: gen}
 	for _, o := range opts {
 		o(r)
 	}
@@ -145,9 +149,10 @@ func (r *Reader) Next() bool {
 		}
 		// A TruncateBack ran since the Reader was positioned: carry on if
 		// what it already returned was kept, and look the next record
-		// up again.
-		if r.seq > l.nextSeq() {
-			return r.fail(l.truncated(r.seq))
+		// up again. Compare with the lowest cut, not with the end now:
+		// appends after the cut may have reached r.seq again.
+		if floor, ok := l.cutFloor(r.gen); ok && r.seq > floor {
+			return r.fail(&TruncatedError{Seq: r.seq, First: l.front.Load(), Next: l.nextSeq(), Back: true})
 		}
 		r.unlease()
 		r.gen = gen
@@ -325,6 +330,9 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 		defer r.Close()
 		done := ctx.Done()
 		for {
+			// Taken before Next looks at the cut generation: a
+			// TruncateBack after this point ends WaitAdvanceSince.
+			epoch := l.pipe.Epoch()
 			for r.Next() {
 				select {
 				case <-done: // a follower far behind still stops
@@ -346,7 +354,7 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 			}
 			var err error
 			if level == Durable {
-				err = l.pipe.WaitAdvance(ctx, r.seq)
+				err = l.pipe.WaitAdvanceSince(ctx, r.seq, epoch)
 			} else if ch := l.tail.arm(); r.Next() {
 				// Published between the last look and arming.
 				l.tail.disarm()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/aof2/aof2/flush"
@@ -129,7 +130,7 @@ func (l *Log) truncateFront(ctx context.Context, seq uint64, reason string) erro
 		return nil
 	}
 	// The front must never be past what a crash keeps.
-	if err := l.waitDurable(ctx, seq-1); err != nil {
+	if err := l.waitDurable(ctx, seq-1, l.pipe.Epoch()); err != nil {
 		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
 	}
 	var b [segment.DurableMarkSize]byte
@@ -231,10 +232,44 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 	active.WaitPublished()
 	defer l.tail.notify() // Written followers look again
 	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (uint64, error) {
-		l.cutGen.Add(1) // odd: readers wait for the cut to end
+		gen := l.cutGen.Add(1) // odd: readers wait for the cut to end
 		defer l.cutGen.Add(1)
-		return l.cut(last)
+		next, err := l.cut(last)
+		if err == nil {
+			l.recordCut(gen+1, next)
+		}
+		return next, err
 	})
+}
+
+// cutPoint says that the cut which made cutGen gen ended the log before
+// seq next.
+type cutPoint struct{ gen, next uint64 }
+
+// recordCut records a cut before cutGen becomes gen. l.cuts is kept
+// increasing in both gen and next: a cut made later that cuts as low or
+// lower hides an earlier one from every reader that sees both.
+func (l *Log) recordCut(gen, next uint64) {
+	l.cutMu.Lock()
+	defer l.cutMu.Unlock()
+	i := len(l.cuts)
+	for i > 0 && l.cuts[i-1].next >= next {
+		i--
+	}
+	l.cuts = append(l.cuts[:i], cutPoint{gen, next})
+}
+
+// cutFloor returns the lowest end of the log that the cuts made after
+// cutGen was gen left (every record at or after it that existed at gen was
+// removed), and whether there was such a cut.
+func (l *Log) cutFloor(gen uint64) (uint64, bool) {
+	l.cutMu.Lock()
+	defer l.cutMu.Unlock()
+	i := sort.Search(len(l.cuts), func(i int) bool { return l.cuts[i].gen > gen })
+	if i == len(l.cuts) {
+		return 0, false
+	}
+	return l.cuts[i].next, true
 }
 
 // cut is TruncateBack once every record is durable and every segment

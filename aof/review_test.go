@@ -2,10 +2,15 @@ package aof
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"runtime/debug"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
 )
 
 // Tests from the second review of reading and retention: each one failed
@@ -64,4 +69,114 @@ func parseFirst(t *testing.T, dir string) (uint64, uint64, bool) {
 		t.Fatal("no segment files")
 	}
 	return segment.ParseName(files[0])
+}
+
+// TestReviewReaderPastCutAfterRefill: a Reader that returned records
+// which TruncateBack then removed must get a *TruncatedError (Back set),
+// also when appends after the cut have already reached its position. It
+// used to compare its position with the current NextSeq only, so once new
+// records filled the numbers again it carried on with them: the caller
+// got old records up to its position, then new ones after it, a mix of
+// two histories.
+func TestReviewReaderPastCutAfterRefill(t *testing.T) {
+	l := openT(t, t.TempDir(), retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 1001)
+	r, _ := l.NewReader(1, Written)
+	defer r.Close()
+	for i := 0; i < 900; i++ {
+		if !r.Next() {
+			t.Fatal(r.Err())
+		}
+	}
+	if err := l.TruncateBack(ctx, 500); err != nil {
+		t.Fatal(err)
+	}
+	// New records with the same numbers, different payloads, past the
+	// reader's position.
+	for i := uint64(501); i < 1001; i++ {
+		mustAppend(t, l, payloadFor(i+1e6, 300))
+	}
+	if r.Next() {
+		t.Fatalf("reader that returned removed records 501..900 went on with seq %d of the new history", r.Record().Seq)
+	}
+	wantTruncated(t, r.Err(), 1, true)
+}
+
+// TestReviewDurableFollowerAcrossCut: a Durable follower waiting past the
+// cut point is told at once that its records were removed. It used to
+// wait for the durable frontier to pass its old position, which after a
+// cut only new appends can do (never, on an idle log), and then carried
+// on with the new records.
+func TestReviewDurableFollowerAcrossCut(t *testing.T) {
+	l := openT(t, t.TempDir(), retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 1001)
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got := make(chan error, 1)
+	seen := make(chan struct{})
+	go func() {
+		for rec, err := range l.Follow(fctx, 1, Durable) {
+			if err != nil {
+				got <- err
+				return
+			}
+			if rec.Seq == 1000 {
+				close(seen)
+			}
+		}
+		got <- nil
+	}()
+	<-seen
+	time.Sleep(20 * time.Millisecond) // the follower waits at 1001
+	if err := l.TruncateBack(ctx, 500); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		wantTruncated(t, err, 1, true)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the Durable follower past the cut is still waiting 2s after TruncateBack")
+	}
+}
+
+// TestReviewFlushUntilOfCutRecord: a FlushUntil waiting for a record that
+// TruncateBack removes returns (the record was made durable, then cut)
+// instead of spinning, flush after empty flush, until a new record with
+// the same number is appended and made durable.
+func TestReviewFlushUntilOfCutRecord(t *testing.T) {
+	fs := vfs.NewFaultFS(vfs.Default)
+	l := openT(t, t.TempDir(), retentionCfg, WithFS(fs))
+	defer l.Close()
+	appendN(t, l, 1, 101)
+	l.StopFlusher()
+	var id RecordID
+	for i := uint64(101); i <= 200; i++ {
+		id = mustAppend(t, l, payloadFor(i, 300))
+	}
+	// TruncateBack's flush stalls in its sync until the waiter waits.
+	stall, stalled := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fs.SetSyncHook(func(int, string) error {
+		once.Do(func() { close(stalled); <-stall })
+		return nil
+	})
+	cut := make(chan error, 1)
+	go func() { cut <- l.TruncateBack(ctx, 150) }()
+	<-stalled
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- l.FlushUntil(wctx, id) }()
+	time.Sleep(50 * time.Millisecond) // the waiter waits for the flush lock
+	close(stall)
+	if err := <-cut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("FlushUntil of seq %d, removed by TruncateBack(150), still waiting after 2s", id.Seq)
+	} else if err != nil && !errors.Is(err, ErrTruncated) {
+		t.Fatalf("FlushUntil of a record TruncateBack removed: %v", err)
+	}
 }

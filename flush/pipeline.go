@@ -48,6 +48,11 @@ import (
 // sync or write failed for good.
 var ErrFailed = errors.New("aof2: log failed; reopen it to recover")
 
+// ErrLowered is returned by WaitDurableSince when an Exclusive call
+// lowered the durable frontier below the awaited record after the wait
+// began: the record was removed (it was made durable first).
+var ErrLowered = errors.New("aof2: durable frontier lowered: the record was removed")
+
 // FailError is the error of a fail-stopped log. errors.Is matches both
 // ErrFailed and the cause (an errno such as EIO, say).
 type FailError struct {
@@ -100,8 +105,11 @@ type Pipeline struct {
 
 	lock    chan struct{} // the flush lock: a one-slot semaphore
 	durable atomic.Uint64
-	failed  atomic.Pointer[FailError]
-	closed  atomic.Pointer[error] // set by Close, under the flush lock
+	// epoch counts the Exclusive calls that set the frontier, which may
+	// lower it; it is incremented after the frontier is stored.
+	epoch  atomic.Uint64
+	failed atomic.Pointer[FailError]
+	closed atomic.Pointer[error] // set by Close, under the flush lock
 
 	// waiters is woken when the next flush to start ends: group-commit
 	// waiters register on it, then ask for a flush.
@@ -347,9 +355,16 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 		return p.Err()
 	}
 	p.durable.Store(durable)
+	p.epoch.Add(1) // after the store: see WaitDurableSince
 	p.advance.Wake()
 	return nil
 }
+
+// Epoch returns the number of Exclusive calls that set the durable
+// frontier so far (each may have lowered it). Take it before the sequence
+// number to wait for, and pass both to WaitDurableSince or
+// WaitAdvanceSince.
+func (p *Pipeline) Epoch() uint64 { return p.epoch.Load() }
 
 // flushHeld runs one flush; the caller holds the flush lock.
 func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
@@ -398,12 +413,29 @@ func (p *Pipeline) unlessDurable(seq uint64, err error) error {
 // It returns the pipeline's *FailError if the log failed, the Close error
 // if it closed first, and ctx's error if ctx ends first.
 func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
+	return p.WaitDurableSince(ctx, seq, p.Epoch())
+}
+
+// WaitDurableSince is WaitDurable for a sequence number taken when Epoch
+// returned epoch. If an Exclusive call lowers the frontier to or below seq
+// meanwhile, the record seq was removed (after being made durable), and
+// no flush will ever make it durable again: it returns ErrLowered instead
+// of waiting for a new record with the same number.
+func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) error {
 	for {
 		// Register first, then look: a flush or Stop that ends after
 		// this point wakes the channel.
 		ch := p.waiters.Current()
 		if seq < p.durable.Load() {
 			return nil
+		}
+		if p.epoch.Load() != epoch {
+			// The frontier is stored before the epoch changes: look
+			// at it again, it may have passed seq before the cut.
+			if seq < p.durable.Load() {
+				return nil
+			}
+			return ErrLowered
 		}
 		if err := p.Err(); err != nil {
 			return p.unlessDurable(seq, err)
@@ -426,6 +458,9 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 			if seq >= p.durable.Load() {
 				// A record before seq is still being copied by
 				// its appender: let it finish.
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				runtime.Gosched()
 			}
 			continue
@@ -454,11 +489,18 @@ func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
 // frontier, would sleep until some later flush, which on an idle log never
 // comes. advance is woken after every store of a new frontier instead.
 func (p *Pipeline) WaitAdvance(ctx context.Context, past uint64) error {
+	return p.WaitAdvanceSince(ctx, past, p.Epoch())
+}
+
+// WaitAdvanceSince is WaitAdvance that also returns nil once an Exclusive
+// call set the frontier after Epoch returned epoch: the frontier may then
+// be lower than before, and past may name a record that was removed.
+func (p *Pipeline) WaitAdvanceSince(ctx context.Context, past, epoch uint64) error {
 	for {
 		// Register first, then look: a frontier stored after this
 		// point closes ch.
 		ch := p.advance.Current()
-		if p.durable.Load() > past {
+		if p.durable.Load() > past || p.epoch.Load() != epoch {
 			return nil
 		}
 		if err := p.Err(); err != nil {
