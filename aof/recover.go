@@ -296,9 +296,16 @@ func (l *Log) recover() (err error) {
 		}
 	}
 
+	front, err := l.readFront()
+	if err != nil {
+		return err
+	}
 	// The active segment: the unsealed tail, or a fresh one.
 	if len(segs) == 0 || segs[len(segs)-1].Sealed() {
-		index, base := uint64(1), uint64(1)
+		// With no segment left (TruncateBack removed them all, and a
+		// crash came before its fresh segment was durable), the log
+		// continues at its front.
+		index, base := uint64(1), max(front, 1)
 		if len(segs) > 0 {
 			index, base = segs[len(segs)-1].Header().Index+1, nextSeq
 		}
@@ -329,10 +336,6 @@ func (l *Log) recover() (err error) {
 	// crash kept go now. (TruncateFront makes the records before its
 	// front durable first, so the front is never past the end; min is
 	// for damage.)
-	front, err := l.readFront()
-	if err != nil {
-		return err
-	}
 	l.front.Store(min(max(front, l.segs[0].Header().BaseSeq), l.openSeq))
 	if err := l.removeBelow(l.front.Load(), "truncate-front"); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)

@@ -286,11 +286,22 @@ func (l *Log) cut(last uint64) (uint64, error) {
 		}
 	}
 	l.crash(crashCutBegin)
+	var b [segment.DurableMarkSize]byte
+	if keep < 0 {
+		// Every segment file goes: the FRONT mark is then all that
+		// says where the log stands (recovery starts a log with no
+		// segment at it). last+1 is the front already, but the mark
+		// may be lower (recovery raises the front to the first
+		// segment's first record without writing it).
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
+			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+		}
+	}
 	mark := segment.CutMark{LastSeq: last}
 	if keep >= 0 {
 		mark.Index = segs[keep].Header().Index
 	}
-	var b [segment.DurableMarkSize]byte
 	segment.EncodeCutMark(b[:], mark)
 	if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
 		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
