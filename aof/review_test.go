@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"testing"
@@ -178,5 +180,48 @@ func TestReviewFlushUntilOfCutRecord(t *testing.T) {
 		t.Fatalf("FlushUntil of seq %d, removed by TruncateBack(150), still waiting after 2s", id.Seq)
 	} else if err != nil && !errors.Is(err, ErrTruncated) {
 		t.Fatalf("FlushUntil of a record TruncateBack removed: %v", err)
+	}
+}
+
+// TestReviewFrontAtEndPowerLoss: TruncateFront(NextSeq()) right after a
+// rollover removes every sealed segment and leaves only the active one,
+// which holds no record: its header was written but never synced (a
+// segment's first sync comes with its first record). A power loss then
+// keeps the directory entry and loses the header. Recovery removes the
+// headerless file and, with no segment left, used to start a new log at
+// seq 1 instead of at the durable front.
+func TestReviewFrontAtEndPowerLoss(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, retentionCfg)
+	appendN(t, l, 1, 1001)
+	// Fill the active segment exactly until the next record rolls over.
+	for l.active.Load().Header().Index == 3 {
+		mustAppend(t, l, payloadFor(l.NextSeq(), 300))
+	}
+	next := l.NextSeq()
+	if err := l.TruncateFront(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := segmentFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("segment files %v, want only the empty active one", files)
+	}
+	// The power loss: the unsynced header is gone.
+	path := filepath.Join(dir, "segments", files[0])
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, segment.HeaderSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l = openT(t, dir, retentionCfg)
+	defer l.Close()
+	if first, n := l.FirstSeq(), l.NextSeq(); first != next || n != next {
+		t.Fatalf("after a power loss: log [%d, %d), want [%d, %d)", first, n, next, next)
 	}
 }
