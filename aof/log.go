@@ -731,6 +731,23 @@ type Metrics struct {
 
 // Metrics returns a snapshot of the log's counters and gauges.
 func (l *Log) Metrics() Metrics {
+	for {
+		// A TruncateBack changes the end, the durable position and the
+		// cut counters one after the other: take a snapshot no cut ran
+		// through, so counters never go backwards and the backlog is
+		// never negative.
+		gen := l.cutGen.Load()
+		if gen&1 == 0 {
+			m := l.metricsOnce()
+			if l.cutGen.Load() == gen {
+				return m
+			}
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+func (l *Log) metricsOnce() Metrics {
 	s := l.active.Load()
 	end, count := s.Reserved()
 	pos := s.pos + end
@@ -747,7 +764,7 @@ func (l *Log) Metrics() Metrics {
 		BacklogBytes:    pos - durablePos,
 		DurableBytes:    durablePos + cutBytes - l.report.durablePos,
 		NextSeq:         next,
-		DurableSeq:      l.pipe.Durable(),
+		DurableSeq:      min(l.pipe.Durable(), next), // lowered just after a cut
 		Segments:        nsegs,
 		SealedSegments:  l.sealedCount.Load(),
 	}

@@ -279,6 +279,12 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	l.segMu.RLock()
 	segs := append([]*seg(nil), l.segs...)
 	l.segMu.RUnlock()
+	// Where the log ends before the cut, for the "since open" counters:
+	// taken now, because cutting the kept segment, which may be the last
+	// one, changes its end.
+	tail := segs[len(segs)-1]
+	oldEnd, oldCount := tail.Reserved()
+	oldNext := tail.Header().BaseSeq + oldCount
 	keep := -1 // segs[keep] holds last; -1 if no segment keeps a record
 	for i, s := range segs {
 		if s.Contains(last) {
@@ -346,10 +352,8 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	}
 	l.crash(crashCutDone)
 
-	tail := segs[len(segs)-1]
-	oldEnd, _ := tail.Reserved()
 	l.cutBytes.Add(tail.pos + oldEnd - pos - segment.HeaderSize)
-	l.cutRecords.Add(l.nextSeq() - (last + 1))
+	l.cutRecords.Add(oldNext - (last + 1))
 	l.segMu.Lock()
 	l.segs = append(segs[:keep+1:keep+1], fresh)
 	l.pending = []*seg{fresh}

@@ -225,3 +225,29 @@ func TestReviewFrontAtEndPowerLoss(t *testing.T) {
 		t.Fatalf("after a power loss: log [%d, %d), want [%d, %d)", first, n, next, next)
 	}
 }
+
+// TestReviewMetricsAfterCutInActiveSegment: the "since open" counters
+// never go backwards. TruncateBack measured what it cut after cutting the
+// kept segment: when that was the active segment, its end was already the
+// new one, so the cut counted 0 records and 0 bytes, and AppendedRecords,
+// AppendedBytes and DurableBytes dropped by what was cut.
+func TestReviewMetricsAfterCutInActiveSegment(t *testing.T) {
+	l := openT(t, t.TempDir(), retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 101)
+	before := l.Metrics()
+	if err := l.TruncateBack(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	after := l.Metrics()
+	if after.AppendedRecords < before.AppendedRecords || after.AppendedBytes < before.AppendedBytes ||
+		after.DurableBytes < before.DurableBytes || after.BacklogBytes != 0 {
+		t.Fatalf("after TruncateBack(50) of 100 records: appended %d records, %d bytes, durable %d bytes, backlog %d; before: %d, %d, %d",
+			after.AppendedRecords, after.AppendedBytes, after.DurableBytes, after.BacklogBytes,
+			before.AppendedRecords, before.AppendedBytes, before.DurableBytes)
+	}
+	appendN(t, l, 51, 61)
+	if m := l.Metrics(); m.AppendedRecords != 110 || m.NextSeq != 61 || m.DurableSeq != 61 {
+		t.Fatalf("after 10 more: appended %d records (want 110), NextSeq %d, DurableSeq %d (want 61)", m.AppendedRecords, m.NextSeq, m.DurableSeq)
+	}
+}
