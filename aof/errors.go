@@ -43,7 +43,12 @@ var (
 type TruncatedError struct {
 	Seq   uint64 // the sequence number asked for
 	First uint64 // the first sequence number the log holds now
-	Next  uint64 // the sequence number the next append gets
+	// Next is, when Back is false, the sequence number the next append
+	// gets. When Back is true it is where TruncateBack ended the log:
+	// records from Next on were removed, and appends since may have
+	// given their sequence numbers to new records, so a reader that
+	// wants the new records continues from Next.
+	Next uint64
 	// Back is true when TruncateBack removed Seq (it is at or past
 	// Next), false when the front of the log moved past it.
 	Back bool
@@ -51,7 +56,7 @@ type TruncatedError struct {
 
 func (e *TruncatedError) Error() string {
 	if e.Back {
-		return fmt.Sprintf("aof2: records truncated: seq %d was removed by TruncateBack; the log now ends before seq %d", e.Seq, e.Next)
+		return fmt.Sprintf("aof2: records truncated: seq %d was removed by TruncateBack, which ended the log before seq %d", e.Seq, e.Next)
 	}
 	return fmt.Sprintf("aof2: records truncated: seq %d was removed by retention; the first available is %d", e.Seq, e.First)
 }

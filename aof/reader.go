@@ -152,7 +152,7 @@ func (r *Reader) Next() bool {
 		// up again. Compare with the lowest cut, not with the end now:
 		// appends after the cut may have reached r.seq again.
 		if floor, ok := l.cutFloor(r.gen); ok && r.seq > floor {
-			return r.fail(&TruncatedError{Seq: r.seq, First: l.front.Load(), Next: l.nextSeq(), Back: true})
+			return r.fail(&TruncatedError{Seq: r.seq, First: l.front.Load(), Next: floor, Back: true})
 		}
 		r.unlease()
 		r.gen = gen

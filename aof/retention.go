@@ -325,10 +325,13 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	index, pos := segs[0].Header().Index, segs[0].pos
 	if keep >= 0 {
 		s := segs[keep]
-		if err := cutSegment(s.Segment, last); err != nil {
+		changed, err := cutSegment(s.Segment, last)
+		if err != nil {
 			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
 		}
-		l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
+		if changed {
+			l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
+		}
 		end, _ := s.Reserved()
 		index, pos = s.Header().Index+1, s.pos+end-segment.HeaderSize
 	}
@@ -369,21 +372,21 @@ func (l *Log) cut(last uint64) (uint64, error) {
 }
 
 // cutSegment seals s right after record last, which it holds, unless it
-// is sealed and ends there already.
-func cutSegment(s *segment.Segment, last uint64) error {
+// is sealed and ends there already; changed says whether it did.
+func cutSegment(s *segment.Segment, last uint64) (changed bool, err error) {
 	end, count := s.Reserved()
 	keep := last + 1 - s.Header().BaseSeq
 	if keep == count && s.Sealed() {
-		return nil
+		return false, nil
 	}
 	if keep < count {
 		off, err := s.Locate(last + 1)
 		if err != nil {
-			return err
+			return false, err
 		}
 		end = off
 	}
-	return s.CutAndSeal(end, keep)
+	return true, s.CutAndSeal(end, keep)
 }
 
 // finishCut completes a TruncateBack that a crash interrupted, before
@@ -439,7 +442,7 @@ func (l *Log) finishCut() error {
 			s.MarkDurable(r.End)
 			s.Close()
 		}
-		err = cutSegment(s, m.LastSeq)
+		_, err = cutSegment(s, m.LastSeq)
 		s.Release()
 		if err != nil {
 			return err

@@ -244,6 +244,11 @@ func TestReadersAcrossTruncateBack(t *testing.T) {
 		t.Fatalf("reader past the cut read seq %d", ahead.Record().Seq)
 	}
 	wantTruncated(t, ahead.Err(), 1, true)
+	// Next says where the cut ended the log, not where it ends now: the
+	// records appended since (501..700) are new ones to read.
+	if te := ahead.Err().(*TruncatedError); te.Next != 501 {
+		t.Fatalf("TruncatedError.Next %d after a cut to 500, want 501", te.Next)
+	}
 	var n uint64 = 101
 	for behind.Next() {
 		if rec := behind.Record(); rec.Seq != n || !bytes.Equal(rec.Payload, payloadFor(n, 300)) {
@@ -329,7 +334,7 @@ func TestRetainBytes(t *testing.T) {
 	cfg := retentionCfg
 	cfg.RetainBytes = 4 * cfg.SegmentSize
 	l := openT(t, dir, cfg)
-	defer l.Close()
+	defer func() { l.Close() }()
 	sub := l.Subscribe()
 	defer sub.Close()
 	appendN(t, l, 1, 5001)
@@ -354,7 +359,16 @@ func TestRetainBytes(t *testing.T) {
 	if n := len(segmentFiles(t, dir)); n > 5 {
 		t.Fatalf("%d segment files, RetainBytes allows 4 sealed + the active one", n)
 	}
+	// Retention may still be running: close, then check the reopened
+	// log (without retention).
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, dir, retentionCfg)
 	first := l.FirstSeq()
+	if first == 1 {
+		t.Fatal("FirstSeq is still 1")
+	}
 	_, err := l.Read(first-1, nil)
 	wantTruncated(t, err, first, false)
 	checkRecords(t, l, first, 5001, 300)
