@@ -81,6 +81,7 @@ func (a *aofLog) Scan(fn func(seq uint64, p []byte) error) error {
 	if err != nil {
 		return fmt.Errorf("aof reader: %w", err)
 	}
+	defer r.Close()
 	for rec, err := range r.All() {
 		if err != nil {
 			return fmt.Errorf("aof scan: %w", err)
