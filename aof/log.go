@@ -188,7 +188,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
 		crashPoint: o.crashPoint,
 	}
-	if err := l.fs.MkdirAll(l.segDir); err != nil {
+	if err := makeDirs(l.fs, l.segDir, 2); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
 	lock, err := l.fs.Lock(filepath.Join(dir, "LOCK"))

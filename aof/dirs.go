@@ -1,0 +1,43 @@
+package aof
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+
+	"github.com/aof2/aof2/vfs"
+)
+
+// makeDirs creates dir and any missing parents, and makes their names
+// durable. A directory's name lives in its parent, so creating it is
+// durable only once the parent is synced; syncing the new directory itself
+// (as the flusher does for segments/) does not do it. makeDirs syncs the
+// parent of every directory it creates, and the parents of the last keep
+// directories of dir whether it created them or not: an earlier run may
+// have created them and crashed before it synced.
+func makeDirs(vfs vfs.FS, dir string, keep int) error {
+	sync := map[string]bool{}
+	d := filepath.Clean(dir)
+	for i := 0; ; i++ {
+		parent := filepath.Dir(d)
+		_, err := vfs.ReadDir(d)
+		missing := errors.Is(err, fs.ErrNotExist)
+		if i < keep || missing {
+			sync[parent] = true
+		}
+		if (!missing && i >= keep-1) || parent == d {
+			break
+		}
+		d = parent
+	}
+	if err := vfs.MkdirAll(dir); err != nil {
+		return err
+	}
+	for d := range sync {
+		if err := vfs.SyncDir(d); err != nil {
+			return fmt.Errorf("make %s durable: %w", dir, err)
+		}
+	}
+	return nil
+}
