@@ -164,9 +164,13 @@ func (l *Log) recover() (err error) {
 			// Created, renamed, then the machine stopped before the
 			// header was synced: nothing in it was ever durable, and
 			// nothing after it either (a segment is synced only after
-			// the one before it was sealed), unless a later one says
-			// otherwise.
-			if err := l.laterDurable(f.name, rest[1:], vouched); err != nil {
+			// the one before it was sealed), unless the DURABLE mark
+			// or a later segment says otherwise.
+			err := l.laterDurable(f.name, rest[1:], vouched)
+			if mark.Index == f.index && mark.Offset > segment.HeaderSize {
+				err = fmt.Errorf("%w: %v, but the durable mark says it was durable up to offset %d", ErrCorrupt, oerr, mark.Offset)
+			}
+			if err != nil {
 				if err := corrupt(err, rest); err != nil {
 					return err
 				}
@@ -359,7 +363,7 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 	t := Truncation{File: filepath.Base(s.Path()), Segment: h.Index, Offset: r.End, Bytes: r.Garbage,
 		Reason: "torn tail: bad or partial record with no later record vouching it was durable"}
 	if r.Corrupt != nil { // repair mode: strict recovery failed before this
-		if err := l.fs.MkdirAll(l.repairDir()); err != nil {
+		if err := makeDirs(l.fs, l.repairDir(), 1); err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
 		t.Corrupt = true
@@ -483,7 +487,7 @@ func (l *Log) repairDir() string { return filepath.Join(l.dir, "repair") }
 // moveToRepair moves segment files out of the log into its repair
 // directory (repair mode only) and reports them as cut.
 func (l *Log) moveToRepair(names []string, why error) error {
-	if err := l.fs.MkdirAll(l.repairDir()); err != nil {
+	if err := makeDirs(l.fs, l.repairDir(), 1); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 	for _, name := range names {
