@@ -12,9 +12,46 @@ import (
 	"github.com/aof2/aof2/vfs"
 )
 
-// ErrNoHeader is wrapped by Open when a segment file's header is all zeros:
+// ErrNoHeader is wrapped by Open when a segment file's header is all zeros
+// or torn, and nothing in the file shows that a sync of it ever completed:
 // the file was created but its header never reached the disk.
 var ErrNoHeader = errors.New("aof2: segment has no header")
+
+// syncedEvidence looks for proof that a segment file whose header is
+// unreadable was synced at least once (so its header was durable, and an
+// unreadable one is damage, not a power cut): a trailer, or a frame that
+// verifies and vouches for a sync of its own segment (a durable hint past
+// the header). It returns a description of the proof, or "". base is the
+// base sequence number from the file's name.
+func syncedEvidence(f vfs.File, base uint64) (string, error) {
+	size, err := f.Size()
+	if err != nil {
+		return "", err
+	}
+	if CheckSize(size) != nil {
+		// Synced segments were fully preallocated first.
+		return "", nil
+	}
+	m, err := f.MapReadOnly(int(size))
+	if err != nil {
+		return "", err
+	}
+	defer vfs.Unmap(m)
+	if _, ok, _ := DecodeTrailer(m[size-TrailerSize:]); ok {
+		return "the segment has a trailer (it was sealed)", nil
+	}
+	limit := DataLimit(size)
+	for p := int64(HeaderSize); p+FrameHeaderSize <= limit; p += Align {
+		h := DecodeFrameHeader(m[p:])
+		if h.Seq < base || h.Hint <= HeaderSize || h.Hint > p || p+FrameSize(int(h.Len)) > limit {
+			continue
+		}
+		if _, err := VerifyFrame(m[p:limit], h); err == nil {
+			return fmt.Sprintf("the record at offset %d (seq %d) was appended after offset %d was durable", p, h.Seq, h.Hint), nil
+		}
+	}
+	return "", nil
+}
 
 // Open opens an existing segment file for recovery and checks its header
 // against its name. If the file carries a trailer and a footer that verify,
@@ -59,12 +96,24 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 	if _, err := f.ReadAt(hb[:], 0); err != nil && !isEOF(err) {
 		return nil, fmt.Errorf("segment %s: read header: %w", name, err)
 	}
-	if hb == ([HeaderSize]byte{}) {
-		return nil, fmt.Errorf("%w: %s", ErrNoHeader, name)
-	}
 	hdr, err := DecodeHeader(hb[:])
-	if err != nil {
-		return nil, fmt.Errorf("segment %s offset 0: %w", name, err)
+	if zero := hb == ([HeaderSize]byte{}); zero || err != nil {
+		// The header is written when the segment is activated and made
+		// durable by the segment's first sync. Zeros or a torn header
+		// are what a power cut before that sync leaves, if nothing in
+		// the file says a sync of it completed.
+		what := "all zeros"
+		if !zero {
+			what = fmt.Sprintf("torn (%v)", err)
+		}
+		synced, serr := syncedEvidence(f, base)
+		if serr != nil {
+			return nil, fmt.Errorf("segment %s: %w", name, serr)
+		}
+		if synced != "" {
+			return nil, fmt.Errorf("%w: segment %s offset 0: header is %s, but %s", ErrCorrupt, name, what, synced)
+		}
+		return nil, fmt.Errorf("%w: %s: header is %s and nothing in the file was ever synced", ErrNoHeader, name, what)
 	}
 	if hdr.Index != index || hdr.BaseSeq != base {
 		return nil, fmt.Errorf("%w: segment %s offset 0: header says index %d base %d", ErrCorrupt, name, hdr.Index, hdr.BaseSeq)
