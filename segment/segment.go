@@ -676,11 +676,14 @@ func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
 	if src == nil {
 		return FrameHeader{}, nil, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
 	}
-	if off < HeaderSize || off+FrameHeaderSize > s.limit {
+	// A frame must lie within the segment's data: for a sealed segment,
+	// the data end its footer states, not merely the data limit.
+	end, _ := s.Reserved()
+	if off < HeaderSize || off+FrameHeaderSize > end {
 		return FrameHeader{}, nil, fmt.Errorf("%w: segment %d offset %d: outside the data", ErrCorrupt, s.hdr.Index, off)
 	}
 	h := DecodeFrameHeader(src[off:])
-	payload, err := VerifyFrame(src[off:s.limit], h)
+	payload, err := VerifyFrame(src[off:end], h)
 	if err != nil {
 		return h, nil, fmt.Errorf("segment %d (%s) offset %d: %w", s.hdr.Index, filepath.Base(s.path), off, err)
 	}
