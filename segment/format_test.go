@@ -147,3 +147,31 @@ func TestResvPacking(t *testing.T) {
 		t.Fatalf("unpack = %d, %d, %v", end, count, closed)
 	}
 }
+
+// TestTornHeaderIsNotAFlip: a header torn by a power cut (a prefix of the
+// header written on zeros) is told from a header with a flipped bit, at
+// every tear point and every bit.
+func TestTornHeaderIsNotAFlip(t *testing.T) {
+	const index, base = 4, 241
+	var h [HeaderSize]byte
+	EncodeHeader(h[:], Header{Index: index, BaseSeq: base, Size: MinSize, Created: 1700000000000000000})
+	for k := range HeaderSize {
+		var torn [HeaderSize]byte
+		copy(torn[:k], h[:k])
+		if !tornHeader(torn[:], index, base) {
+			t.Fatalf("header torn after %d bytes not recognised", k)
+		}
+		if k > 16 && tornHeader(torn[:], index+1, base) {
+			t.Fatalf("header torn after %d bytes accepted for another segment index", k)
+		}
+	}
+	for i := range HeaderSize {
+		for bit := range 8 {
+			c := h
+			c[i] ^= 1 << bit
+			if tornHeader(c[:], index, base) {
+				t.Fatalf("header with bit %d of byte %d flipped taken for a torn write", bit, i)
+			}
+		}
+	}
+}

@@ -17,6 +17,27 @@ import (
 // the file was created but its header never reached the disk.
 var ErrNoHeader = errors.New("aof2: segment has no header")
 
+// tornHeader reports whether b, a header that fails its checks, is what a
+// torn write of the header a segment with this index and base sequence
+// number must have leaves on zeros: its bytes up to the last non-zero one
+// are those of that header, whose size and creation time are taken from b
+// itself (the size must be valid) and whose checksum is computed. A single
+// flipped bit in a complete header never passes: it changes a field that
+// must match, or the checksum no longer matches the fields.
+func tornHeader(b []byte, index, base uint64) bool {
+	k := HeaderSize
+	for k > 0 && b[k-1] == 0 {
+		k--
+	}
+	size := int64(binary.LittleEndian.Uint64(b[32:]))
+	if k > 32 && CheckSize(size) != nil {
+		return false
+	}
+	var want [HeaderSize]byte
+	EncodeHeader(want[:], Header{Index: index, BaseSeq: base, Size: size, Created: int64(binary.LittleEndian.Uint64(b[40:]))})
+	return k < HeaderSize && bytes.Equal(b[:k], want[:k])
+}
+
 // syncedEvidence looks for proof that a segment file whose header is
 // unreadable was synced at least once (so its header was durable, and an
 // unreadable one is damage, not a power cut): a trailer, or a frame that
@@ -99,11 +120,16 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 	hdr, err := DecodeHeader(hb[:])
 	if zero := hb == ([HeaderSize]byte{}); zero || err != nil {
 		// The header is written when the segment is activated and made
-		// durable by the segment's first sync. Zeros or a torn header
-		// are what a power cut before that sync leaves, if nothing in
-		// the file says a sync of it completed.
+		// durable by the segment's first sync. Zeros, or a prefix of the
+		// header this file must have followed by zeros (a write torn by
+		// a power cut), are what a cut before that sync leaves, if
+		// nothing in the file says a sync of it completed. Anything else
+		// (a flipped bit) is damage.
 		what := "all zeros"
 		if !zero {
+			if !tornHeader(hb[:], index, base) {
+				return nil, fmt.Errorf("segment %s offset 0: %w", name, err)
+			}
 			what = fmt.Sprintf("torn (%v)", err)
 		}
 		synced, serr := syncedEvidence(f, base)
