@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"sync/atomic"
+	"time"
 )
 
 // SyncHook decides the fate of one file sync. n counts the syncs made
@@ -22,6 +23,8 @@ type FaultFS struct {
 
 	syncs      atomic.Int64
 	syncHook   atomic.Pointer[SyncHook]
+	dirSyncs   atomic.Int64
+	dirHook    atomic.Pointer[SyncHook]
 	createHook atomic.Pointer[PathHook]
 	allocHook  atomic.Pointer[PathHook]
 }
@@ -37,6 +40,10 @@ func NewFaultFS(inner FS) *FaultFS {
 // SetSyncHook installs h for every later file sync (nil removes it).
 func (f *FaultFS) SetSyncHook(h SyncHook) { setHook(&f.syncHook, h) }
 
+// SetSyncDirHook installs h for every later directory sync (nil removes
+// it). Its n counts directory syncs, apart from file syncs.
+func (f *FaultFS) SetSyncDirHook(h SyncHook) { setHook(&f.dirHook, h) }
+
 // SetCreateHook installs h for every later file creation (nil removes it).
 func (f *FaultFS) SetCreateHook(h PathHook) { setHook(&f.createHook, h) }
 
@@ -45,6 +52,56 @@ func (f *FaultFS) SetAllocateHook(h PathHook) { setHook(&f.allocHook, h) }
 
 // Syncs returns the number of file syncs attempted through f.
 func (f *FaultFS) Syncs() int { return int(f.syncs.Load()) }
+
+// SyncDirs returns the number of directory syncs attempted through f.
+func (f *FaultFS) SyncDirs() int { return int(f.dirSyncs.Load()) }
+
+// SyncDir implements FS.
+func (f *FaultFS) SyncDir(path string) error {
+	n := int(f.dirSyncs.Add(1))
+	if h := f.dirHook.Load(); h != nil && *h != nil {
+		if err := (*h)(n, path); err != nil {
+			return pathErr("fsync", path, err)
+		}
+	}
+	return f.FS.SyncDir(path)
+}
+
+// StallFor returns a SyncHook that stalls every sync for d, then lets it
+// run.
+func StallFor(d time.Duration) SyncHook {
+	return func(int, string) error {
+		time.Sleep(d)
+		return nil
+	}
+}
+
+// StallUntil returns a SyncHook that stalls every sync until release is
+// closed, then lets it run; entered, if not nil, receives the number of
+// each sync as it starts to stall (without blocking: give it room).
+func StallUntil(release <-chan struct{}, entered chan<- int) SyncHook {
+	return func(n int, _ string) error {
+		if entered != nil {
+			select {
+			case entered <- n:
+			default:
+			}
+		}
+		<-release
+		return nil
+	}
+}
+
+// FailNth returns a SyncHook that fails sync number n (as counted by the
+// FaultFS) with err, and every later one if sticky.
+func FailNth(n int, err error, sticky bool) SyncHook {
+	return func(i int, _ string) error {
+		if i == n || sticky && i > n {
+			return err
+		}
+		return nil
+	}
+}
 
 func setHook[H any](p *atomic.Pointer[H], h H) {
 	if any(h) == nil {
