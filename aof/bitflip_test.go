@@ -37,7 +37,7 @@ import (
 const (
 	bitflipsEnv     = "AOF2_BITFLIPS"
 	bitflipsSeedEnv = "AOF2_BITFLIPS_SEED"
-	bitflipsDefault = 160 // per log; two logs
+	bitflipsDefault = 80 // per log; two logs
 	bitflipMaxLen   = 1500
 )
 

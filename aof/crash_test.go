@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/aof2/aof2/vfs"
 )
 
 // The kill -9 test re-executes the test binary as a child process that
@@ -32,29 +34,110 @@ const (
 	crashSeedEnv = "AOF2_CRASH_SEED"
 	// crashCyclesEnv overrides the number of cycles.
 	crashCyclesEnv = "AOF2_CRASH_CYCLES"
+	// crashAtEnv, when set, makes the child kill itself with SIGKILL at
+	// the k-th occurrence of an event ("trailer:2"), see crashEvents.
+	crashAtEnv = "AOF2_CRASH_AT"
 
 	crashDefaultCycles = 30
 	crashWriters       = 4
 	crashMinRun        = 50 * time.Millisecond
 	crashMaxRun        = 400 * time.Millisecond
+	// crashEventRun is how long a child that is to kill itself at an
+	// event may run before the parent kills it anyway.
+	crashEventRun = 1500 * time.Millisecond
+	// crashMaxSize is the largest record the children append.
+	crashMaxSize = 1 << 20
 	// crashMaxLogBytes bounds the log's growth in long runs: once its
 	// segments take this much, the next cycle starts a fresh log.
 	crashMaxLogBytes = 256 << 20
 )
 
+// crashConfig: 2 MiB segments hold the largest record (1 MiB) and still
+// roll over several times a second under the children's load.
 func crashConfig() Config {
-	return Config{SegmentSize: 256 << 10}
+	return Config{SegmentSize: 2 << 20}
 }
 
-// crashSize picks a payload size in [1, 64 KiB], mostly small.
+// crashSize picks a payload size in [1, 1 MiB], mostly small.
 func crashSize(r *rand.Rand) int {
 	switch n := r.IntN(100); {
 	case n < 80:
 		return 1 + r.IntN(128)
 	case n < 95:
 		return 1 + r.IntN(4<<10)
-	default:
+	case n < 99:
 		return 1 + r.IntN(64<<10)
+	default:
+		return 1 + r.IntN(crashMaxSize)
+	}
+}
+
+// crashEvents are the points where a child can be told to kill itself
+// (AOF2_CRASH_AT=event:k, at the k-th occurrence), to land kills inside
+// rollovers and seals rather than leave that to timing:
+//
+//	header         before a new segment's header is written (rollover)
+//	rename         before a new segment is renamed into place (rollover)
+//	after-rename   at the operation after that rename
+//	allocate       before the next segment is preallocated
+//	syncdir        before the segments directory is synced (a new segment's first flush)
+//	footer         before a full segment's footer is written (seal)
+//	trailer        before its trailer is written (seal, footer written)
+//	sealsync       before the sync that makes footer and trailer durable
+//	after-sealsync at the operation after that sync
+var crashEvents = []string{"header", "rename", "after-rename", "allocate", "syncdir", "footer", "trailer", "sealsync", "after-sealsync"}
+
+// crashKiller returns an op hook that kills the process with SIGKILL at the
+// k-th occurrence of event, first writing "kill <event>" to stdout (under
+// mu) so the parent knows.
+func crashKiller(event string, k int, mu *sync.Mutex) vfs.OpHook {
+	var (
+		hmu      sync.Mutex
+		seen     int
+		armed    bool                // kill at the next operation
+		trailers = map[string]bool{} // files whose trailer is written, not synced
+	)
+	return func(op, path string, off int64, b []byte) {
+		hmu.Lock()
+		defer hmu.Unlock()
+		magic := func(m string) bool { return op == "write" && len(b) >= 8 && string(b[:8]) == m }
+		var hit, arm bool
+		switch {
+		case armed:
+			hit = true
+		case event == "header" && magic("aof2seg\x00"),
+			event == "footer" && magic("aof2ftr\x00"),
+			event == "trailer" && magic("aof2end\x00"),
+			event == "allocate" && op == "allocate",
+			event == "syncdir" && op == "syncdir" && filepath.Base(path) == "segments",
+			event == "rename" && op == "rename" && strings.HasSuffix(path, ".seg.tmp"),
+			event == "sealsync" && op == "sync" && trailers[path]:
+			hit = true
+		case event == "after-rename" && op == "rename" && strings.HasSuffix(path, ".seg.tmp"),
+			event == "after-sealsync" && op == "sync" && trailers[path]:
+			arm = true
+		}
+		if magic("aof2end\x00") {
+			trailers[path] = true
+		} else if op == "sync" {
+			delete(trailers, path)
+		}
+		if arm || hit && !armed {
+			if seen++; seen < k {
+				return
+			}
+		}
+		if arm {
+			armed = true
+			return
+		}
+		if !hit {
+			return
+		}
+		mu.Lock()
+		fmt.Fprintf(os.Stdout, "kill %s\n", event)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Hour) // the signal is on its way
 	}
 }
 
@@ -121,15 +204,24 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		fail("seed", err)
 	}
-	l, err := Open(dir, crashConfig())
+	var mu sync.Mutex
+	fs := vfs.NewFaultFS(nil)
+	if at := os.Getenv(crashAtEnv); at != "" {
+		event, ks, _ := strings.Cut(at, ":")
+		k, err := strconv.Atoi(ks)
+		if err != nil {
+			fail(crashAtEnv, err)
+		}
+		fs.SetOpHook(crashKiller(event, k, &mu))
+	}
+	l, err := Open(dir, crashConfig(), WithFS(fs))
 	if err != nil {
 		fail("open", err)
 	}
-	var mu sync.Mutex
 	for g := range crashWriters {
 		go func() {
 			r := rand.New(rand.NewPCG(seed, uint64(g)))
-			buf := make([]byte, 64<<10)
+			buf := make([]byte, crashMaxSize)
 			var line []byte
 			for {
 				p := buf[:crashSize(r)]
@@ -155,6 +247,7 @@ func TestCrashChild(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Minute)
+	mu.Lock()
 	fail("lifetime", errors.New("not killed within a minute"))
 }
 
@@ -172,6 +265,9 @@ type crashTotals struct {
 	truncatedBytes, readBytes int64
 	records, maxRecords       uint64
 	childTime, checkTime      time.Duration
+	// killedAt counts cycles by where the child died: at an event it
+	// was told to kill itself at, or "timer" (killed by the parent).
+	killedAt map[string]int
 }
 
 // TestKillNineLoop kills a child appending to a log with SIGKILL, cycle
@@ -196,17 +292,23 @@ func TestKillNineLoop(t *testing.T) {
 
 	root := t.TempDir()
 	dir := filepath.Join(root, "log0")
-	var tot crashTotals
-	tot.logs = 1
+	tot := crashTotals{logs: 1, killedAt: map[string]int{}}
 	// sums[seq] is the xxhash64 of record seq, once a cycle verified it.
 	sums := []uint64{0}
 	var scratch, buf []byte
 	for cycle := 1; cycle <= cycles && !t.Failed(); cycle++ {
 		start := time.Now()
-		acks, err := crashRunChild(dir, rng.Uint64(), crashMinRun+time.Duration(rng.Int64N(int64(crashMaxRun-crashMinRun)+1)))
+		// Half the cycles are killed at a random moment; the other
+		// half kill themselves inside a rollover or a seal.
+		run, at := crashMinRun+time.Duration(rng.Int64N(int64(crashMaxRun-crashMinRun)+1)), ""
+		if rng.IntN(2) == 0 {
+			run, at = crashEventRun, fmt.Sprintf("%s:%d", crashEvents[rng.IntN(len(crashEvents))], 1+rng.IntN(3))
+		}
+		acks, killedAt, err := crashRunChild(dir, rng.Uint64(), run, at)
 		if err != nil {
 			t.Fatalf("cycle %d: %v", cycle, err)
 		}
+		tot.killedAt[killedAt]++
 		tot.childTime += time.Since(start)
 		start = time.Now()
 
@@ -291,8 +393,8 @@ func TestKillNineLoop(t *testing.T) {
 		if len(acks) == 0 {
 			tot.idleCycles++
 		}
-		t.Logf("cycle %d: %d acknowledged, %d new records (log %d..%d, %d segments: %d trusted, %d scanned), %d truncations (%d bytes), recovery %v",
-			cycle, len(acks), rep.NextSeq-prevNext, rep.FirstSeq, rep.NextSeq-1, rep.Segments, rep.Trusted, rep.Scanned,
+		t.Logf("cycle %d: killed at %s (asked: %q), %d acknowledged, %d new records (log %d..%d, %d segments: %d trusted, %d scanned), %d truncations (%d bytes), recovery %v",
+			cycle, killedAt, at, len(acks), rep.NextSeq-prevNext, rep.FirstSeq, rep.NextSeq-1, rep.Segments, rep.Trusted, rep.Scanned,
 			len(rep.Truncations), rep.TruncatedBytes, rep.Duration.Round(time.Microsecond))
 
 		if int64(rep.Segments)*crashConfig().SegmentSize >= crashMaxLogBytes {
@@ -304,9 +406,9 @@ func TestKillNineLoop(t *testing.T) {
 	}
 	t.Logf("totals: %d cycles (%d with no acknowledgement), %d logs, %d records appended, %d acknowledged, "+
 		"%d acknowledged lost, %d corrupt served, %d truncations (%d bytes); largest log %d records; %d MiB verified; "+
-		"child time %v, check time %v",
+		"child time %v, check time %v; kills by point %v",
 		tot.cycles, tot.idleCycles, tot.logs, tot.records, tot.acked, tot.lost, tot.corrupt, tot.truncations,
-		tot.truncatedBytes, tot.maxRecords, tot.readBytes>>20, tot.childTime.Round(time.Millisecond), tot.checkTime.Round(time.Millisecond))
+		tot.truncatedBytes, tot.maxRecords, tot.readBytes>>20, tot.childTime.Round(time.Millisecond), tot.checkTime.Round(time.Millisecond), tot.killedAt)
 	if tot.lost != 0 || tot.corrupt != 0 {
 		t.Errorf("%d acknowledged records lost, %d corrupt records served", tot.lost, tot.corrupt)
 	}
@@ -328,26 +430,35 @@ func crashClose(l *Log, d time.Duration) error {
 }
 
 // crashRunChild starts the child on dir, kills it with SIGKILL after run
-// and returns the records it acknowledged (complete lines only).
-func crashRunChild(dir string, seed uint64, run time.Duration) ([]crashAck, error) {
+// (unless it killed itself first, as at asks) and returns the records it
+// acknowledged (complete lines only) and where it died: the event it
+// killed itself at, or "timer".
+func crashRunChild(dir string, seed uint64, run time.Duration, at string) ([]crashAck, string, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(seed, 10))
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(seed, 10), crashAtEnv+"="+at)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start child: %w", err)
+		return nil, "", fmt.Errorf("start child: %w", err)
 	}
-	time.Sleep(run)
-	killErr := cmd.Process.Kill()
-	waitErr := cmd.Wait()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var killErr, waitErr error
+	select {
+	case waitErr = <-exited:
+	case <-time.After(run):
+		killErr = cmd.Process.Kill()
+		waitErr = <-exited
+	}
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		return nil, fmt.Errorf("child (seed %d) ended before it was killed (kill: %v, wait: %w); stderr:\n%s", seed, killErr, waitErr, stderr.Bytes())
+		return nil, "", fmt.Errorf("child (seed %d) ended before it was killed (kill: %v, wait: %w); stderr:\n%s", seed, killErr, waitErr, stderr.Bytes())
 	}
 	if stderr.Len() > 0 {
-		return nil, fmt.Errorf("child (seed %d) wrote to stderr:\n%s", seed, stderr.Bytes())
+		return nil, "", fmt.Errorf("child (seed %d) wrote to stderr:\n%s", seed, stderr.Bytes())
 	}
+	killedAt := "timer"
 	// A line cut by the kill has no newline: drop it.
 	out := stdout.Bytes()
 	out = out[:bytes.LastIndexByte(out, '\n')+1]
@@ -355,16 +466,20 @@ func crashRunChild(dir string, seed uint64, run time.Duration) ([]crashAck, erro
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
+		if event, ok := strings.CutPrefix(line, "kill "); ok {
+			killedAt = event
+			continue
+		}
 		f := strings.Fields(line)
 		if len(f) != 2 {
-			return nil, fmt.Errorf("child (seed %d): malformed line %q", seed, line)
+			return nil, "", fmt.Errorf("child (seed %d): malformed line %q", seed, line)
 		}
 		seq, err1 := strconv.ParseUint(f[0], 10, 64)
 		sum, err2 := strconv.ParseUint(f[1], 10, 64)
 		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("child (seed %d): line %q: %w", seed, line, err)
+			return nil, "", fmt.Errorf("child (seed %d): line %q: %w", seed, line, err)
 		}
 		acks = append(acks, crashAck{seq, sum})
 	}
-	return acks, nil
+	return acks, killedAt, nil
 }

@@ -14,6 +14,14 @@ type SyncHook func(n int, name string) error
 // PathHook decides the fate of one create or allocate call on path.
 type PathHook func(path string) error
 
+// OpHook observes an operation just before it runs: op is "write",
+// "create", "allocate", "rename", "remove", "sync" or "syncdir"; path is
+// the file's path (a file keeps the path it was opened with; for rename,
+// the old path); off and b are a write's offset and bytes (b must not be
+// kept or changed). A crash test uses it to kill the process at an exact
+// point (before a segment's trailer is written, say).
+type OpHook func(op, path string, off int64, b []byte)
+
 // FaultFS wraps an FS and injects faults chosen by a test: failed or stalled
 // syncs, and ENOSPC at file creation or preallocation. Hooks can be swapped
 // at any time, also while a log runs. With no hooks set it behaves exactly
@@ -26,6 +34,7 @@ type FaultFS struct {
 	dirSyncs   atomic.Int64
 	dirHook    atomic.Pointer[SyncHook]
 	createHook atomic.Pointer[PathHook]
+	opHook     atomic.Pointer[OpHook]
 	allocHook  atomic.Pointer[PathHook]
 }
 
@@ -44,6 +53,27 @@ func (f *FaultFS) SetSyncHook(h SyncHook) { setHook(&f.syncHook, h) }
 // it). Its n counts directory syncs, apart from file syncs.
 func (f *FaultFS) SetSyncDirHook(h SyncHook) { setHook(&f.dirHook, h) }
 
+// SetOpHook installs h, called before every operation (nil removes it).
+func (f *FaultFS) SetOpHook(h OpHook) { setHook(&f.opHook, h) }
+
+func (f *FaultFS) observe(op, path string, off int64, b []byte) {
+	if h := f.opHook.Load(); h != nil && *h != nil {
+		(*h)(op, path, off, b)
+	}
+}
+
+// Rename implements FS.
+func (f *FaultFS) Rename(oldpath, newpath string) error {
+	f.observe("rename", oldpath, 0, nil)
+	return f.FS.Rename(oldpath, newpath)
+}
+
+// Remove implements FS.
+func (f *FaultFS) Remove(path string) error {
+	f.observe("remove", path, 0, nil)
+	return f.FS.Remove(path)
+}
+
 // SetCreateHook installs h for every later file creation (nil removes it).
 func (f *FaultFS) SetCreateHook(h PathHook) { setHook(&f.createHook, h) }
 
@@ -58,6 +88,7 @@ func (f *FaultFS) SyncDirs() int { return int(f.dirSyncs.Load()) }
 
 // SyncDir implements FS.
 func (f *FaultFS) SyncDir(path string) error {
+	f.observe("syncdir", path, 0, nil)
 	n := int(f.dirSyncs.Add(1))
 	if h := f.dirHook.Load(); h != nil && *h != nil {
 		if err := (*h)(n, path); err != nil {
@@ -120,6 +151,7 @@ func runPathHook(p *atomic.Pointer[PathHook], path string) error {
 
 // Create implements FS.
 func (f *FaultFS) Create(path string) (File, error) {
+	f.observe("create", path, 0, nil)
 	if err := runPathHook(&f.createHook, path); err != nil {
 		return nil, pathErr("open", path, err)
 	}
@@ -145,6 +177,7 @@ type faultFile struct {
 }
 
 func (f *faultFile) Sync() error {
+	f.fs.observe("sync", f.Name(), 0, nil)
 	n := int(f.fs.syncs.Add(1))
 	if h := f.fs.syncHook.Load(); h != nil && *h != nil {
 		if err := (*h)(n, f.Name()); err != nil {
@@ -154,7 +187,13 @@ func (f *faultFile) Sync() error {
 	return f.File.Sync()
 }
 
+func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
+	f.fs.observe("write", f.Name(), off, b)
+	return f.File.WriteAt(b, off)
+}
+
 func (f *faultFile) Allocate(size int64) error {
+	f.fs.observe("allocate", f.Name(), 0, nil)
 	if err := runPathHook(&f.fs.allocHook, f.Name()); err != nil {
 		return pathErr("fallocate", f.Name(), err)
 	}
