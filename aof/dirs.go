@@ -16,12 +16,12 @@ import (
 // parent of every directory it creates, and the parents of the last keep
 // directories of dir whether it created them or not: an earlier run may
 // have created them and crashed before it synced.
-func makeDirs(vfs vfs.FS, dir string, keep int) error {
+func makeDirs(fsys vfs.FS, dir string, keep int) error {
 	sync := map[string]bool{}
 	d := filepath.Clean(dir)
 	for i := 0; ; i++ {
 		parent := filepath.Dir(d)
-		_, err := vfs.ReadDir(d)
+		_, err := fsys.ReadDir(d)
 		missing := errors.Is(err, fs.ErrNotExist)
 		if i < keep || missing {
 			sync[parent] = true
@@ -31,11 +31,11 @@ func makeDirs(vfs vfs.FS, dir string, keep int) error {
 		}
 		d = parent
 	}
-	if err := vfs.MkdirAll(dir); err != nil {
+	if err := fsys.MkdirAll(dir); err != nil {
 		return err
 	}
 	for d := range sync {
-		if err := vfs.SyncDir(d); err != nil {
+		if err := fsys.SyncDir(d); err != nil {
 			return fmt.Errorf("make %s durable: %w", dir, err)
 		}
 	}

@@ -58,8 +58,10 @@ func syncedEvidence(f vfs.File, base uint64) (string, error) {
 		return "", err
 	}
 	defer vfs.Unmap(m)
-	if _, ok, _ := DecodeTrailer(m[size-TrailerSize:]); ok {
-		return "the segment has a trailer (it was sealed)", nil
+	// Sealing starts only once all data is durable: even a torn trailer
+	// proves a sync.
+	if _, ok, err := DecodeTrailer(m[size-TrailerSize:]); ok || err != nil {
+		return "the segment has a trailer (a seal was written)", nil
 	}
 	limit := DataLimit(size)
 	for p := int64(HeaderSize); p+FrameHeaderSize <= limit; p += Align {
