@@ -79,6 +79,7 @@ func TestBitFlips(t *testing.T) {
 	t.Logf("seed %d, %d flips per log", seed, n)
 	cfg := Config{SegmentSize: 64 << 10}
 	var opened, failed, truncated, served, corruptReads int
+	var cut uint64 // records cut as a torn tail (crashed log only)
 	byKind := map[string]int{}
 	for _, tpl := range []flipTemplate{buildFlipLog(t, true), buildFlipLog(t, false)} {
 		rng := rand.New(rand.NewPCG(seed, uint64(len(tpl.name))))
@@ -132,6 +133,7 @@ func TestBitFlips(t *testing.T) {
 			case reg.seq == 0 || rep.NextSeq < reg.seq:
 				t.Fatalf("%s: recovery cut at seq %d, before the flipped record", what, rep.NextSeq)
 			}
+			cut += tpl.next - rep.NextSeq
 			s, c := checkFlipped(t, l, rep.NextSeq, what)
 			served += s
 			corruptReads += c
@@ -156,9 +158,9 @@ func TestBitFlips(t *testing.T) {
 			l.Close()
 		}
 	}
-	t.Logf("totals: %d flips; Open failed with ErrCorrupt %d times, succeeded %d times (%d with a torn tail reported); "+
-		"%d records served and verified, %d reads refused as corrupt, 0 corrupt served; flips by structure %v",
-		opened+failed, failed, opened, truncated, served, corruptReads, byKind)
+	t.Logf("totals: %d flips; Open failed with ErrCorrupt %d times, succeeded %d times (%d with a torn tail reported, "+
+		"%d records cut by those, all reported); %d records served and verified, %d reads refused as corrupt, 0 corrupt served; flips by structure %v",
+		opened+failed, failed, opened, truncated, cut, served, corruptReads, byKind)
 }
 
 // checkFlipped reads [1, next) with Read and with a Reader: every record
