@@ -67,7 +67,6 @@ type powerSnap struct {
 	op       int
 	name     string
 	maxAcked uint64 // every record below it was acknowledged durable
-	acks     int    // FlushUntil/Sync calls that had returned nil
 }
 
 // powerSize picks a payload size: mostly small, some large enough that a
@@ -213,7 +212,6 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 		mu       sync.Mutex
 		appended = map[uint64]uint64{}
 		maxAcked = prevAcked
-		acks     int
 		snaps    []powerSnap
 	)
 	hookRng := rand.New(rand.NewPCG(rng.Uint64(), 3))
@@ -232,7 +230,7 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 			nextCut = n + 1 + hookRng.IntN(120)
 		}
 		mu.Lock()
-		s := powerSnap{op: n, name: op, maxAcked: maxAcked, acks: acks}
+		s := powerSnap{op: n, name: op, maxAcked: maxAcked}
 		mu.Unlock()
 		s.img = snapshot()
 		snaps = append(snaps, s)
@@ -244,7 +242,6 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 	ack := func(last uint64) {
 		mu.Lock()
 		maxAcked = max(maxAcked, last)
-		acks++
 		mu.Unlock()
 	}
 	var wg sync.WaitGroup
@@ -316,7 +313,7 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 	// no loss may lose anything.
 	mu.Lock()
 	if err == nil {
-		snaps = append(snaps, powerSnap{img: pfs.Snapshot(), op: pfs.Ops(), name: "closed", maxAcked: endOf(appended, maxAcked), acks: acks + 1})
+		snaps = append(snaps, powerSnap{img: pfs.Snapshot(), op: pfs.Ops(), name: "closed", maxAcked: endOf(appended, maxAcked)})
 	}
 	mu.Unlock()
 	pfs.SetOpHook(nil)
