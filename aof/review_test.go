@@ -193,24 +193,25 @@ func TestReviewFlushUntilOfCutRecord(t *testing.T) {
 func TestReviewFrontAtEndPowerLoss(t *testing.T) {
 	dir := t.TempDir()
 	l := openT(t, dir, retentionCfg)
+	defer l.Close()
 	appendN(t, l, 1, 1001)
-	// Fill the active segment exactly until the next record rolls over.
-	for l.active.Load().Header().Index == 3 {
-		mustAppend(t, l, payloadFor(l.NextSeq(), 300))
-	}
-	next := l.NextSeq()
-	if err := l.TruncateFront(ctx, next); err != nil {
+	// TruncateBack leaves a fresh, empty active segment; TruncateFront
+	// to its first sequence number then deletes every other segment.
+	if err := l.TruncateBack(ctx, 900); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Close(); err != nil {
+	if err := l.TruncateFront(ctx, 901); err != nil {
 		t.Fatal(err)
 	}
 	files := segmentFiles(t, dir)
 	if len(files) != 1 {
 		t.Fatalf("segment files %v, want only the empty active one", files)
 	}
-	// The power loss: the unsynced header is gone.
-	path := filepath.Join(dir, "segments", files[0])
+	// The power loss, with the log still open: the empty segment's
+	// header was never synced (nothing was flushed into it) and is gone.
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	path := filepath.Join(crashed, "segments", files[0])
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -219,10 +220,10 @@ func TestReviewFrontAtEndPowerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	l = openT(t, dir, retentionCfg)
-	defer l.Close()
-	if first, n := l.FirstSeq(), l.NextSeq(); first != next || n != next {
-		t.Fatalf("after a power loss: log [%d, %d), want [%d, %d)", first, n, next, next)
+	l2 := openT(t, crashed, retentionCfg)
+	defer l2.Close()
+	if first, n := l2.FirstSeq(), l2.NextSeq(); first != 901 || n != 901 {
+		t.Fatalf("after a power loss: log [%d, %d), want [901, 901)", first, n)
 	}
 }
 
