@@ -37,7 +37,7 @@ import (
 const (
 	bitflipsEnv     = "AOF2_BITFLIPS"
 	bitflipsSeedEnv = "AOF2_BITFLIPS_SEED"
-	bitflipsDefault = 80 // per log; two logs
+	bitflipsDefault = 60 // per log; two logs
 	bitflipMaxLen   = 1500
 )
 
