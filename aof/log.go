@@ -389,16 +389,22 @@ func (l *Log) appended(end, n int64) {
 	}
 }
 
+// usable returns ErrClosed on a closed log, the failure of a failed one,
+// and nil while the log can change.
+func (l *Log) usable() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return l.pipe.Err()
+}
+
 // rotate makes a fresh segment the active one because full could not take
 // the next frame (the reserved end only grows, so it never will). It
 // returns nil if another goroutine rotated first.
 func (l *Log) rotate(full *seg) error {
 	l.rotateMu.Lock()
 	defer l.rotateMu.Unlock()
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	if err := l.pipe.Err(); err != nil {
+	if err := l.usable(); err != nil {
 		return err
 	}
 	if l.active.Load() != full {

@@ -212,10 +212,7 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 	defer l.retainMu.Unlock()
 	l.rotateMu.Lock()
 	defer l.rotateMu.Unlock()
-	if l.closed.Load() {
-		return ErrClosed
-	}
-	if err := l.pipe.Err(); err != nil {
+	if err := l.usable(); err != nil {
 		return err
 	}
 	next, first := l.nextSeq(), l.front.Load()
