@@ -86,25 +86,12 @@ func (m *mapped) checkSealed() bool {
 	if m.sealed {
 		return true
 	}
-	t, ok, err := segment.DecodeTrailer(m.data[m.hdr.Size-segment.TrailerSize:])
+	f, sealed, err := segment.SealedFooter(m.hdr, m.data)
 	if err != nil {
-		m.trailerErr = fmt.Errorf("offset %d: %w", m.hdr.Size-segment.TrailerSize, err)
+		m.trailerErr = err
 		return false
 	}
-	if !ok {
-		return false
-	}
-	if t.FooterOffset < segment.HeaderSize || t.FooterLen < segment.FooterSize(0) ||
-		t.FooterOffset+t.FooterLen > m.hdr.Size-segment.TrailerSize {
-		m.trailerErr = fmt.Errorf("%w: offset %d: trailer points at a footer [%d, +%d) outside the file", segment.ErrCorrupt, m.hdr.Size-segment.TrailerSize, t.FooterOffset, t.FooterLen)
-		return false
-	}
-	f, err := segment.DecodeFooter(m.data[t.FooterOffset : t.FooterOffset+t.FooterLen])
-	if err == nil && (f.FirstSeq != m.hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > m.limit) {
-		err = fmt.Errorf("%w: footer: first seq %d, data end %d do not fit the header (base %d) and trailer", segment.ErrCorrupt, f.FirstSeq, f.DataEnd, m.hdr.BaseSeq)
-	}
-	if err != nil {
-		m.trailerErr = fmt.Errorf("offset %d: %w", t.FooterOffset, err)
+	if !sealed {
 		return false
 	}
 	m.trailerErr = nil
@@ -133,7 +120,7 @@ func (m *mapped) frameAt(off int64, seq uint64) (h segment.FrameHeader, payload 
 		return h, nil, off, frameEmpty, nil
 	}
 	h = segment.DecodeFrameHeader(b)
-	if h.Seq != seq || h.Hint < segment.HeaderSize || h.Hint > off || off+segment.FrameSize(int(h.Len)) > m.limit {
+	if !segment.Plausible(h, off, seq, m.limit) {
 		return h, nil, off, frameBad, fmt.Errorf("%w: no valid frame for seq %d (header says seq %d, length %d, hint %d)",
 			segment.ErrCorrupt, seq, h.Seq, h.Len, h.Hint)
 	}
@@ -165,7 +152,7 @@ func (m *mapped) seek(seq uint64) (off int64, at uint64, ok bool) {
 			return off, at, false
 		}
 		h := segment.DecodeFrameHeader(m.data[off:])
-		if h.Seq != at || h.Hint < segment.HeaderSize || h.Hint > off || off+segment.FrameSize(int(h.Len)) > m.limit {
+		if !segment.Plausible(h, off, at, m.limit) {
 			return off, at, false
 		}
 		off += segment.FrameSize(int(h.Len))

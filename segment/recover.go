@@ -185,29 +185,44 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
-// readFooter reads and verifies the trailer (in the last TrailerSize bytes
-// of the segment size, where WriteFooter puts it) and the footer. ok is
-// false when there is none, or when they fail a check (a crash during
-// seal, or damage): then the segment is scanned instead.
+// readFooter reads and verifies the trailer and the footer (SealedFooter).
+// ok is false when there is none, or when they fail a check (a crash
+// during seal, or damage): then the segment is scanned instead.
 func (s *Segment) readFooter() (Footer, bool) {
-	var tb [TrailerSize]byte
-	if _, err := s.file.ReadAt(tb[:], s.hdr.Size-TrailerSize); err != nil {
-		return Footer{}, false
+	f, sealed, err := SealedFooter(s.hdr, s.rmap)
+	return f, sealed && err == nil
+}
+
+// SealedFooter finds the footer of a sealed segment in m, the segment's
+// bytes [0, hdr.Size): the trailer in its last TrailerSize bytes (where
+// WriteFooter puts it) and the footer it points at, both verified and
+// consistent with hdr. sealed is false, with a nil error, when m has no
+// trailer; err wraps ErrCorrupt when a trailer is there but it or its
+// footer fails a check (a crash during seal, or damage). Recovery and
+// read-only tools decide "sealed" with this one function.
+func SealedFooter(hdr Header, m []byte) (f Footer, sealed bool, err error) {
+	if int64(len(m)) < hdr.Size || hdr.Size < HeaderSize+TrailerSize {
+		return Footer{}, false, fmt.Errorf("%w: segment of %d bytes, its header says %d", ErrCorrupt, len(m), hdr.Size)
 	}
-	t, ok, err := DecodeTrailer(tb[:])
-	if !ok || err != nil || t.FooterOffset < HeaderSize || t.FooterLen < FooterSize(0) ||
-		t.FooterOffset+t.FooterLen > s.hdr.Size-TrailerSize {
-		return Footer{}, false
+	at := hdr.Size - TrailerSize
+	t, ok, err := DecodeTrailer(m[at:])
+	if err != nil {
+		return Footer{}, false, fmt.Errorf("offset %d: %w", at, err)
 	}
-	fb := make([]byte, t.FooterLen)
-	if _, err := s.file.ReadAt(fb, t.FooterOffset); err != nil {
-		return Footer{}, false
+	if !ok {
+		return Footer{}, false, nil
 	}
-	f, err := DecodeFooter(fb)
-	if err != nil || f.FirstSeq != s.hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > s.limit {
-		return Footer{}, false
+	if t.FooterOffset < HeaderSize || t.FooterLen < FooterSize(0) || t.FooterOffset+t.FooterLen > at {
+		return Footer{}, false, fmt.Errorf("%w: offset %d: trailer points at a footer [%d, +%d) outside the file", ErrCorrupt, at, t.FooterOffset, t.FooterLen)
 	}
-	return f, true
+	f, err = DecodeFooter(m[t.FooterOffset : t.FooterOffset+t.FooterLen])
+	if err == nil && (f.FirstSeq != hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > DataLimit(hdr.Size)) {
+		err = fmt.Errorf("%w: footer: first seq %d, data end %d do not fit the header (base %d) and trailer", ErrCorrupt, f.FirstSeq, f.DataEnd, hdr.BaseSeq)
+	}
+	if err != nil {
+		return Footer{}, false, fmt.Errorf("offset %d: %w", t.FooterOffset, err)
+	}
+	return f, true, nil
 }
 
 // ScanResult is what a recovery scan of an unsealed segment found.
@@ -244,7 +259,7 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 	s.digest.Reset()
 	for off+FrameHeaderSize <= s.limit {
 		h := DecodeFrameHeader(m[off:])
-		if !plausible(h, off, seq, s.limit) {
+		if !Plausible(h, off, seq, s.limit) {
 			break
 		}
 		if _, err := VerifyFrame(m[off:], h); err != nil {
@@ -317,9 +332,11 @@ func (s *Segment) countBefore(off int64) uint64 {
 	return seq - s.hdr.BaseSeq
 }
 
-// plausible reports whether h can be the frame at off holding seq, before
-// its checksum is computed.
-func plausible(h FrameHeader, off int64, seq uint64, limit int64) bool {
+// Plausible reports whether h can be the frame at off holding seq, in a
+// segment whose record data must end by limit, before its checksum is
+// computed: the sequence number, a durable hint within the data before
+// off, a length that fits.
+func Plausible(h FrameHeader, off int64, seq uint64, limit int64) bool {
 	return h.Seq == seq && h.Hint >= HeaderSize && h.Hint <= off &&
 		off+FrameSize(int(h.Len)) <= limit
 }
