@@ -604,8 +604,8 @@ func (s *Segment) Release() error {
 
 // Acquire takes a lease: the segment's mappings, and so every slice
 // ViewFrame returns, stay valid until Unlease, even if the owner releases
-// the segment meanwhile. It returns false if the segment was already
-// released.
+// the segment meanwhile. It returns false once the segment is unmapped:
+// its owner released it and no lease was left.
 func (s *Segment) Acquire() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
