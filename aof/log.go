@@ -182,7 +182,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	}
 	l := &Log{
 		dir:        dir,
-		segDir:     filepath.Join(dir, "segments"),
+		segDir:     filepath.Join(dir, segment.SegmentsDir),
 		cfg:        cfg,
 		fs:         o.fs,
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
@@ -191,7 +191,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	if err := makeDirs(l.fs, l.segDir, 2); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
-	lock, err := l.fs.Lock(filepath.Join(dir, "LOCK"))
+	lock, err := l.fs.Lock(filepath.Join(dir, segment.LockFile))
 	if err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}

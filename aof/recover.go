@@ -442,25 +442,20 @@ func releaseAll(segs []*seg) {
 }
 
 // durableMarkPath is where Close records how far the tail was durable.
-func (l *Log) durableMarkPath() string { return filepath.Join(l.dir, "DURABLE") }
+func (l *Log) durableMarkPath() string { return filepath.Join(l.dir, segment.DurableFile) }
 
 // readDurableMark reads the mark Close left, if any. A mark that fails its
 // checks is ignored: it only ever adds knowledge.
 func (l *Log) readDurableMark() (segment.DurableMark, error) {
-	f, err := l.fs.OpenReadOnly(l.durableMarkPath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return segment.DurableMark{}, nil
-	}
-	if err != nil {
+	b, ok, err := segment.ReadMark(l.fs, l.durableMarkPath())
+	switch {
+	case err != nil && !errors.Is(err, segment.ErrCorrupt):
 		return segment.DurableMark{}, fmt.Errorf("aof2: recover %s: %w", l.dir, err)
-	}
-	defer f.Close()
-	var b [segment.DurableMarkSize]byte
-	if n, _ := f.ReadAt(b[:], 0); n != len(b) {
+	case !ok:
 		return segment.DurableMark{}, nil
 	}
-	m, err := segment.DecodeDurableMark(b[:])
-	if err != nil {
+	m, derr := segment.DecodeDurableMark(b[:])
+	if err != nil || derr != nil {
 		return segment.DurableMark{}, nil
 	}
 	return m, nil

@@ -46,8 +46,8 @@ func (l *Log) crash(point string) {
 	}
 }
 
-func (l *Log) frontMarkPath() string { return filepath.Join(l.dir, "FRONT") }
-func (l *Log) cutMarkPath() string   { return filepath.Join(l.dir, "CUT") }
+func (l *Log) frontMarkPath() string { return filepath.Join(l.dir, segment.FrontFile) }
+func (l *Log) cutMarkPath() string   { return filepath.Join(l.dir, segment.CutFile) }
 
 // writeMark replaces the file at path with b, durably.
 func (l *Log) writeMark(path string, b []byte) error {
@@ -60,20 +60,6 @@ func (l *Log) writeMark(path string, b []byte) error {
 		return err
 	}
 	return l.fs.SyncDir(l.dir)
-}
-
-// readMark reads the mark file at path; ok is false if there is none.
-func (l *Log) readMark(path string) (b [segment.DurableMarkSize]byte, ok bool, err error) {
-	f, err := l.fs.OpenReadOnly(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return b, false, nil
-	}
-	if err != nil {
-		return b, false, err
-	}
-	defer f.Close()
-	n, _ := f.ReadAt(b[:], 0)
-	return b, n == len(b), nil
 }
 
 // removeMark removes the mark file at path, durably.
@@ -390,7 +376,7 @@ func cutSegment(s *segment.Segment, last uint64) (changed bool, err error) {
 // recovery looks at the segments: it deletes the segments after the one
 // the CUT mark keeps, cuts that one, and removes the mark.
 func (l *Log) finishCut() error {
-	b, ok, err := l.readMark(l.cutMarkPath())
+	b, ok, err := segment.ReadMark(l.fs, l.cutMarkPath())
 	if err != nil || !ok {
 		return err
 	}
@@ -451,7 +437,7 @@ func (l *Log) finishCut() error {
 // readFront returns the first retained sequence number a FRONT mark
 // records, or 0.
 func (l *Log) readFront() (uint64, error) {
-	b, ok, err := l.readMark(l.frontMarkPath())
+	b, ok, err := segment.ReadMark(l.fs, l.frontMarkPath())
 	if err != nil || !ok {
 		return 0, err
 	}

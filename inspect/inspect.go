@@ -25,7 +25,8 @@
 // # Concurrency
 //
 // A Reader, a Dir and a Survey are for one goroutine each. Payloads returned
-// by a Reader are copies owned by the caller.
+// by a Reader are copies in a buffer the Reader reuses: valid until its
+// next Next.
 package inspect
 
 import (
@@ -44,13 +45,13 @@ import (
 	"github.com/aof2/aof2/vfs"
 )
 
-// Names inside a log directory (see aof/recover.go).
+// Names inside a log directory (defined by the segment package).
 const (
-	LockFile    = "LOCK"
-	DurableFile = "DURABLE"
-	FrontFile   = "FRONT"
-	CutFile     = "CUT"
-	SegmentsDir = "segments"
+	LockFile    = segment.LockFile
+	DurableFile = segment.DurableFile
+	FrontFile   = segment.FrontFile
+	CutFile     = segment.CutFile
+	SegmentsDir = segment.SegmentsDir
 )
 
 // ErrNotLog is wrapped when a directory does not look like an aof2 log.
@@ -131,21 +132,15 @@ func List(fsys vfs.FS, path string) (*Dir, error) {
 	return d, nil
 }
 
-// readMark reads and decodes one of the log's mark files. A missing file
-// is no mark and no error.
+// readMark reads and decodes one of the log's mark files, as the writer
+// reads it (segment.ReadMark). A missing file is no mark and no error.
 func readMark[M any](fsys vfs.FS, path string, decode func([]byte) (M, error)) (M, bool, error) {
 	var zero M
-	f, err := fsys.OpenReadOnly(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return zero, false, nil
-	}
-	if err != nil {
+	b, ok, err := segment.ReadMark(fsys, path)
+	if err != nil || !ok {
 		return zero, false, err
 	}
-	defer f.Close()
-	var b [segment.DurableMarkSize + 1]byte
-	n, _ := f.ReadAt(b[:], 0)
-	m, err := decode(b[:n])
+	m, err := decode(b[:])
 	if err != nil {
 		return zero, false, fmt.Errorf("%s: %w", path, err)
 	}

@@ -19,7 +19,6 @@ var ErrNoHeader = segment.ErrNoHeader
 // functions of segment/format.go. It never writes.
 type mapped struct {
 	file  File
-	path  string
 	f     vfs.File
 	data  []byte // read-only shared mapping of [0, hdr.Size)
 	hdr   segment.Header
@@ -41,22 +40,15 @@ func openMapped(fsys vfs.FS, segDir string, file File) (_ *mapped, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	m := &mapped{file: file, path: path, f: f}
+	m := &mapped{file: file, f: f}
 	defer func() {
 		if err != nil {
 			m.close()
 		}
 	}()
-	var hb [segment.HeaderSize]byte
-	if n, _ := f.ReadAt(hb[:], 0); n == len(hb) && hb == ([segment.HeaderSize]byte{}) {
-		return nil, fmt.Errorf("%s: %w (created, header never written)", file.Name, ErrNoHeader)
-	}
-	hdr, err := segment.DecodeHeader(hb[:])
+	hdr, err := segment.ReadHeader(f, file.Name)
 	if err != nil {
-		return nil, fmt.Errorf("%s offset 0: %w", file.Name, err)
-	}
-	if hdr.Index != file.Index || hdr.BaseSeq != file.BaseSeq {
-		return nil, fmt.Errorf("%w: %s offset 0: header says index %d base seq %d, the name says otherwise", segment.ErrCorrupt, file.Name, hdr.Index, hdr.BaseSeq)
+		return nil, err
 	}
 	size, err := f.Size()
 	if err != nil {

@@ -20,7 +20,7 @@ type Record struct {
 	Timestamp int64  // append time, Unix nanoseconds
 	File      string // segment file holding it
 	Offset    int64  // offset of its frame in that file
-	Payload   []byte // the payload: a copy, valid until the next call to Next
+	Payload   []byte // the payload: a copy in the Reader's buffer, valid until the next call to Next
 }
 
 // Reader reads records in sequence order across the segment files of a
@@ -101,6 +101,11 @@ func (r *Reader) Next() bool {
 		}
 		if moved {
 			continue
+		}
+		if st == frameEmpty && r.m.sealed && r.off < r.m.footer.DataEnd {
+			// A sealed segment's data is complete up to its footer:
+			// zeros before it are damage, not the end.
+			st, ferr = frameBad, fmt.Errorf("%w: zeros where the footer says records are (its data ends at offset %d)", segment.ErrCorrupt, r.m.footer.DataEnd)
 		}
 		if st == frameBad {
 			r.err = r.classify(ferr)

@@ -20,16 +20,37 @@ type Problem struct {
 	// Torn is true for what a crash leaves and the writer's recovery
 	// repairs without losing anything that was durable: a torn tail, a
 	// segment whose header never reached the disk, a segment after a
-	// torn tail holding nothing durable. False means corruption.
+	// torn tail holding nothing durable.
 	Torn bool
-	Err  error
+	// Warning is true for a problem that loses nothing and that the
+	// writer handles (a DURABLE mark that fails its checks is ignored).
+	Warning bool
+	Err     error
+}
+
+// Corrupt reports whether the problem is damage to the log (Err wraps
+// segment.ErrCorrupt, and it is neither torn nor a warning). A problem
+// that is none of torn, warning or corrupt is an error reading the log
+// (permissions, I/O).
+func (p Problem) Corrupt() bool {
+	return !p.Torn && !p.Warning && errors.Is(p.Err, segment.ErrCorrupt)
+}
+
+// Kind is "torn", "warning", "CORRUPT" or "ERROR".
+func (p Problem) Kind() string {
+	switch {
+	case p.Torn:
+		return "torn"
+	case p.Warning:
+		return "warning"
+	case p.Corrupt():
+		return "CORRUPT"
+	}
+	return "ERROR"
 }
 
 func (p Problem) String() string {
-	kind := "CORRUPT"
-	if p.Torn {
-		kind = "torn"
-	}
+	kind := p.Kind()
 	if p.Offset < 0 {
 		return fmt.Sprintf("%s: %s: %v", kind, p.File, p.Err)
 	}
@@ -43,14 +64,12 @@ type VerifyResult struct {
 	Records  uint64 // records whose checksum verified
 	Bytes    int64  // record bytes checked (frames, headers included)
 	Problems []Problem
-	// Infos holds each segment as surveyed while verifying.
-	Infos []SegmentInfo
 }
 
 // Corrupt reports whether a problem is corruption (not a torn tail).
 func (v VerifyResult) Corrupt() bool {
 	for _, p := range v.Problems {
-		if !p.Torn {
+		if p.Corrupt() {
 			return true
 		}
 	}
@@ -83,13 +102,22 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 		}
 	}
 	if d.MarkErr != nil {
-		v.Problems = append(v.Problems, Problem{File: DurableFile, Offset: -1,
+		v.Problems = append(v.Problems, Problem{File: DurableFile, Offset: -1, Warning: true,
 			Err: fmt.Errorf("%w (the writer ignores a mark that fails its checks, and removes it when it opens the log)", d.MarkErr)})
 	}
+	if d.FrontErr != nil {
+		v.Problems = append(v.Problems, Problem{File: FrontFile, Offset: -1,
+			Err: fmt.Errorf("%w (aof.Open fails until it is resolved: restore it from a copy, or remove it to make the records before the lost front readable again)", d.FrontErr)})
+	}
+	if d.CutErr != nil {
+		v.Problems = append(v.Problems, Problem{File: CutFile, Offset: -1,
+			Err: fmt.Errorf("%w (aof.Open fails until it is resolved: a TruncateBack was running and where it ended is unknown; keep a copy of the directory, then remove it to open the log as the disk has it)", d.CutErr)})
+	}
+	var infos []SegmentInfo
 	for i, f := range d.Files {
 		before := done
 		info, probs, n, good := verifySegment(d, f, report)
-		v.Infos = append(v.Infos, info)
+		infos = append(infos, info)
 		v.Problems = append(v.Problems, probs...)
 		v.Segments++
 		if info.Sealed {
@@ -105,7 +133,7 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 				Err: fmt.Errorf("%w: segment %d follows segment %d: the segments in between are missing", segment.ErrCorrupt, f.Index, d.Files[i-1].Index)})
 		}
 	}
-	v.Problems = append(v.Problems, continuity(v.Infos)...)
+	v.Problems = append(v.Problems, continuity(infos)...)
 	sort.SliceStable(v.Problems, func(i, j int) bool { return v.Problems[i].File < v.Problems[j].File })
 	return v
 }

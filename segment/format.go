@@ -404,6 +404,17 @@ func DecodeDurableMark(b []byte) (DurableMark, error) {
 	return DurableMark{Index: x, Offset: int64(y)}, err
 }
 
+// Names in a log directory: the files that hold marks, DURABLE (a
+// DurableMark), FRONT (a FrontMark) and CUT (a CutMark); the segments
+// directory; and LOCK, the file the writer holds an flock on.
+const (
+	LockFile    = "LOCK"
+	DurableFile = "DURABLE"
+	FrontFile   = "FRONT"
+	CutFile     = "CUT"
+	SegmentsDir = "segments"
+)
+
 // FrontMark is the content of the FRONT file that TruncateFront writes
 // before it removes anything: records below Seq are gone, also after a
 // crash that left some of the segments holding them. Same layout as

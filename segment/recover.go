@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"path/filepath"
 	"sort"
 
@@ -76,6 +77,52 @@ func syncedEvidence(f vfs.File, base uint64) (string, error) {
 	return "", nil
 }
 
+// ReadHeader reads and checks the header of the segment file f named name,
+// with the rules recovery applies: a header that is all zeros, or a prefix
+// of the header this file must have followed by zeros (a write torn by a
+// power cut), is an error wrapping ErrNoHeader if nothing in the file says
+// a sync of it completed (the segment never held anything durable), and
+// wraps ErrCorrupt otherwise; any other bad header, or one that does not
+// match the name, wraps ErrCorrupt. Read-only tools use it too, so they
+// judge a header as the writer will.
+func ReadHeader(f vfs.File, name string) (Header, error) {
+	index, base, ok := ParseName(name)
+	if !ok {
+		return Header{}, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
+	}
+	var hb [HeaderSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil && !isEOF(err) {
+		return Header{}, fmt.Errorf("segment %s: read header: %w", name, err)
+	}
+	hdr, err := DecodeHeader(hb[:])
+	if zero := hb == ([HeaderSize]byte{}); zero || err != nil {
+		// The header is written when the segment is activated and made
+		// durable by the segment's first sync. Zeros, or a prefix of the
+		// header this file must have followed by zeros, are what a cut
+		// before that sync leaves, if nothing in the file says a sync of
+		// it completed. Anything else (a flipped bit) is damage.
+		what := "all zeros"
+		if !zero {
+			if !tornHeader(hb[:], index, base) {
+				return Header{}, fmt.Errorf("segment %s offset 0: %w", name, err)
+			}
+			what = fmt.Sprintf("torn (%v)", err)
+		}
+		synced, serr := syncedEvidence(f, base)
+		if serr != nil {
+			return Header{}, fmt.Errorf("segment %s: %w", name, serr)
+		}
+		if synced != "" {
+			return Header{}, fmt.Errorf("%w: segment %s offset 0: header is %s, but %s", ErrCorrupt, name, what, synced)
+		}
+		return Header{}, fmt.Errorf("%w: %s: header is %s and nothing in the file was ever synced", ErrNoHeader, name, what)
+	}
+	if hdr.Index != index || hdr.BaseSeq != base {
+		return Header{}, fmt.Errorf("%w: segment %s offset 0: header says index %d base %d", ErrCorrupt, name, hdr.Index, hdr.BaseSeq)
+	}
+	return hdr, nil
+}
+
 // Open opens an existing segment file for recovery and checks its header
 // against its name. If the file carries a trailer and a footer that verify,
 // the segment is sealed and trusted without a scan; otherwise the caller
@@ -95,8 +142,7 @@ func OpenReadOnly(fs vfs.FS, dir, name string) (*Segment, error) {
 }
 
 func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
-	index, base, ok := ParseName(name)
-	if !ok {
+	if _, _, ok := ParseName(name); !ok {
 		return nil, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
 	}
 	path := filepath.Join(dir, name)
@@ -115,36 +161,9 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 			s.Release()
 		}
 	}()
-	var hb [HeaderSize]byte
-	if _, err := f.ReadAt(hb[:], 0); err != nil && !isEOF(err) {
-		return nil, fmt.Errorf("segment %s: read header: %w", name, err)
-	}
-	hdr, err := DecodeHeader(hb[:])
-	if zero := hb == ([HeaderSize]byte{}); zero || err != nil {
-		// The header is written when the segment is activated and made
-		// durable by the segment's first sync. Zeros, or a prefix of the
-		// header this file must have followed by zeros (a write torn by
-		// a power cut), are what a cut before that sync leaves, if
-		// nothing in the file says a sync of it completed. Anything else
-		// (a flipped bit) is damage.
-		what := "all zeros"
-		if !zero {
-			if !tornHeader(hb[:], index, base) {
-				return nil, fmt.Errorf("segment %s offset 0: %w", name, err)
-			}
-			what = fmt.Sprintf("torn (%v)", err)
-		}
-		synced, serr := syncedEvidence(f, base)
-		if serr != nil {
-			return nil, fmt.Errorf("segment %s: %w", name, serr)
-		}
-		if synced != "" {
-			return nil, fmt.Errorf("%w: segment %s offset 0: header is %s, but %s", ErrCorrupt, name, what, synced)
-		}
-		return nil, fmt.Errorf("%w: %s: header is %s and nothing in the file was ever synced", ErrNoHeader, name, what)
-	}
-	if hdr.Index != index || hdr.BaseSeq != base {
-		return nil, fmt.Errorf("%w: segment %s offset 0: header says index %d base %d", ErrCorrupt, name, hdr.Index, hdr.BaseSeq)
+	hdr, err := ReadHeader(f, name)
+	if err != nil {
+		return nil, err
 	}
 	s.hdr = hdr
 	s.limit = DataLimit(hdr.Size)
@@ -374,6 +393,33 @@ func (s *Segment) Cut(r ScanResult, keepPath string) error {
 		return fmt.Errorf("segment %d: sync cut at %d: %w", s.hdr.Index, r.End, err)
 	}
 	return nil
+}
+
+// ReadMark reads the mark file at path (DURABLE, FRONT or CUT) for its
+// Decode function. ok is false, with a nil error, when there is no such
+// file. A file of another size than DurableMarkSize is an error wrapping
+// ErrCorrupt: marks are written to a temporary file, synced and renamed,
+// so a crash leaves a whole mark or none. The log and read-only tools
+// read marks with it alike.
+func ReadMark(fs vfs.FS, path string) (b [DurableMarkSize]byte, ok bool, err error) {
+	f, err := fs.OpenReadOnly(path)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return b, false, nil
+	}
+	if err != nil {
+		return b, false, err
+	}
+	defer f.Close()
+	var more [DurableMarkSize + 1]byte
+	n, err := f.ReadAt(more[:], 0)
+	if err != nil && !isEOF(err) {
+		return b, true, fmt.Errorf("read %s: %w", path, err)
+	}
+	if n != DurableMarkSize {
+		return b, true, fmt.Errorf("%w: %s: %d bytes, a mark has %d", ErrCorrupt, path, n, DurableMarkSize)
+	}
+	copy(b[:], more[:n])
+	return b, true, nil
 }
 
 // WriteFileSync creates path holding b, durably (file and directory).

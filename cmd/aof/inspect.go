@@ -57,22 +57,23 @@ func (e *env) inspect(path string) int {
 		fmt.Fprintf(w, "durable mark:   none (a clean Close leaves one; Open removes it)\n")
 	}
 	if d.FrontErr != nil {
-		fmt.Fprintf(w, "front mark:     unusable: %v\n", d.FrontErr)
+		fmt.Fprintf(w, "front mark:     unusable: %v\n                (aof.Open fails until it is resolved: restore DIR/FRONT from a copy, or remove it to make the records before the lost front readable again)\n", d.FrontErr)
 	} else if d.Front > 0 {
 		fmt.Fprintf(w, "front mark:     records before seq %d removed by retention\n", d.Front)
 	}
 	if d.CutErr != nil {
-		fmt.Fprintf(w, "cut mark:       unusable: %v (the writer refuses to open the log until it is resolved)\n", d.CutErr)
+		fmt.Fprintf(w, "cut mark:       unusable: %v\n                (aof.Open fails until it is resolved: a TruncateBack was running and where it ended is unknown; keep a copy of the directory, then remove DIR/CUT to open the log as the disk has it)\n", d.CutErr)
 	} else if d.HasCut {
 		fmt.Fprintf(w, "cut mark:       a TruncateBack to seq %d was interrupted; the writer completes it when it opens the log\n", d.Cut.LastSeq)
 	}
 	infos := inspect.Survey(d)
-	first := d.FirstRetained()
-	next := first
-	if n := len(infos); n > 0 && infos[n-1].Err == nil {
-		next = infos[n-1].BaseSeq + infos[n-1].Records
+	if first, next, err := d.Span(); err != nil {
+		fmt.Fprintf(w, "records:        unknown: %v\n", err)
+	} else if next > first {
+		fmt.Fprintf(w, "records:        seq %d to %d (%d)\n", first, next-1, next-first)
+	} else {
+		fmt.Fprintf(w, "records:        none (the next record gets seq %d)\n", first)
 	}
-	fmt.Fprintf(w, "records:        seq %d to %d (%d)\n", first, next-1, next-first)
 	if len(d.Prepared) > 0 {
 		fmt.Fprintf(w, "prepared:       %d segment file(s) made ahead of time, not yet in use\n", len(d.Prepared))
 	}
@@ -80,15 +81,19 @@ func (e *env) inspect(path string) int {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "SEGMENT\tBASE SEQ\tLAST SEQ\tRECORDS\tBYTES\tSEALED\tDURABLE\tFILE\n")
 	var notes []string
-	corrupt := false
+	corrupt, failed := false, false
 	for _, s := range infos {
 		if s.Err != nil {
 			fmt.Fprintf(tw, "%d\t%d\t-\t-\t-\t-\t-\t%s\n", s.Index, s.BaseSeq, s.Name)
-			if errors.Is(s.Err, inspect.ErrNoHeader) {
+			switch {
+			case errors.Is(s.Err, inspect.ErrNoHeader):
 				notes = append(notes, fmt.Sprintf("segment %d: %v (a crash right after it was created; the writer removes it when it opens the log)", s.Index, s.Err))
-			} else {
+			case errors.Is(s.Err, segment.ErrCorrupt):
 				corrupt = true
-				notes = append(notes, fmt.Sprintf("segment %d: %v", s.Index, s.Err))
+				notes = append(notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Err))
+			default:
+				failed = true
+				notes = append(notes, fmt.Sprintf("segment %d: cannot be read: %v", s.Index, s.Err))
 			}
 			continue
 		}
@@ -126,6 +131,10 @@ func (e *env) inspect(path string) int {
 	if corrupt {
 		e.errorf("inspect", "corruption found; run `aof verify %s` for every problem with file and offset", path)
 		return exitCorrupt
+	}
+	if failed {
+		e.errorf("inspect", "some segment files could not be read (see above): check their permissions and the disk")
+		return exitError
 	}
 	return exitOK
 }

@@ -607,3 +607,57 @@ func TestRetentionMarks(t *testing.T) {
 		t.Fatalf("verify after TruncateFront: exit %d:\n%s%s", code, out, errOut)
 	}
 }
+
+// TestZerosInsideSealedSegment: zeros where a sealed segment's footer says
+// records are is corruption for every command that reads records, not an
+// early end of the log.
+func TestZerosInsideSealedSegment(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, smallSegments, textPayloads(1000, 200))
+	first := filepath.Join(dir, "segments", segFiles(t, dir)[0])
+	f, err := os.OpenFile(first, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The frame header of the fourth record: 64-byte header, then frames
+	// of 32 + 200 bytes.
+	if _, err := f.WriteAt(make([]byte, 32), 64+3*232); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, cmd := range []string{"dump", "stats", "verify"} {
+		out, errOut, code := aofRun(t, cmd, dir)
+		if code != exitCorrupt {
+			t.Fatalf("%s: exit %d, want %d (corruption)\n%s%s", cmd, code, exitCorrupt, out, errOut)
+		}
+	}
+}
+
+// TestMarkFiles: a damaged CUT mark (aof.Open refuses the log) is
+// corruption with advice; a damaged DURABLE mark (the writer ignores it)
+// is a warning only.
+func TestMarkFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, smallSegments, textPayloads(100, 200))
+	if err := os.WriteFile(filepath.Join(dir, "DURABLE"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := aofRun(t, "verify", dir)
+	if code != exitOK || !strings.Contains(out, "warning: DURABLE") {
+		t.Fatalf("verify with an empty DURABLE: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "CUT"), []byte("not a mark"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aof.Open(dir, smallSegments); err == nil {
+		t.Fatal("aof.Open accepted a damaged CUT mark")
+	}
+	out, errOut, code = aofRun(t, "verify", dir)
+	if code != exitCorrupt || !strings.Contains(out, "CORRUPT: CUT") || !strings.Contains(out, "remove it") {
+		t.Fatalf("verify with a damaged CUT: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = aofRun(t, "inspect", dir)
+	if !strings.Contains(out, "cut mark:       unusable") {
+		t.Fatalf("inspect does not show the damaged CUT mark:\n%s", out)
+	}
+}

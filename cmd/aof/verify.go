@@ -52,12 +52,15 @@ func (e *env) verify(path string, quiet bool) int {
 	for _, p := range v.Problems {
 		fmt.Fprintln(e.stdout, p)
 	}
-	torn, corrupt := 0, 0
+	torn, corrupt, failed := 0, 0, 0
 	for _, p := range v.Problems {
-		if p.Torn {
+		switch p.Kind() {
+		case "torn":
 			torn++
-		} else {
+		case "CORRUPT":
 			corrupt++
+		case "ERROR":
+			failed++
 		}
 	}
 	if !quiet {
@@ -67,6 +70,8 @@ func (e *env) verify(path string, quiet bool) int {
 		switch {
 		case corrupt > 0:
 			fmt.Fprintf(e.stdout, "CORRUPT: %d problem(s); %d torn\n", corrupt, torn)
+		case failed > 0:
+			fmt.Fprintf(e.stdout, "ERROR: %d file(s) could not be read; %d torn\n", failed, torn)
 		case torn > 0:
 			fmt.Fprintf(e.stdout, "ok: no corruption; %d torn tail(s), which the writer truncates when it opens the log\n", torn)
 		default:
@@ -80,6 +85,10 @@ func (e *env) verify(path string, quiet bool) int {
 			"  which cuts the log there and keeps what it cut in DIR/repair/. A sealed segment's footer is\n"+
 			"  trusted at Open, so damage inside one shows when its records are read.", corrupt, path)
 		return exitCorrupt
+	}
+	if failed > 0 {
+		e.errorf("verify", "%d file(s) could not be read (see above): check their permissions and the disk, then verify again", failed)
+		return exitError
 	}
 	return exitOK
 }
