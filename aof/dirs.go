@@ -17,14 +17,14 @@ import (
 // directories of dir whether it created them or not: an earlier run may
 // have created them and crashed before it synced.
 func makeDirs(fsys vfs.FS, dir string, keep int) error {
-	sync := map[string]bool{}
+	var sync []string // deepest first, each once
 	d := filepath.Clean(dir)
 	for i := 0; ; i++ {
 		parent := filepath.Dir(d)
 		_, err := fsys.ReadDir(d)
 		missing := errors.Is(err, fs.ErrNotExist)
-		if i < keep || missing {
-			sync[parent] = true
+		if (i < keep || missing) && parent != d {
+			sync = append(sync, parent)
 		}
 		if (!missing && i >= keep-1) || parent == d {
 			break
@@ -32,9 +32,9 @@ func makeDirs(fsys vfs.FS, dir string, keep int) error {
 		d = parent
 	}
 	if err := fsys.MkdirAll(dir); err != nil {
-		return err
+		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	for d := range sync {
+	for _, d := range sync {
 		if err := fsys.SyncDir(d); err != nil {
 			return fmt.Errorf("make %s durable: %w", dir, err)
 		}

@@ -328,7 +328,7 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	// (Returning early without waking them loses a wake-up: a waiter may
 	// have registered after the flush that made its record durable
 	// started, and asked for this one.)
-	defer close(p.waiters.Detach())
+	defer p.waiters.Detach().Wake()
 	return p.flushHeld(ctx, r, m)
 }
 
@@ -344,7 +344,7 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 		return ctx.Err()
 	}
 	defer func() { <-p.lock }()
-	defer close(p.waiters.Detach())
+	defer p.waiters.Detach().Wake()
 	if err := p.flushHeld(ctx, r, ModeSync); err != nil {
 		return err
 	}

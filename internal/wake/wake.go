@@ -23,19 +23,26 @@ func (w *Broadcast) Current() <-chan struct{} {
 	return w.ch
 }
 
-// Detach installs a fresh channel and returns the previous one, for the
-// caller to close when it is done: waiters that took it before Detach are
-// woken then.
-func (w *Broadcast) Detach() chan struct{} {
+// Detach takes the current channel away, so that waiters from now on get
+// a fresh one, and returns it for the caller to close when it is done
+// (Detached.Wake): waiters that took it before Detach are woken then.
+func (w *Broadcast) Detach() Detached {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ch := w.ch
-	if ch == nil {
-		ch = make(chan struct{})
-	}
-	w.ch = make(chan struct{})
-	return ch
+	w.ch = nil // made when someone waits: no channel when no one does
+	return Detached{ch}
 }
 
 // Wake wakes everyone who took the current channel.
-func (w *Broadcast) Wake() { close(w.Detach()) }
+func (w *Broadcast) Wake() { w.Detach().Wake() }
+
+// Detached is a channel Detach took away.
+type Detached struct{ ch chan struct{} }
+
+// Wake wakes everyone who took the channel before it was detached.
+func (d Detached) Wake() {
+	if d.ch != nil {
+		close(d.ch)
+	}
+}
