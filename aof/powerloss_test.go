@@ -144,13 +144,13 @@ func powerScenario(t *testing.T, seed uint64, tot *powerTotals) {
 			return sum, ok
 		}
 		chain := rng.IntN(len(snaps))
-		chainLoss := vfs.Losses[rng.IntN(len(vfs.Losses))]
+		chainLoss := vfs.Losses()[rng.IntN(len(vfs.Losses()))]
 		var next []uint64
 		var nextRoot string
 		for i, sn := range snaps {
 			tot.cuts++
 			tot.byOp[sn.name]++
-			for _, loss := range vfs.Losses {
+			for _, loss := range vfs.Losses() {
 				imgSeed := rng.Uint64()
 				img := t.TempDir()
 				desc, err := sn.img.Write(img, loss, rand.New(rand.NewPCG(imgSeed, 2)))

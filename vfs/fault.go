@@ -134,13 +134,8 @@ func FailNth(n int, err error, sticky bool) SyncHook {
 	}
 }
 
-func setHook[H any](p *atomic.Pointer[H], h H) {
-	if any(h) == nil {
-		p.Store(nil)
-		return
-	}
-	p.Store(&h)
-}
+// setHook installs h; a nil h removes the hook (callers check *h).
+func setHook[H any](p *atomic.Pointer[H], h H) { p.Store(&h) }
 
 func runPathHook(p *atomic.Pointer[PathHook], path string) error {
 	if h := p.Load(); h != nil && *h != nil {

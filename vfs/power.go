@@ -509,8 +509,8 @@ const (
 	numLoss
 )
 
-// Losses lists every Loss.
-var Losses = []Loss{LoseAll, KeepAll, ZeroUnsynced, TornPrefix, Scramble}
+// Losses returns every Loss.
+func Losses() []Loss { return []Loss{LoseAll, KeepAll, ZeroUnsynced, TornPrefix, Scramble} }
 
 func (l Loss) String() string {
 	switch l {

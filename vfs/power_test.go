@@ -48,7 +48,7 @@ func TestPowerModel(t *testing.T) {
 		return string(b), err == nil
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, loss := range Losses {
+	for _, loss := range Losses() {
 		for range 20 {
 			out := t.TempDir()
 			desc, err := img.Write(out, loss, rng)
@@ -116,7 +116,7 @@ func TestPowerImageDeterministic(t *testing.T) {
 		f.Close()
 	}
 	img := p.Snapshot()
-	for _, loss := range Losses {
+	for _, loss := range Losses() {
 		a, b := t.TempDir(), t.TempDir()
 		_, err := img.Write(a, loss, rand.New(rand.NewPCG(7, 7)))
 		mustDo(t, err)

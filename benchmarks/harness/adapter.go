@@ -76,10 +76,6 @@ type Impl struct {
 	// Modes lists the modes the implementation has; a workload skips
 	// an implementation without its mode.
 	Modes []Mode
-	// GroupCommit says concurrent durable appends share syncs inside
-	// the library; without it the adapter serialises callers with a
-	// mutex.
-	GroupCommit bool
 	// Follow, if set, is the implementation's own tail-following API
 	// (see follow.go); otherwise the follower polls Read.
 	Follow FollowFunc

@@ -15,12 +15,11 @@ import (
 // (group commit across goroutines, no caller-side mutex).
 func init() {
 	register(Impl{
-		Name:        "aof",
-		Note:        "aof2 at this commit; default Config; buffered = Append (background flusher running); durable = Append + FlushUntil (group commit); batch = AppendBatch + FlushUntil(last)",
-		Open:        openAOF,
-		Modes:       []Mode{Buffered, Durable},
-		GroupCommit: true,
-		Follow:      followAOF,
+		Name:   "aof",
+		Note:   "aof2 at this commit; default Config; buffered = Append (background flusher running); durable = Append + FlushUntil (group commit); batch = AppendBatch + FlushUntil(last)",
+		Open:   openAOF,
+		Modes:  []Mode{Buffered, Durable},
+		Follow: followAOF,
 	})
 }
 

@@ -16,14 +16,15 @@ import (
 
 // Machine describes where a run happened.
 type Machine struct {
-	CPU       string
-	Cores     int
-	Kernel    string
-	Go        string
-	Dir       string // where the logs were written
-	FS        string // its file system and mount options
-	Device    string
-	Fdatasync Floor // measured at the start
+	CPU        string
+	Cores      int
+	GOMAXPROCS int
+	Kernel     string
+	Go         string
+	Dir        string // where the logs were written
+	FS         string // its file system and mount options
+	Device     string
+	Fdatasync  Floor // measured at the start
 }
 
 // Floor is the disk's durable-write floor: pwrite of 4 KiB at increasing
@@ -36,7 +37,7 @@ type Floor struct {
 // Describe gathers the machine's description and measures the fdatasync
 // floor with n writes in a scratch file under dir.
 func Describe(dir string, n int) (Machine, error) {
-	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), Dir: dir}
+	m := Machine{Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), Dir: dir}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(data)) {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

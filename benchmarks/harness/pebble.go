@@ -28,11 +28,10 @@ import (
 // number, so it takes no part in the random-read and follow workloads.
 func init() {
 	register(Impl{
-		Name:        "pebble",
-		Note:        "github.com/cockroachdb/pebble/v2 v2.1.7 record.LogWriter; files via vfs.NewSyncingFile (fdatasync, 64 MiB preallocation), new file per 64 MiB; buffered = WriteRecord; durable = SyncRecord + wait (group commit); batch = WriteRecord x63 + SyncRecord; no random read",
-		Open:        openPebble,
-		Modes:       []Mode{Buffered, Durable},
-		GroupCommit: true,
+		Name:  "pebble",
+		Note:  "github.com/cockroachdb/pebble/v2 v2.1.7 record.LogWriter; files via vfs.NewSyncingFile (fdatasync, 64 MiB preallocation), new file per 64 MiB; buffered = WriteRecord; durable = SyncRecord + wait (group commit); batch = WriteRecord x63 + SyncRecord; no random read",
+		Open:  openPebble,
+		Modes: []Mode{Buffered, Durable},
 	})
 }
 

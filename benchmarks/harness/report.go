@@ -43,7 +43,7 @@ func Ratio(c Case, ours, peer *Result) (float64, bool) {
 
 // WriteMachine prints the machine description as a Markdown list.
 func WriteMachine(w io.Writer, m Machine) {
-	fmt.Fprintf(w, "- CPU: %s, %d cores (GOMAXPROCS %d)\n", m.CPU, m.Cores, m.Cores)
+	fmt.Fprintf(w, "- CPU: %s, %d cores (GOMAXPROCS %d)\n", m.CPU, m.Cores, m.GOMAXPROCS)
 	fmt.Fprintf(w, "- Kernel %s, %s\n", m.Kernel, m.Go)
 	fmt.Fprintf(w, "- Logs in %s: %s on %s\n", m.Dir, m.FS, m.Device)
 	fmt.Fprintf(w, "- fdatasync floor at start (pwrite 4 KiB + fdatasync, preallocated file, %d writes): p50 %s, p99 %s\n",

@@ -85,6 +85,13 @@ func run() error {
 		return err
 	}
 	wls := strings.Split(*workloads, ",")
+	for _, w := range wls {
+		switch harness.Workload(w) {
+		case harness.WBuffered, harness.WDurable, harness.WBatch, harness.WReopen, harness.WRandom, harness.WFollow:
+		default:
+			return fmt.Errorf("-workloads: unknown workload %q (buffered, durable, batch64, reopen, random, follow)", w)
+		}
+	}
 
 	start := time.Now()
 	where := o.Dir
