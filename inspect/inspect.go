@@ -170,8 +170,9 @@ func (d *Dir) FirstRetained() uint64 {
 
 // Writer says whether a process holds the log's lock (DIR/LOCK), found in
 // /proc/locks without touching the lock. pid is the holder's process id as
-// the kernel reports it. ok is false when that cannot be told (no
-// /proc/locks, no LOCK file).
+// the kernel reports it. With no LOCK file no writer holds it (held false,
+// ok true); ok is false when it cannot be told (no /proc/locks, or the
+// LOCK file cannot be looked at).
 func (d *Dir) Writer() (pid int, held, ok bool) {
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(d.Path, LockFile), &st); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"time"
 
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -37,7 +38,17 @@ type Reader struct {
 	rec  Record
 	err  error
 	buf  []byte
+	// The last classify: a follower looks at a torn or half-written
+	// tail every few milliseconds, and classifying scans the segment.
+	classFile  uint64
+	classOff   int64
+	classAt    time.Time
+	classified error
 }
+
+// reclassifyAfter is how long a classification of the same bytes is
+// reused.
+const reclassifyAfter = time.Second
 
 // NewReader returns a Reader positioned at sequence number from, which
 // may be past the last record (Next then waits for it to be written).
@@ -192,12 +203,25 @@ func (r *Reader) checkNext() error {
 }
 
 // classify tells a torn tail from corruption at the bytes where the reader
-// stopped, as the writer's recovery would: it scans the segment.
+// stopped, as the writer's recovery would: it scans the segment (at most
+// once a second for the same offset; a frame completed meanwhile is read
+// before classify is asked again).
 func (r *Reader) classify(ferr error) error {
 	if r.m.sealed {
 		// Inside a sealed segment's data: corruption.
 		return fmt.Errorf("%s offset %d: %w", r.m.file.Name, r.off, ferr)
 	}
+	if r.classFile == r.m.file.Index && r.classOff == r.off && time.Since(r.classAt) < reclassifyAfter {
+		return r.classified
+	}
+	err := r.scanTail()
+	r.classFile, r.classOff, r.classAt, r.classified = r.m.file.Index, r.off, time.Now(), err
+	return err
+}
+
+// scanTail classifies the bytes at r.off in the unsealed segment r.m with
+// the writer's recovery scan.
+func (r *Reader) scanTail() error {
 	d, err := List(r.fs, r.path)
 	if err != nil {
 		return err
