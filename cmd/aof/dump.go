@@ -156,30 +156,31 @@ func printable(b []byte) bool {
 	return true
 }
 
-// span returns the sequence numbers the log holds now: [first, next), or
-// reports why it cannot (and the exit status).
-func (e *env) span(cmd string, d *inspect.Dir) (first, next uint64, code int) {
+// openRecords is how dump and tail start: a printer for o, the log at
+// path, and the sequence numbers it holds now, [first, next). code is
+// exitOK, or the exit status after the error was reported.
+func (e *env) openRecords(cmd, path string, o output) (p *printer, first, next uint64, code int) {
+	p, ok := e.newPrinter(cmd, o)
+	if !ok {
+		return nil, 0, 0, exitUsage
+	}
+	d, code := e.openDir(cmd, path)
+	if d == nil {
+		return nil, 0, 0, code
+	}
 	first, next, err := d.Span()
 	if err != nil {
 		e.errorf(cmd, "find the last record: %v\n  run `aof verify %s` for a full report", err, d.Path)
 		if errors.Is(err, segment.ErrCorrupt) {
-			return 0, 0, exitCorrupt
+			return nil, 0, 0, exitCorrupt
 		}
-		return 0, 0, exitError
+		return nil, 0, 0, exitError
 	}
-	return first, next, exitOK
+	return p, first, next, exitOK
 }
 
 func (e *env) dump(path string, from, limit uint64, o output) int {
-	p, ok := e.newPrinter("dump", o)
-	if !ok {
-		return exitUsage
-	}
-	d, code := e.openDir("dump", path)
-	if d == nil {
-		return code
-	}
-	first, next, code := e.span("dump", d)
+	p, first, next, code := e.openRecords("dump", path, o)
 	if code != exitOK {
 		return code
 	}

@@ -32,15 +32,7 @@ them with pwrite), before they are proven durable.`,
 }
 
 func (e *env) tail(path string, n uint64, follow bool, o output) int {
-	p, ok := e.newPrinter("tail", o)
-	if !ok {
-		return exitUsage
-	}
-	d, code := e.openDir("tail", path)
-	if d == nil {
-		return code
-	}
-	first, next, code := e.span("tail", d)
+	p, first, next, code := e.openRecords("tail", path, o)
 	if code != exitOK {
 		return code
 	}
