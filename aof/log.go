@@ -436,8 +436,9 @@ func (l *Log) rotate(full *seg) error {
 // durable, sharing syncs with concurrent callers. It returns the log's
 // *flush.FailError if a sync failed for good (never hangs), ErrClosed if
 // the log closed before the record became durable, ErrNotFound for an id
-// this log did not hand out, a *TruncatedError (Back set) if TruncateBack
-// removed the record while it waited, and ctx's error if ctx ends first.
+// this log did not hand out, a *TruncatedError if retention removed the
+// record (it was made durable first) or TruncateBack removed it while it
+// waited (Back set), and ctx's error if ctx ends first.
 func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 	epoch := l.pipe.Epoch()
 	if err := l.checkID(id); err != nil {
@@ -462,6 +463,9 @@ func (l *Log) waitDurable(ctx context.Context, seq, epoch uint64) error {
 
 // checkID reports whether id is one this log handed out.
 func (l *Log) checkID(id RecordID) error {
+	if id.Seq > 0 && id.Seq < l.front.Load() {
+		return l.truncated(id.Seq) // retention removed it (durable first)
+	}
 	s := l.segmentOf(id.Seq)
 	if s == nil || s.Header().Index != id.Segment || id.Offset < segment.HeaderSize {
 		return fmt.Errorf("%w: %+v", ErrNotFound, id)

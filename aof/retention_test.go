@@ -70,6 +70,8 @@ func TestTruncateFront(t *testing.T) {
 	wantTruncated(t, err, 1200, false)
 	_, err = l.NewReader(5, Durable)
 	wantTruncated(t, err, 1200, false)
+	err = l.FlushUntil(ctx, RecordID{Seq: 7, Segment: 1, Offset: segment.HeaderSize})
+	wantTruncated(t, err, 1200, false)
 	checkRecords(t, l, 1200, 2001, 300)
 	after := segmentFiles(t, dir)
 	if len(after) >= before {
