@@ -130,6 +130,8 @@ type Log struct {
 	cutGen     atomic.Uint64
 	cutRecords atomic.Uint64
 	cutBytes   atomic.Int64
+	// removedSegs counts segment files retention and cuts removed.
+	removedSegs atomic.Uint64
 	// cuts records where TruncateBack's cuts ended the log, for readers
 	// positioned before a cut to tell whether it removed records they
 	// returned (see cutFloor).
@@ -734,9 +736,11 @@ type Metrics struct {
 	// durable).
 	NextSeq, DurableSeq uint64
 	// Segments is the number of segment files; SealedSegments counts
-	// segments sealed.
-	Segments       int
-	SealedSegments uint64
+	// segments sealed and RemovedSegments segment files removed by
+	// retention or TruncateBack.
+	Segments        int
+	SealedSegments  uint64
+	RemovedSegments uint64
 }
 
 // Metrics returns a snapshot of the log's counters and gauges.
@@ -777,6 +781,7 @@ func (l *Log) metricsOnce() Metrics {
 		DurableSeq:      min(l.pipe.Durable(), next), // lowered just after a cut
 		Segments:        nsegs,
 		SealedSegments:  l.sealedCount.Load(),
+		RemovedSegments: l.removedSegs.Load(),
 	}
 }
 
@@ -812,5 +817,6 @@ func (m Metrics) Samples() []Sample {
 		{"aof_append_bytes_total", float64(m.AppendedBytes)},
 		{"aof_durable_bytes_total", float64(m.DurableBytes)},
 		{"aof_segments", float64(m.Segments)},
+		{"aof_segments_removed_total", float64(m.RemovedSegments)},
 	}
 }

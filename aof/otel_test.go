@@ -338,3 +338,46 @@ func TestSamplesKeepTheOriginalNames(t *testing.T) {
 		t.Fatalf("after the flush: %v", got)
 	}
 }
+
+// TestTruncationSpansAndCounter: TruncateFront and TruncateBack each show
+// as an aof.truncate span saying which end, where and how many segment
+// files went, and the removed-segments counter agrees with Metrics.
+func TestTruncationSpansAndCounter(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), retentionCfg, tt.opts()...)
+	defer l.Close()
+	appendN(t, l, 1, 3001)
+	if err := l.TruncateFront(ctx, 1500); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateBack(ctx, 2000); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateFront(ctx, 10); err != nil { // behind the front: no span
+		t.Fatal(err)
+	}
+	spans := spansNamed(tt.spans.Ended(), aofotel.SpanTruncate)
+	if len(spans) != 2 {
+		t.Fatalf("%d aof.truncate spans, want 2", len(spans))
+	}
+	var removed int64
+	for i, want := range []struct {
+		end    string
+		seq    int64
+		reason string
+	}{{"front", 1500, "truncate-front"}, {"back", 2000, "truncate-back"}} {
+		set := attribute.NewSet(spans[i].Attributes()...)
+		end, _ := set.Value(aofotel.AttrTruncateEnd)
+		seq, _ := set.Value(aofotel.AttrSeq)
+		reason, _ := set.Value(aofotel.AttrReason)
+		n, _ := set.Value(aofotel.AttrRemoved)
+		if end.AsString() != want.end || seq.AsInt64() != want.seq || reason.AsString() != want.reason || n.AsInt64() == 0 {
+			t.Fatalf("span %d: end %v seq %v reason %v removed %v, want %+v and segments removed", i, end, seq, reason, n, want)
+		}
+		removed += n.AsInt64()
+	}
+	ms := tt.collect(t)
+	if v := int64Value(t, ms[aofotel.MetricSegmentsRemoved]); v != removed || uint64(v) != l.Metrics().RemovedSegments {
+		t.Fatalf("removed segments metric %d, spans %d, Metrics %d", v, removed, l.Metrics().RemovedSegments)
+	}
+}

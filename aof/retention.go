@@ -103,6 +103,15 @@ func (l *Log) TruncateFront(ctx context.Context, seq uint64) error {
 }
 
 func (l *Log) truncateFront(ctx context.Context, seq uint64, reason string) error {
+	start, front, removed := time.Now(), l.front.Load(), l.removedSegs.Load()
+	err := l.moveFront(ctx, seq, reason)
+	if err != nil || l.front.Load() != front {
+		l.tel.Truncated(ctx, start, "front", reason, seq, int(l.removedSegs.Load()-removed), err)
+	}
+	return err
+}
+
+func (l *Log) moveFront(ctx context.Context, seq uint64, reason string) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -170,6 +179,7 @@ func (l *Log) dropFront(gone []*seg, reason string) {
 	l.segMu.Lock()
 	l.segs = l.segs[len(gone):]
 	l.segMu.Unlock()
+	l.removedSegs.Add(uint64(len(gone)))
 	for _, s := range gone {
 		l.events.publish(segmentEvent(EventRemoved, s, reason))
 		s.Release()
@@ -193,7 +203,7 @@ func (l *Log) dropFront(gone []*seg, reason string) {
 // hold may change under them. RecordIDs of removed records must not be
 // used again (their sequence numbers are handed out anew). A failure
 // while cutting fail-stops the log; reopening it completes the cut.
-func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
+func (l *Log) TruncateBack(ctx context.Context, last uint64) (err error) {
 	l.retainMu.Lock()
 	defer l.retainMu.Unlock()
 	l.rotateMu.Lock()
@@ -214,6 +224,10 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 	active.Close()
 	active.WaitPublished()
 	defer l.tail.notify() // Written followers look again
+	start, removed := time.Now(), l.removedSegs.Load()
+	defer func() {
+		l.tel.Truncated(ctx, start, "back", "truncate-back", last, int(l.removedSegs.Load()-removed), err)
+	}()
 	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (uint64, error) {
 		gen := l.cutGen.Add(1) // odd: readers wait for the cut to end
 		defer l.cutGen.Add(1)
@@ -346,6 +360,7 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	l.segMu.Unlock()
 	l.durablePos.Store(pos + segment.HeaderSize)
 	l.active.Store(fresh)
+	l.removedSegs.Add(uint64(len(segs) - keep - 1))
 	for _, s := range segs[keep+1:] {
 		l.events.publish(segmentEvent(EventRemoved, s, "truncate-back"))
 		s.Release()

@@ -45,5 +45,6 @@ func (l *Log) observe(v *aofotel.Values) {
 		DurableBytes:           m.DurableBytes,
 		Segments:               m.Segments,
 		RecoveryTruncatedBytes: l.report.TruncatedBytes,
+		RemovedSegments:        m.RemovedSegments,
 	}
 }

@@ -27,6 +27,7 @@ const (
 	MetricSegments          = "aof.segments"                // aof_segments
 	MetricRecoveryDuration  = "aof.recovery.duration"       // aof_recovery_duration_seconds
 	MetricRecoveryTruncated = "aof.recovery.truncated.size" // aof_recovery_truncated_size_bytes_total
+	MetricSegmentsRemoved   = "aof.segments.removed"        // aof_segments_removed_total
 )
 
 // DurationBuckets are the histogram bounds, in seconds, for fsync and flush
@@ -43,6 +44,7 @@ type Values struct {
 	DurableBytes           int64
 	Segments               int
 	RecoveryTruncatedBytes int64
+	RemovedSegments        uint64
 }
 
 type instruments struct {
@@ -53,8 +55,8 @@ type instruments struct {
 	durableLag       metric.Float64Histogram
 	recoveryDuration metric.Float64Histogram
 
-	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated metric.Int64ObservableCounter
-	backlog, segments                                                                 metric.Int64ObservableGauge
+	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated, removed metric.Int64ObservableCounter
+	backlog, segments                                                                          metric.Int64ObservableGauge
 }
 
 func (in *instruments) create(m metric.Meter) error {
@@ -97,6 +99,7 @@ func (in *instruments) create(m metric.Meter) error {
 	in.failures = counter(MetricFsyncFailures, "{failure}", "Syncs that failed for good; the log fail-stops. Alert on any.")
 	in.durable = counter(MetricDurableSize, "By", "Bytes made durable since open.")
 	in.truncated = counter(MetricRecoveryTruncated, "By", "Bytes cut by recovery at open (torn tails, repairs).")
+	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack since open.")
 	in.backlog = gauge(MetricBacklogSize, "By", "Bytes appended but not yet durable.")
 	in.segments = gauge(MetricSegments, "{segment}", "Segment files in the log.")
 	return err
@@ -130,6 +133,7 @@ func (in *instruments) register(log attribute.KeyValue, read func(*Values)) (met
 		o.ObserveInt64(in.truncated, v.RecoveryTruncatedBytes, logSet)
 		o.ObserveInt64(in.backlog, v.BacklogBytes, logSet)
 		o.ObserveInt64(in.segments, int64(v.Segments), logSet)
+		o.ObserveInt64(in.removed, int64(v.RemovedSegments), logSet)
 		return nil
-	}, in.appendRecords, in.appendSize, in.flushes, in.fsyncs, in.retries, in.failures, in.durable, in.truncated, in.backlog, in.segments)
+	}, in.appendRecords, in.appendSize, in.flushes, in.fsyncs, in.retries, in.failures, in.durable, in.truncated, in.backlog, in.segments, in.removed)
 }

@@ -30,6 +30,11 @@
 //   - aof.seal: child of the flush that sealed a segment.
 //   - aof.recover: at Open; an event per segment (trusted, scanned,
 //     truncated with offset, bytes and aof.corrupt, removed).
+//   - aof.truncate: one per TruncateFront, TruncateBack or retention pass
+//     that changed the log; attributes aof.truncate.end (front or back),
+//     aof.reason (truncate-front, truncate-back, retain-bytes, retain-age),
+//     aof.seq (the new first record, or the last one kept) and
+//     aof.segments.removed; status Error when it failed.
 package otel
 
 import (
@@ -62,6 +67,7 @@ const (
 	SpanFlushUntil = "aof.flush_until"
 	SpanSeal       = "aof.seal"
 	SpanRecover    = "aof.recover"
+	SpanTruncate   = "aof.truncate"
 )
 
 // Event names.
@@ -95,6 +101,8 @@ const (
 	AttrRecords      = attribute.Key("aof.records")
 	AttrReason       = attribute.Key("aof.reason")
 	AttrCorrupt      = attribute.Key("aof.corrupt")
+	AttrTruncateEnd  = attribute.Key("aof.truncate.end")
+	AttrRemoved      = attribute.Key("aof.segments.removed")
 )
 
 // maxLinks caps the links of one flush span (the SDK's default limit is
@@ -343,6 +351,15 @@ func (t *Telemetry) Recovered(ctx context.Context, start time.Time, events []Rec
 		span.AddEvent(e.Name, trace.WithAttributes(e.Attrs...))
 	}
 	t.inst.recoveryDuration.Record(trace.ContextWithSpan(ctx, span), d.Seconds(), t.recordOpts...)
+	endSpan(span, err)
+}
+
+// Truncated records an aof.truncate span from start to now under ctx: end
+// is "front" or "back", seq the new first record (front) or the last one
+// kept (back), removed the segment files removed.
+func (t *Telemetry) Truncated(ctx context.Context, start time.Time, end, reason string, seq uint64, removed int, err error) {
+	_, span := t.tracer.Start(ctx, SpanTruncate, trace.WithTimestamp(start), trace.WithAttributes(t.logKV,
+		AttrTruncateEnd.String(end), AttrReason.String(reason), AttrSeq.Int64(int64(seq)), AttrRemoved.Int(removed)))
 	endSpan(span, err)
 }
 
