@@ -137,16 +137,23 @@ func (p *pebbleLog) Append(b []byte) error {
 		}
 		return nil
 	}
-	var (
-		wg      sync.WaitGroup
-		syncErr error
-	)
 	p.mu.Lock()
 	w, err := p.writer(len(b))
 	if err != nil {
 		p.mu.Unlock()
 		return err
 	}
+	return p.syncRecord(w, b)
+}
+
+// syncRecord writes b with SyncRecord, releases p.mu (held by the caller)
+// and waits, outside the lock, for the sync that covers b: Pebble's group
+// commit.
+func (p *pebbleLog) syncRecord(w *record.LogWriter, b []byte) error {
+	var (
+		wg      sync.WaitGroup
+		syncErr error
+	)
 	wg.Add(1)
 	p.sem <- struct{}{}
 	if _, err := w.SyncRecord(b, &wg, &syncErr); err != nil {
@@ -165,11 +172,7 @@ func (p *pebbleLog) AppendBatch(ps [][]byte) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	var (
-		wg      sync.WaitGroup
-		syncErr error
-		total   int
-	)
+	var total int
 	for _, b := range ps {
 		total += len(b)
 	}
@@ -193,18 +196,7 @@ func (p *pebbleLog) AppendBatch(ps [][]byte) error {
 		p.mu.Unlock()
 		return nil
 	}
-	wg.Add(1)
-	p.sem <- struct{}{}
-	if _, err := w.SyncRecord(ps[last], &wg, &syncErr); err != nil {
-		p.mu.Unlock()
-		return fmt.Errorf("pebble sync record: %w", err)
-	}
-	p.mu.Unlock()
-	wg.Wait()
-	if syncErr != nil {
-		return fmt.Errorf("pebble sync: %w", syncErr)
-	}
-	return nil
+	return p.syncRecord(w, ps[last])
 }
 
 // Read: the record package reads sequentially only.
