@@ -690,11 +690,7 @@ func (l *Log) Close() error {
 
 	// Drain: appenders that reserved before Close finish copying within
 	// moments; then one flush makes everything durable.
-	l.segMu.RLock()
-	for _, s := range l.pending {
-		s.WaitPublished()
-	}
-	l.segMu.RUnlock()
+	l.drainPending()
 	err := l.pipe.Flush(context.Background(), flush.ReasonExplicit)
 	if b := l.Backlog(); err == nil && b != 0 {
 		err = fmt.Errorf("aof2: close: %d bytes still not durable after the final flush", b)
@@ -707,6 +703,18 @@ func (l *Log) Close() error {
 	l.retainer.stop()
 	l.events.close()
 	return errors.Join(err, l.releaseSegments(), l.tel.Close(), l.dirLock.Unlock())
+}
+
+// drainPending returns once every frame reserved in a segment not yet
+// sealed is published: the appenders still copying have finished. The
+// caller has stopped appends (closed the active segment, holding rotateMu
+// or with rotate refusing), so no frame is reserved after it returns.
+func (l *Log) drainPending() {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	for _, s := range l.pending {
+		s.WaitPublished()
+	}
 }
 
 func (l *Log) releaseSegments() error {

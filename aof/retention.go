@@ -31,6 +31,7 @@ import (
 // Crash points, named for tests that kill a child process inside a
 // multi-step change.
 const (
+	crashCutDrain    = "cut-drain"      // appends stopped, appenders finishing
 	crashCutBegin    = "cut-begin"      // all durable, CUT not written
 	crashFrontMarked = "front-marked"   // FRONT durable, nothing removed
 	crashFrontRemove = "front-removing" // some segments below it removed
@@ -219,10 +220,14 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) (err error) {
 		return nil
 	}
 	// Stop appends: appenders find the active segment full and wait in
-	// rotate for rotateMu, then continue in the segment made below.
-	active := l.active.Load()
-	active.Close()
-	active.WaitPublished()
+	// rotate for rotateMu, then continue in the segment made below. An
+	// appender may still be copying into any segment not yet sealed (it
+	// reserved in a segment that another appender then rolled over):
+	// wait for all of them, as Close does, so the flush below makes
+	// every record durable and no buffer is released under a copy.
+	l.active.Load().Close()
+	l.crash(crashCutDrain)
+	l.drainPending()
 	defer l.tail.notify() // Written followers look again
 	start, removed := time.Now(), l.removedSegs.Load()
 	defer func() {
@@ -286,6 +291,11 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	for i, s := range segs {
 		if s.Contains(last) {
 			keep = i
+		}
+		// The cut is decided once CUT is durable, and Open can only
+		// complete it over durable records.
+		if end, _ := s.Reserved(); !s.Sealed() && s.Durable() < end {
+			return 0, fmt.Errorf("aof2: truncate back to %d: segment %d is durable up to offset %d of %d; no cut decided", last, s.Header().Index, s.Durable(), end)
 		}
 	}
 	l.crash(crashCutBegin)

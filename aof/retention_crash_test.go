@@ -94,6 +94,7 @@ func TestTruncationCrashes(t *testing.T) {
 		// so the new end (front) must show.
 		decided bool
 	}{
+		{"back", 700, crashCutDrain + "/1", false},
 		{"back", 700, crashCutBegin + "/1", false},
 		{"back", 700, crashCutMarked + "/1", true},
 		{"back", 700, crashCutRemove + "/1", true},
