@@ -3,6 +3,7 @@ package aof
 import (
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aof2/aof2/segment"
@@ -130,4 +131,25 @@ func TestDefect01TruncateBackWaitsForEveryPendingSegment(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Pins issue 11 defect 2: the interval timer keeps working across
+// StopFlusher and StartFlusher, so an idle log's last record becomes
+// durable.
+func TestDefect02IntervalTimerSurvivesStopStartFlusher(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := openT(t, t.TempDir(), Config{FlushInterval: 100 * time.Millisecond})
+		defer l.Close()
+		mustAppend(t, l, []byte("first"))
+		synctest.Wait() // the flusher armed the interval timer
+		l.StopFlusher()
+		l.StartFlusher()
+		synctest.Wait()
+		id := mustAppend(t, l, []byte("last words"))
+		time.Sleep(2 * time.Second) // twenty intervals (fake time)
+		synctest.Wait()
+		if m := l.Metrics(); m.DurableSeq <= id.Seq {
+			t.Fatalf("an idle log's last record (seq %d) is not durable 2 s after StopFlusher/StartFlusher: %+v", id.Seq, m)
+		}
+	})
 }

@@ -231,7 +231,18 @@ func (p *Pipeline) run(stop, done chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	// The timer dies with this goroutine: say so, or Arm would go on
+	// believing it runs after a Stop and a Start, and an idle log would
+	// never make its last bytes durable.
+	defer p.timerArmed.Store(false)
 	armed := false
+	// Bytes appended while no goroutine ran (an Arm then may have seen
+	// the old timer still armed) start the interval now.
+	if p.Err() == nil && p.target.Backlog() > 0 {
+		timer.Reset(p.cfg.Interval)
+		armed = true
+		p.timerArmed.Store(true)
+	}
 	ctx := context.Background()
 	for {
 		select {
