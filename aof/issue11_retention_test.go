@@ -1,11 +1,19 @@
 package aof
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/segment"
 )
 
@@ -150,6 +158,147 @@ func TestDefect02IntervalTimerSurvivesStopStartFlusher(t *testing.T) {
 		synctest.Wait()
 		if m := l.Metrics(); m.DurableSeq <= id.Seq {
 			t.Fatalf("an idle log's last record (seq %d) is not durable 2 s after StopFlusher/StartFlusher: %+v", id.Seq, m)
+		}
+	})
+}
+
+// Pins issue 11 defect 3: TruncateFront removes a segment whose records are
+// all before the new front although its seal was still pending (no
+// background flusher, or the flusher stopped).
+func TestDefect03TruncateFrontRemovesSegmentWithPendingSeal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		stop bool
+	}{
+		{"no-background-flush", Config{SegmentSize: retentionCfg.SegmentSize, NoBackgroundFlush: true}, false},
+		{"flusher-stopped", retentionCfg, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, tc.cfg)
+			defer l.Close()
+			if tc.stop {
+				l.StopFlusher()
+			}
+			sub := l.Subscribe()
+			defer sub.Close()
+			next := fillActive(t, l, 300)
+			if err := l.Sync(ctx); err != nil { // segment 1 durable, not closed
+				t.Fatal(err)
+			}
+			first := l.active.Load()
+			// Roll over: segment 1 closes; its seal waits for a flush.
+			id := mustAppend(t, l, make([]byte, 2*int(first.Free())))
+			if id.Seq != next || id.Segment == first.Header().Index {
+				t.Fatalf("no rollover: %+v", id)
+			}
+			if first.Sealed() {
+				t.Fatal("segment 1 sealed without a flush")
+			}
+			for range 2 { // a repeated TruncateFront changes nothing more
+				if err := l.TruncateFront(ctx, next); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(first.Path()); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("TruncateFront(%d) left %s, whose records are all removed (stat: %v)", next, filepath.Base(first.Path()), err)
+				}
+			}
+			if m := l.Metrics(); m.RemovedSegments != 1 || m.Segments != 1 {
+				t.Fatalf("after TruncateFront: %d segments, %d removed; want 1 and 1", m.Segments, m.RemovedSegments)
+			}
+			var kinds []EventKind
+			for {
+				nctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				ev, err := sub.Next(nctx)
+				cancel()
+				if err != nil {
+					break
+				}
+				if ev.Segment == first.Header().Index {
+					kinds = append(kinds, ev.Kind)
+				}
+			}
+			if want := []EventKind{EventSealing, EventSealed, EventRemoved}; !slices.Equal(kinds, want) {
+				t.Fatalf("events of segment 1: %v, want %v", kinds, want)
+			}
+			if _, err := l.Read(next-1, nil); !errors.Is(err, ErrTruncated) {
+				t.Fatalf("Read(%d) below the front: %v", next-1, err)
+			}
+			if _, err := l.Read(next, nil); err != nil {
+				t.Fatalf("Read(%d) at the front: %v", next, err)
+			}
+		})
+	}
+}
+
+// blockingSeal is a span processor that holds the flush which sealed a
+// segment inside the seal span's end: after FinishSeal, before the flush
+// publishes EventSealed.
+type blockingSeal struct {
+	sealed  chan struct{} // closed when the first seal span ends
+	release chan struct{} // closed to let that flush go on
+	once    sync.Once
+}
+
+func (b *blockingSeal) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (b *blockingSeal) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.Name() != aofotel.SpanSeal {
+		return
+	}
+	b.once.Do(func() {
+		close(b.sealed)
+		<-b.release
+	})
+}
+func (b *blockingSeal) Shutdown(context.Context) error   { return nil }
+func (b *blockingSeal) ForceFlush(context.Context) error { return nil }
+
+// Pins issue 11 defect 4: retention never removes a segment before its
+// EventSealed was published, so a subscriber sees sealing, sealed, removed
+// in that order.
+func TestDefect04RemovedNeverPrecedesSealed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := &blockingSeal{sealed: make(chan struct{}), release: make(chan struct{})}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(bs))
+		defer tp.Shutdown(ctx)
+		l := openT(t, t.TempDir(), retentionCfg, WithTracerProvider(tp))
+		defer l.Close()
+		sub := l.Subscribe()
+		defer sub.Close()
+		next := fillActive(t, l, 300)
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		first := l.active.Load()
+		mustAppend(t, l, make([]byte, 2*int(first.Free()))) // roll over: the flusher seals segment 1
+		<-bs.sealed
+		if !first.Sealed() {
+			t.Fatal("seal span ended before FinishSeal")
+		}
+		// A retention pass while the flush that sealed segment 1 has
+		// not yet published EventSealed.
+		done := make(chan error, 1)
+		go func() { done <- l.TruncateFront(ctx, next) }()
+		synctest.Wait() // TruncateFront finished, or waits for that flush
+		close(bs.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		var kinds []EventKind
+		for {
+			nctx, cancel := context.WithTimeout(ctx, time.Second)
+			ev, err := sub.Next(nctx)
+			cancel()
+			if err != nil {
+				break
+			}
+			if ev.Segment == first.Header().Index {
+				kinds = append(kinds, ev.Kind)
+			}
+		}
+		if want := []EventKind{EventSealing, EventSealed, EventRemoved}; !slices.Equal(kinds, want) {
+			t.Fatalf("events of segment 1: %v, want %v", kinds, want)
 		}
 	})
 }

@@ -125,11 +125,15 @@ type Log struct {
 	// number. cutGen counts TruncateBack's cuts twice, odd while one
 	// runs, so readers can tell a record cut under them from damage.
 	// cutRecords and cutBytes keep "since open" counters monotonic.
-	retainMu   sync.Mutex
-	front      atomic.Uint64
-	cutGen     atomic.Uint64
-	cutRecords atomic.Uint64
-	cutBytes   atomic.Int64
+	retainMu sync.Mutex
+	front    atomic.Uint64
+	// frontReason is why the front last moved ("truncate-front",
+	// "retain-bytes", "retain-age"): the reason given for removing the
+	// segments before it. Under retainMu.
+	frontReason string
+	cutGen      atomic.Uint64
+	cutRecords  atomic.Uint64
+	cutBytes    atomic.Int64
 	// removedSegs counts segment files retention and cuts removed.
 	removedSegs atomic.Uint64
 	// cuts records where TruncateBack's cuts ended the log, for readers

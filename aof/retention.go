@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -89,10 +90,14 @@ func (l *Log) truncated(seq uint64) error {
 // returns (from before, for readers racing with it), reading them fails
 // with a *TruncatedError naming the first available sequence number. The
 // segment files holding only such records are deleted and the directory
-// synced; a segment also holding later records stays until retention
-// passes it again. seq must be at most NextSeq(); seq at or below
-// FirstSeq() changes nothing. It is crash-safe: the new front is made
-// durable first (a FRONT file), and Open finishes the deletions.
+// synced before it returns: a segment whose seal is still pending (the
+// flusher is stopped, Config.NoBackgroundFlush, or a flush is sealing it)
+// is sealed first by a flush on the caller's goroutine. A segment also
+// holding later records stays until retention passes it again. seq must
+// be at most NextSeq(); seq at or below FirstSeq() moves nothing, but
+// deletes a file before the front that an earlier call failed to delete.
+// It is crash-safe: the new front is made durable first (a FRONT file),
+// and Open finishes the deletions.
 //
 // TruncateFront never waits for appenders, which carry on meanwhile.
 // Readers that still hold records of a deleted segment keep them mapped
@@ -106,7 +111,7 @@ func (l *Log) TruncateFront(ctx context.Context, seq uint64) error {
 func (l *Log) truncateFront(ctx context.Context, seq uint64, reason string) error {
 	start, front, removed := time.Now(), l.front.Load(), l.removedSegs.Load()
 	err := l.moveFront(ctx, seq, reason)
-	if err != nil || l.front.Load() != front {
+	if err != nil || l.front.Load() != front || l.removedSegs.Load() != removed {
 		l.tel.Truncated(ctx, start, "front", reason, seq, int(l.removedSegs.Load()-removed), err)
 	}
 	return err
@@ -122,37 +127,52 @@ func (l *Log) moveFront(ctx context.Context, seq uint64, reason string) error {
 	if next := l.nextSeq(); seq > next {
 		return fmt.Errorf("%w: cannot truncate the front to seq %d: the next record to be appended is %d", ErrNotFound, seq, next)
 	}
-	if seq <= l.front.Load() {
-		return nil
+	if seq > l.front.Load() {
+		// The front must never be past what a crash keeps.
+		if err := l.waitDurable(ctx, seq-1, l.pipe.Epoch()); err != nil {
+			return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+		}
+		var b [segment.DurableMarkSize]byte
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: seq})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
+			return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+		}
+		l.front.Store(seq)
+		l.frontReason = reason
+		l.crash(crashFrontMarked)
 	}
-	// The front must never be past what a crash keeps.
-	if err := l.waitDurable(ctx, seq-1, l.pipe.Epoch()); err != nil {
-		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+	// Also when the front did not move: a segment an earlier truncation
+	// could not remove (a failed removal) goes now, for the reason of
+	// the truncation that passed it.
+	front := l.front.Load()
+	if _, sealing := l.removable(front); sealing {
+		// A segment before the front waits for its seal: no flusher
+		// runs, or a flush is sealing it right now. Seal it with a
+		// flush (which waits for the one in progress), so that its
+		// file goes now rather than after some later seal.
+		if err := l.pipe.Flush(ctx, flush.ReasonExplicit); err != nil {
+			return fmt.Errorf("aof2: truncate front to %d: seal: %w", front, err)
+		}
 	}
-	var b [segment.DurableMarkSize]byte
-	segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: seq})
-	if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
-		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
-	}
-	l.front.Store(seq)
-	l.crash(crashFrontMarked)
-	return l.removeBelow(seq, reason)
+	return l.removeBelow(front, l.frontWhy())
 }
 
-// removeBelow deletes the sealed segments, oldest first, whose records
-// are all before seq. Deleting the oldest first keeps the segments left
-// contiguous at every step.
-func (l *Log) removeBelow(seq uint64, reason string) error {
-	l.segMu.RLock()
-	var gone []*seg
-	for _, s := range l.segs {
-		_, count := s.Reserved()
-		if !s.Sealed() || s.Header().BaseSeq+count > seq || s == l.active.Load() {
-			break
-		}
-		gone = append(gone, s)
+// frontWhy returns why the front last moved, the reason given for
+// removing the segments before it: "truncate-front" unless retention
+// moved it since Open. Under retainMu.
+func (l *Log) frontWhy() string {
+	if l.frontReason == "" {
+		return "truncate-front"
 	}
-	l.segMu.RUnlock()
+	return l.frontReason
+}
+
+// removeBelow deletes the segments, oldest first, whose records are all
+// before seq and which are sealed and announced (see removable).
+// Deleting the oldest first keeps the segments left contiguous at every
+// step.
+func (l *Log) removeBelow(seq uint64, reason string) error {
+	gone, _ := l.removable(seq)
 	if len(gone) == 0 {
 		return nil
 	}
@@ -169,6 +189,27 @@ func (l *Log) removeBelow(seq uint64, reason string) error {
 		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
 	}
 	return nil
+}
+
+// removable returns the segments, oldest first, whose records are all
+// before seq and which the flusher is done with: sealed, and no longer
+// pending, so their EventSealed is published. sealing reports that the
+// next segment holds only such records too but its seal is pending.
+func (l *Log) removable(seq uint64) (gone []*seg, sealing bool) {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	active := l.active.Load()
+	for _, s := range l.segs {
+		_, count := s.Reserved()
+		if s == active || s.Header().BaseSeq+count > seq {
+			break
+		}
+		if slices.Contains(l.pending, s) {
+			return gone, true
+		}
+		gone = append(gone, s)
+	}
+	return gone, false
 }
 
 // dropFront takes the first len(gone) segments, whose files are deleted,
@@ -526,7 +567,8 @@ func (r *retainer) stop() {
 }
 
 // retain removes the oldest sealed segments that Config.RetainBytes or
-// RetainAge no longer keeps. Errors are left for the next pass: a
+// RetainAge no longer keeps, and those before the front that an earlier
+// truncation failed to remove. Errors are left for the next pass: a
 // segment that could not be removed stays readable.
 func (l *Log) retain() {
 	l.retainMu.Lock()
@@ -546,7 +588,12 @@ func (l *Log) retain() {
 	var reason string
 	for _, s := range segs[:len(segs)-1] {
 		var why string
+		_, count := s.Reserved()
 		switch {
+		case s.Header().BaseSeq+count <= l.front.Load():
+			// An earlier truncation passed it but could not remove
+			// it: truncateFront does now.
+			why = l.frontWhy()
 		case !s.Sealed():
 		case l.cfg.RetainBytes > 0 && total > l.cfg.RetainBytes:
 			why = "retain-bytes"
@@ -556,7 +603,6 @@ func (l *Log) retain() {
 		if why == "" {
 			break
 		}
-		_, count := s.Reserved()
 		reason, front = why, s.Header().BaseSeq+count
 		total -= s.Header().Size
 	}
