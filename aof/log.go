@@ -60,6 +60,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/internal/wake"
 	aofotel "github.com/aof2/aof2/otel"
@@ -261,18 +263,22 @@ func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
 	if aofotel.Traced(ctx) {
 		return l.appendTraced(ctx, payload)
 	}
-	return l.append(ctx, payload)
+	return l.append(ctx, payload, nil)
 }
 
 // appendTraced is Append under a sampled span: it records aof.append.
 func (l *Log) appendTraced(ctx context.Context, payload []byte) (RecordID, error) {
 	span := l.tel.StartAppend(ctx)
-	id, err := l.append(ctx, payload)
+	id, err := l.append(ctx, payload, span)
 	l.tel.AppendDone(span, id.Segment, id.Seq, len(payload), err)
 	return id, err
 }
 
-func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
+// append appends one record. A non-nil span is the record's aof.append
+// span: it is handed to the telemetry once the record's seq is reserved
+// and before the record is published, so the flush that makes it durable
+// links to it.
+func (l *Log) append(ctx context.Context, payload []byte, span trace.Span) (RecordID, error) {
 	if err := l.admit(ctx, payload); err != nil {
 		return RecordID{}, err
 	}
@@ -286,6 +292,9 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 			}
 			continue
 		}
+		if span != nil {
+			l.tel.AppendReserved(span, seq)
+		}
 		end := s.Fill(off, seq, payload, time.Now().UnixNano())
 		l.appended(s.pos+end, n)
 		return RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}, nil
@@ -298,13 +307,14 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 // the next one. The records are contiguous and dense, but a crash can keep
 // a prefix of the batch: call FlushUntil on the last RecordID to know all
 // of it is durable. If an error stops the batch, the IDs of the records
-// appended before it are returned with it.
+// appended before it are returned with it. An empty batch appends nothing
+// and records no span.
 func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
-	if !aofotel.Traced(ctx) {
-		return l.appendBatch(ctx, payloads)
+	if len(payloads) == 0 || !aofotel.Traced(ctx) {
+		return l.appendBatch(ctx, payloads, nil)
 	}
 	span := l.tel.StartAppend(ctx)
-	ids, err := l.appendBatch(ctx, payloads)
+	ids, err := l.appendBatch(ctx, payloads, span)
 	var last RecordID
 	if len(ids) > 0 {
 		last = ids[len(ids)-1]
@@ -317,7 +327,10 @@ func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 	return ids, err
 }
 
-func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
+// appendBatch appends a batch; span, if not nil, is its aof.append span,
+// handed to the telemetry before the batch's last record is published
+// (see append).
+func (l *Log) appendBatch(ctx context.Context, payloads [][]byte, span trace.Span) ([]RecordID, error) {
 	for _, p := range payloads {
 		if err := l.admit(ctx, p); err != nil {
 			return nil, err
@@ -343,6 +356,9 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 		off, seq, err := s.Reserve(n, uint64(k))
 		if err != nil {
 			continue // raced with other appenders: look again
+		}
+		if span != nil && k == len(payloads) {
+			l.tel.AppendReserved(span, seq+uint64(k)-1)
 		}
 		ts := time.Now().UnixNano()
 		for _, p := range payloads[:k] {
@@ -459,7 +475,7 @@ func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 func (l *Log) waitDurable(ctx context.Context, seq, epoch uint64) error {
 	ctx, span := l.tel.StartWait(ctx, seq)
 	err := l.pipe.WaitDurableSince(ctx, seq, epoch)
-	l.tel.WaitDone(span, err)
+	l.tel.WaitDone(span, seq, err)
 	return err
 }
 
