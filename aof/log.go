@@ -201,7 +201,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	}
 	l.dirLock = lock
 	if o.name == "" {
-		o.name = filepath.Base(dir)
+		o.name = defaultName(dir)
 	}
 	if l.tel, err = aofotel.New(o.tp, o.mp, o.name); err != nil {
 		lock.Unlock()
@@ -231,6 +231,16 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	}
 	l.startRetainer()
 	return l, nil
+}
+
+// defaultName is the aof.log attribute of a log opened without WithName:
+// its directory's absolute path, unique among the logs open in a process
+// (the directory lock sees to that) and stable across restarts.
+func defaultName(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return filepath.Clean(dir)
 }
 
 // nextSeq returns the sequence number the next Append will get.
@@ -722,7 +732,8 @@ func (l *Log) Close() error {
 	l.prep.stop()
 	l.retainer.stop()
 	l.events.close()
-	return errors.Join(err, l.releaseSegments(), l.tel.Close(), l.dirLock.Unlock())
+	telErr := l.tel.Close() // the counters' last values, read while mapped
+	return errors.Join(err, l.releaseSegments(), telErr, l.dirLock.Unlock())
 }
 
 func (l *Log) releaseSegments() error {

@@ -3,6 +3,7 @@ package aof
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -604,5 +605,80 @@ func TestDefect16EmptyBatchRecordsNoAppendSpan(t *testing.T) {
 		if len(f.Links()) != 0 {
 			t.Fatalf("flush links %v, want none", f.Links())
 		}
+	}
+}
+
+// sumPoints returns the data points of an int64 sum by their aof.log.
+func sumPoints(t *testing.T, m metricdata.Metrics) map[string]metricdata.DataPoint[int64] {
+	t.Helper()
+	d, ok := m.Data.(metricdata.Sum[int64])
+	if !ok {
+		t.Fatalf("%s: data %T", m.Name, m.Data)
+	}
+	if !d.IsMonotonic {
+		t.Fatalf("%s is not monotonic", m.Name)
+	}
+	out := map[string]metricdata.DataPoint[int64]{}
+	for _, p := range d.DataPoints {
+		v, _ := p.Attributes.Value(aofotel.AttrLog)
+		if _, dup := out[v.AsString()]; dup {
+			t.Fatalf("%s: two points for aof.log %q", m.Name, v.AsString())
+		}
+		out[v.AsString()] = p
+	}
+	return out
+}
+
+// Issue 11 defect 18: two logs whose directories share a base name
+// reported as one series, which went down when one of them closed.
+func TestDefect18LogsWithTheSameBaseNameAreSeparateSeries(t *testing.T) {
+	tt := newTelemetry(t)
+	root := t.TempDir()
+	a := openT(t, filepath.Join(root, "a", "wal"), Config{}, tt.opts()...)
+	defer a.Close()
+	b := openT(t, filepath.Join(root, "b", "wal"), Config{}, tt.opts()...)
+	appendN(t, a, 1, 4)
+	appendN(t, b, 1, 6)
+	before := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])
+	if len(before) != 2 {
+		t.Fatalf("%d append-records series for two logs, want 2: %v", len(before), before)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])
+	for log, p := range before {
+		if q, ok := after[log]; ok && q.Value < p.Value {
+			t.Fatalf("aof.log %q: append records went from %d down to %d", log, p.Value, q.Value)
+		}
+	}
+	if p := after[a.Dir()]; p.Value != 3 {
+		t.Fatalf("series of %s: %v, want 3 records (points %v)", a.Dir(), p, after)
+	}
+}
+
+// Issue 11 defect 19: reopening a log in the same process restarted its
+// cumulative counters under the instruments' old start time.
+func TestDefect19ReopenDoesNotResetCounters(t *testing.T) {
+	tt := newTelemetry(t)
+	dir := t.TempDir()
+	opts := append(tt.opts(), WithName("reopened"))
+	l := openT(t, dir, Config{}, opts...)
+	appendN(t, l, 1, 6)
+	first := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])["reopened"]
+	if first.Value != 5 {
+		t.Fatalf("append records %d, want 5", first.Value)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, dir, Config{}, opts...)
+	defer l.Close()
+	appendN(t, l, 6, 8)
+	second := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])["reopened"]
+	// Either a new start time (a visible reset) or a value that goes on
+	// counting; never a smaller value under the old start time.
+	if second.StartTime.Equal(first.StartTime) && second.Value != 7 {
+		t.Fatalf("after reopen: %d records since %v, want 7 (5 before the reopen, 2 after)", second.Value, second.StartTime)
 	}
 }

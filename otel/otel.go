@@ -9,10 +9,14 @@
 //
 // Appends are traced only when the caller's context carries a sampled span,
 // so an unsampled or untraced Append costs one context lookup. Counters and
-// gauges are observable instruments read from the log's Metrics() snapshot
-// at collection time: they cost nothing on the append path and always agree
-// with Metrics(). Histograms (fsync duration, flush duration, durable lag)
-// get one point per sync or flush, not per record.
+// gauges are read from the log's Metrics() snapshot at collection time, so
+// they cost nothing on the append path. Gauges are observable and equal
+// Metrics(). Counters are given what Metrics() counted since the last
+// collection: a series (one per aof.log value and MeterProvider) counts
+// since the instrument's start time, across every Open of the log in the
+// process, never goes down and stays after Close; for a log opened once it
+// equals Metrics(). Histograms (fsync duration, flush duration, durable
+// lag) get one point per sync or flush, not per record.
 //
 // # Spans
 //
@@ -184,9 +188,11 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider, logName string) (*Tel
 	return t, nil
 }
 
-// Observe registers the observable instruments; read fills in the values
-// at each collection (from the log's Metrics snapshot, so both always
-// agree).
+// Observe registers the collection callback; read fills in the values at
+// each collection, from the log's Metrics snapshot (counted since Open).
+// The counters add up those values over every Open of the log in this
+// process (see instruments), so they agree with Metrics for a log opened
+// once.
 func (t *Telemetry) Observe(read func(*Values)) error {
 	reg, err := t.inst.register(t.logKV, read)
 	if err != nil {
@@ -196,12 +202,16 @@ func (t *Telemetry) Observe(read func(*Values)) error {
 	return nil
 }
 
-// Close unregisters the observable instruments.
+// Close unregisters the observable instruments and gives the counters the
+// log's last values; call it while the log can still be read. The
+// counters' series stay, at those values.
 func (t *Telemetry) Close() error {
 	if t.registration == nil {
 		return nil
 	}
-	return t.registration.Unregister()
+	err := t.registration.Unregister()
+	t.inst.final()
+	return err
 }
 
 // Traced reports whether ctx carries a span being recorded (sampled), so an
