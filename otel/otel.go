@@ -32,9 +32,8 @@
 //     the caller's context is sampled; a flush it led itself is its child,
 //     otherwise it is linked to the flush that made its record durable
 //     (even one that ran before the call), if that flush was sampled. It
-//     has no link when that flush was not sampled, is one of the last
-//     recentFlushes no more, or the wait failed: never a link to another
-//     flush.
+//     has no link when that flush was not sampled, is older than the last
+//     64 flushes, or the wait failed: never a link to another flush.
 //   - aof.seal: child of the flush that sealed a segment.
 //   - aof.recover: at Open; an event per segment (trusted, scanned,
 //     truncated with offset, bytes and aof.corrupt, removed).
