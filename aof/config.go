@@ -152,8 +152,9 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 }
 
 // WithName sets the value of the aof.log attribute on the log's spans and
-// metrics, to tell several logs of one process apart. Default: the base
-// name of the log's directory.
+// metrics, to tell several logs of one process apart. Default: the
+// absolute path of the log's directory. Give each log open at the same
+// time its own name: logs sharing one add up in the same counter series.
 func WithName(name string) Option {
 	return func(o *options) { o.name = name }
 }

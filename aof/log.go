@@ -60,6 +60,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/internal/wake"
 	aofotel "github.com/aof2/aof2/otel"
@@ -203,7 +205,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	}
 	l.dirLock = lock
 	if o.name == "" {
-		o.name = filepath.Base(dir)
+		o.name = defaultName(dir)
 	}
 	if l.tel, err = aofotel.New(o.tp, o.mp, o.name); err != nil {
 		lock.Unlock()
@@ -233,6 +235,16 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 	}
 	l.startRetainer()
 	return l, nil
+}
+
+// defaultName is the aof.log attribute of a log opened without WithName:
+// its directory's absolute path, unique among the logs open in a process
+// (the directory lock sees to that) and stable across restarts.
+func defaultName(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return filepath.Clean(dir)
 }
 
 // nextSeq returns the sequence number the next Append will get.
@@ -265,18 +277,22 @@ func (l *Log) Append(ctx context.Context, payload []byte) (RecordID, error) {
 	if aofotel.Traced(ctx) {
 		return l.appendTraced(ctx, payload)
 	}
-	return l.append(ctx, payload)
+	return l.append(ctx, payload, nil)
 }
 
 // appendTraced is Append under a sampled span: it records aof.append.
 func (l *Log) appendTraced(ctx context.Context, payload []byte) (RecordID, error) {
 	span := l.tel.StartAppend(ctx)
-	id, err := l.append(ctx, payload)
+	id, err := l.append(ctx, payload, span)
 	l.tel.AppendDone(span, id.Segment, id.Seq, len(payload), err)
 	return id, err
 }
 
-func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
+// append appends one record. A non-nil span is the record's aof.append
+// span: it is handed to the telemetry once the record's seq is reserved
+// and before the record is published, so the flush that makes it durable
+// links to it.
+func (l *Log) append(ctx context.Context, payload []byte, span trace.Span) (RecordID, error) {
 	if err := l.admit(ctx, payload); err != nil {
 		return RecordID{}, err
 	}
@@ -290,6 +306,9 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 			}
 			continue
 		}
+		if span != nil {
+			l.tel.AppendReserved(span, seq)
+		}
 		end := s.Fill(off, seq, payload, time.Now().UnixNano())
 		l.appended(s.pos+end, n)
 		return RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}, nil
@@ -302,13 +321,14 @@ func (l *Log) append(ctx context.Context, payload []byte) (RecordID, error) {
 // the next one. The records are contiguous and dense, but a crash can keep
 // a prefix of the batch: call FlushUntil on the last RecordID to know all
 // of it is durable. If an error stops the batch, the IDs of the records
-// appended before it are returned with it.
+// appended before it are returned with it. An empty batch appends nothing
+// and records no span.
 func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
-	if !aofotel.Traced(ctx) {
-		return l.appendBatch(ctx, payloads)
+	if len(payloads) == 0 || !aofotel.Traced(ctx) {
+		return l.appendBatch(ctx, payloads, nil)
 	}
 	span := l.tel.StartAppend(ctx)
-	ids, err := l.appendBatch(ctx, payloads)
+	ids, err := l.appendBatch(ctx, payloads, span)
 	var last RecordID
 	if len(ids) > 0 {
 		last = ids[len(ids)-1]
@@ -321,7 +341,10 @@ func (l *Log) AppendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 	return ids, err
 }
 
-func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, error) {
+// appendBatch appends a batch; span, if not nil, is its aof.append span,
+// handed to the telemetry before the batch's last record is published
+// (see append).
+func (l *Log) appendBatch(ctx context.Context, payloads [][]byte, span trace.Span) ([]RecordID, error) {
 	for _, p := range payloads {
 		if err := l.admit(ctx, p); err != nil {
 			return nil, err
@@ -347,6 +370,9 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte) ([]RecordID, e
 		off, seq, err := s.Reserve(n, uint64(k))
 		if err != nil {
 			continue // raced with other appenders: look again
+		}
+		if span != nil && k == len(payloads) {
+			l.tel.AppendReserved(span, seq+uint64(k)-1)
 		}
 		ts := time.Now().UnixNano()
 		for _, p := range payloads[:k] {
@@ -463,7 +489,7 @@ func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 func (l *Log) waitDurable(ctx context.Context, seq, epoch uint64) error {
 	ctx, span := l.tel.StartWait(ctx, seq)
 	err := l.pipe.WaitDurableSince(ctx, seq, epoch)
-	l.tel.WaitDone(span, err)
+	l.tel.WaitDone(span, seq, err)
 	return err
 }
 
@@ -706,7 +732,8 @@ func (l *Log) Close() error {
 	l.prep.stop()
 	l.retainer.stop()
 	l.events.close()
-	return errors.Join(err, l.releaseSegments(), l.tel.Close(), l.dirLock.Unlock())
+	telErr := l.tel.Close() // the counters' last values, read while mapped
+	return errors.Join(err, l.releaseSegments(), telErr, l.dirLock.Unlock())
 }
 
 // drainPending returns once every frame reserved in a segment not yet

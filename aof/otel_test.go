@@ -3,7 +3,11 @@ package aof
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -11,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/flush"
@@ -379,5 +384,301 @@ func TestTruncationSpansAndCounter(t *testing.T) {
 	ms := tt.collect(t)
 	if v := int64Value(t, ms[aofotel.MetricSegmentsRemoved]); v != removed || uint64(v) != l.Metrics().RemovedSegments {
 		t.Fatalf("removed segments metric %d, spans %d, Metrics %d", v, removed, l.Metrics().RemovedSegments)
+	}
+}
+
+// hookProcessor is a span processor that records spans and then calls the
+// hook, if any, from the goroutine that ended the span: a slow span
+// processor, made deterministic.
+type hookProcessor struct {
+	*tracetest.SpanRecorder
+	hook atomic.Pointer[func(sdktrace.ReadOnlySpan)]
+}
+
+func (p *hookProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+	p.SpanRecorder.OnEnd(s)
+	if h := p.hook.Load(); h != nil {
+		(*h)(s)
+	}
+}
+
+// flushRange returns the records [from, durable) a flush span made durable.
+func flushRange(f sdktrace.ReadOnlySpan) (from, durable int64) {
+	set := attribute.NewSet(f.Attributes()...)
+	d, _ := set.Value(aofotel.AttrDurableSeq)
+	n, _ := set.Value(aofotel.AttrFlushRecords)
+	return d.AsInt64() - n.AsInt64(), d.AsInt64()
+}
+
+// linkedBy returns the spans named name that link to sc.
+func linkedBy(spans []sdktrace.ReadOnlySpan, name string, sc trace.SpanContext) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range spansNamed(spans, name) {
+		for _, link := range s.Links() {
+			if link.SpanContext.SpanID() == sc.SpanID() {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Issue 11 defect 14: an aof.append span was linked from a flush that ran
+// after the one that made its record durable.
+func TestDefect14AppendLinkedByTheFlushThatMadeItDurable(t *testing.T) {
+	hp := &hookProcessor{SpanRecorder: tracetest.NewSpanRecorder()}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(hp))
+	defer tp.Shutdown(ctx)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithTracerProvider(tp))
+	defer l.Close()
+	// A slow span processor: the record is published before its
+	// aof.append span ends, and a flush runs while it ends.
+	flushOnAppendEnd := func(s sdktrace.ReadOnlySpan) {
+		if s.Name() == aofotel.SpanAppend {
+			if err := l.Sync(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	hp.hook.Store(&flushOnAppendEnd)
+	tctx, parent := tp.Tracer("test").Start(ctx, "request")
+	if _, err := l.Append(tctx, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AppendBatch(tctx, [][]byte{[]byte("two"), []byte("three")}); err != nil {
+		t.Fatal(err)
+	}
+	hp.hook.Store(nil)
+	// Later flushes, which make none of those records durable.
+	mustAppend(t, l, []byte("four"))
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	spans := hp.Ended()
+	appends := spansNamed(spans, aofotel.SpanAppend)
+	if len(appends) != 2 {
+		t.Fatalf("%d append spans, want 2", len(appends))
+	}
+	for _, a := range appends {
+		set := attribute.NewSet(a.Attributes()...)
+		seq, _ := set.Value(aofotel.AttrSeq)
+		flushes := linkedBy(spans, aofotel.SpanFlush, a.SpanContext())
+		if len(flushes) != 1 {
+			t.Fatalf("append of seq %d linked by %d flushes, want 1", seq.AsInt64(), len(flushes))
+		}
+		if from, durable := flushRange(flushes[0]); seq.AsInt64() < from || seq.AsInt64() >= durable {
+			t.Fatalf("append of seq %d linked by the flush that made [%d, %d) durable", seq.AsInt64(), from, durable)
+		}
+	}
+}
+
+// Issue 11 defect 14, under load: with concurrent writers and a short
+// flush interval, an append is linked only by the flush that made it
+// durable (a flush with maxLinks links may have had to drop it).
+func TestDefect14AppendLinksUnderConcurrentFlushes(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{FlushInterval: 100 * time.Microsecond}, tt.opts()...)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			tctx, parent := tt.tp.Tracer("test").Start(ctx, "writer")
+			defer parent.End()
+			for range 50 {
+				if _, err := l.Append(tctx, []byte("concurrent")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	spans := tt.spans.Ended()
+	flushes := spansNamed(spans, aofotel.SpanFlush)
+	for _, a := range spansNamed(spans, aofotel.SpanAppend) {
+		set := attribute.NewSet(a.Attributes()...)
+		sv, _ := set.Value(aofotel.AttrSeq)
+		seq := sv.AsInt64()
+		linking := linkedBy(spans, aofotel.SpanFlush, a.SpanContext())
+		if len(linking) > 1 {
+			t.Fatalf("append of seq %d linked by %d flushes", seq, len(linking))
+		}
+		if len(linking) == 1 {
+			if from, durable := flushRange(linking[0]); seq < from || seq >= durable {
+				t.Fatalf("append of seq %d linked by the flush that made [%d, %d) durable", seq, from, durable)
+			}
+			continue
+		}
+		var full bool
+		for _, f := range flushes {
+			from, durable := flushRange(f)
+			full = full || (from <= seq && seq < durable && len(f.Links()) == aofotel.MaxLinks)
+		}
+		if !full {
+			t.Fatalf("append of seq %d not linked", seq)
+		}
+	}
+}
+
+// flushSampler samples every span, except aof.flush spans while drop is
+// set: a ratio sampler, made deterministic.
+type flushSampler struct{ drop atomic.Bool }
+
+func (s *flushSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	ts := trace.SpanContextFromContext(p.ParentContext).TraceState()
+	if p.Name == aofotel.SpanFlush && s.drop.Load() {
+		return sdktrace.SamplingResult{Decision: sdktrace.Drop, Tracestate: ts}
+	}
+	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: ts}
+}
+
+func (s *flushSampler) Description() string { return "flushSampler" }
+
+// Issue 11 defect 15: aof.flush_until linked the last recorded flush, not
+// the one that made its record durable.
+func TestDefect15FlushUntilLinksTheFlushThatMadeItDurable(t *testing.T) {
+	sr := tracetest.NewSpanRecorder()
+	sampler := &flushSampler{}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr), sdktrace.WithSampler(sampler))
+	defer tp.Shutdown(ctx)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithTracerProvider(tp))
+	defer l.Close()
+	flushed := func(p string) RecordID {
+		id := mustAppend(t, l, []byte(p))
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	first := flushed("made durable by the first flush")
+	flushed("made durable by the second flush")
+	wait := func(id RecordID) sdktrace.ReadOnlySpan {
+		tctx, parent := tp.Tracer("test").Start(ctx, "request")
+		defer parent.End()
+		if err := l.FlushUntil(tctx, id); err != nil {
+			t.Fatal(err)
+		}
+		waits := spansNamed(sr.Ended(), aofotel.SpanFlushUntil)
+		return waits[len(waits)-1]
+	}
+	flushes := spansNamed(sr.Ended(), aofotel.SpanFlush)
+	if len(flushes) != 2 {
+		t.Fatalf("%d flush spans, want 2", len(flushes))
+	}
+	// Already durable: the first flush made it so, not the latest.
+	w := wait(first)
+	if len(w.Links()) != 1 || w.Links()[0].SpanContext.SpanID() != flushes[0].SpanContext().SpanID() {
+		t.Fatalf("wait for seq %d links %v, want the first flush %v", first.Seq, w.Links(), flushes[0].SpanContext().SpanID())
+	}
+	// Made durable by a flush that was not sampled: no link at all.
+	sampler.drop.Store(true)
+	w = wait(mustAppend(t, l, []byte("made durable by an unsampled flush")))
+	if len(w.Links()) != 0 {
+		t.Fatalf("wait woken by an unsampled flush links %v, want none", w.Links())
+	}
+}
+
+// Issue 11 defect 16: an empty AppendBatch under a sampled context recorded
+// an aof.append span with seq 0 that the next flush linked.
+func TestDefect16EmptyBatchRecordsNoAppendSpan(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, tt.opts()...)
+	defer l.Close()
+	tctx, parent := tt.tp.Tracer("test").Start(ctx, "request")
+	ids, err := l.AppendBatch(tctx, nil)
+	parent.End()
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("empty batch: %v, %v", ids, err)
+	}
+	mustAppend(t, l, []byte("unrelated"))
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spans := tt.spans.Ended()
+	if a := spansNamed(spans, aofotel.SpanAppend); len(a) != 0 {
+		t.Fatalf("%d append spans for an empty batch, want 0: %v", len(a), a[0].Attributes())
+	}
+	for _, f := range spansNamed(spans, aofotel.SpanFlush) {
+		if len(f.Links()) != 0 {
+			t.Fatalf("flush links %v, want none", f.Links())
+		}
+	}
+}
+
+// sumPoints returns the data points of an int64 sum by their aof.log.
+func sumPoints(t *testing.T, m metricdata.Metrics) map[string]metricdata.DataPoint[int64] {
+	t.Helper()
+	d, ok := m.Data.(metricdata.Sum[int64])
+	if !ok {
+		t.Fatalf("%s: data %T", m.Name, m.Data)
+	}
+	if !d.IsMonotonic {
+		t.Fatalf("%s is not monotonic", m.Name)
+	}
+	out := map[string]metricdata.DataPoint[int64]{}
+	for _, p := range d.DataPoints {
+		v, _ := p.Attributes.Value(aofotel.AttrLog)
+		if _, dup := out[v.AsString()]; dup {
+			t.Fatalf("%s: two points for aof.log %q", m.Name, v.AsString())
+		}
+		out[v.AsString()] = p
+	}
+	return out
+}
+
+// Issue 11 defect 18: two logs whose directories share a base name
+// reported as one series, which went down when one of them closed.
+func TestDefect18LogsWithTheSameBaseNameAreSeparateSeries(t *testing.T) {
+	tt := newTelemetry(t)
+	root := t.TempDir()
+	a := openT(t, filepath.Join(root, "a", "wal"), Config{}, tt.opts()...)
+	defer a.Close()
+	b := openT(t, filepath.Join(root, "b", "wal"), Config{}, tt.opts()...)
+	appendN(t, a, 1, 4)
+	appendN(t, b, 1, 6)
+	before := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])
+	if len(before) != 2 {
+		t.Fatalf("%d append-records series for two logs, want 2: %v", len(before), before)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])
+	for log, p := range before {
+		if q, ok := after[log]; ok && q.Value < p.Value {
+			t.Fatalf("aof.log %q: append records went from %d down to %d", log, p.Value, q.Value)
+		}
+	}
+	if p := after[a.Dir()]; p.Value != 3 {
+		t.Fatalf("series of %s: %v, want 3 records (points %v)", a.Dir(), p, after)
+	}
+}
+
+// Issue 11 defect 19: reopening a log in the same process restarted its
+// cumulative counters under the instruments' old start time.
+func TestDefect19ReopenDoesNotResetCounters(t *testing.T) {
+	tt := newTelemetry(t)
+	dir := t.TempDir()
+	opts := append(tt.opts(), WithName("reopened"))
+	l := openT(t, dir, Config{}, opts...)
+	appendN(t, l, 1, 6)
+	first := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])["reopened"]
+	if first.Value != 5 {
+		t.Fatalf("append records %d, want 5", first.Value)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, dir, Config{}, opts...)
+	defer l.Close()
+	appendN(t, l, 6, 8)
+	second := sumPoints(t, tt.collect(t)[aofotel.MetricAppendRecords])["reopened"]
+	// Either a new start time (a visible reset) or a value that goes on
+	// counting; never a smaller value under the old start time.
+	if second.StartTime.Equal(first.StartTime) && second.Value != 7 {
+		t.Fatalf("after reopen: %d records since %v, want 7 (5 before the reopen, 2 after)", second.Value, second.StartTime)
 	}
 }

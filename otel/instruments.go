@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -47,6 +48,15 @@ type Values struct {
 	RemovedSegments        uint64
 }
 
+// instruments are one log's instruments. The counters are synchronous
+// but cost nothing on the append path: at each collection (and at Close)
+// they are given what the log counted since the last time, from its
+// Metrics snapshot. So a counter series belongs to the MeterProvider, not
+// to one Open: it keeps counting across a Close and reopen of the log in
+// this process, never goes down, and stays (at its last value) after
+// Close, which no observable counter does (each Open would report its own
+// since-open values under the instrument's one start time: a reset the
+// backend cannot see).
 type instruments struct {
 	meter metric.Meter
 
@@ -55,8 +65,15 @@ type instruments struct {
 	durableLag       metric.Float64Histogram
 	recoveryDuration metric.Float64Histogram
 
-	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated, removed metric.Int64ObservableCounter
+	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated, removed metric.Int64Counter
 	backlog, segments                                                                          metric.Int64ObservableGauge
+
+	// Set by register. last is what the counters were given so far.
+	read      func(*Values)
+	logSet    metric.MeasurementOption
+	flushSets [len(flush.Snapshot{}.Flushes)][len(flush.Snapshot{}.Flushes[0])]metric.MeasurementOption
+	mu        sync.Mutex
+	last      Values
 }
 
 func (in *instruments) create(m metric.Meter) error {
@@ -71,12 +88,12 @@ func (in *instruments) create(m metric.Meter) error {
 			metric.WithExplicitBucketBoundaries(DurationBuckets...))
 		return h
 	}
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+	counter := func(name, unit, desc string) metric.Int64Counter {
 		if err != nil {
 			return nil
 		}
-		var c metric.Int64ObservableCounter
-		c, err = m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		var c metric.Int64Counter
+		c, err = m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		return c
 	}
 	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
@@ -91,49 +108,75 @@ func (in *instruments) create(m metric.Meter) error {
 	in.flushDuration = hist(MetricFlushDuration, "Duration of each flush (write, sync, seal).")
 	in.durableLag = hist(MetricDurableLag, "Time from append to durable of the oldest record each flush made durable.")
 	in.recoveryDuration = hist(MetricRecoveryDuration, "Duration of recovery at open.")
-	in.appendRecords = counter(MetricAppendRecords, "{record}", "Records appended since open.")
-	in.appendSize = counter(MetricAppendSize, "By", "Bytes appended since open (frames: payload, 32-byte header, padding).")
+	in.appendRecords = counter(MetricAppendRecords, "{record}", "Records appended.")
+	in.appendSize = counter(MetricAppendSize, "By", "Bytes appended (frames: payload, 32-byte header, padding).")
 	in.flushes = counter(MetricFlushes, "{flush}", "Flushes, by reason and mode.")
 	in.fsyncs = counter(MetricFsyncs, "{fsync}", "Sync attempts, retries included.")
 	in.retries = counter(MetricFsyncRetries, "{retry}", "Syncs retried after a transient error (EINTR, EAGAIN, EBUSY, ETIMEDOUT).")
 	in.failures = counter(MetricFsyncFailures, "{failure}", "Syncs that failed for good; the log fail-stops. Alert on any.")
-	in.durable = counter(MetricDurableSize, "By", "Bytes made durable since open.")
+	in.durable = counter(MetricDurableSize, "By", "Bytes made durable.")
 	in.truncated = counter(MetricRecoveryTruncated, "By", "Bytes cut by recovery at open (torn tails, repairs).")
-	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack since open.")
+	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack.")
 	in.backlog = gauge(MetricBacklogSize, "By", "Bytes appended but not yet durable.")
 	in.segments = gauge(MetricSegments, "{segment}", "Segment files in the log.")
 	return err
 }
 
 // register registers one callback that reads the values once per
-// collection and observes every observable instrument.
+// collection, gives the counters what they lack and observes the gauges.
 func (in *instruments) register(log attribute.KeyValue, read func(*Values)) (metric.Registration, error) {
-	logSet := metric.WithAttributeSet(attribute.NewSet(log))
-	var flushSets [len(flush.Snapshot{}.Flushes)][len(flush.Snapshot{}.Flushes[0])]metric.ObserveOption
-	for r := range flushSets {
-		for m := range flushSets[r] {
-			flushSets[r][m] = metric.WithAttributeSet(attribute.NewSet(log,
+	in.read = read
+	in.logSet = metric.WithAttributeSet(attribute.NewSet(log))
+	for r := range in.flushSets {
+		for m := range in.flushSets[r] {
+			in.flushSets[r][m] = metric.WithAttributeSet(attribute.NewSet(log,
 				AttrFlushReason.String(flush.Reason(r).String()), AttrFlushMode.String(flush.Mode(m).String())))
 		}
 	}
-	return in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	return in.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		var v Values
 		read(&v)
-		o.ObserveInt64(in.appendRecords, int64(v.AppendedRecords), logSet)
-		o.ObserveInt64(in.appendSize, v.AppendedBytes, logSet)
-		for r := range flushSets {
-			for m := range flushSets[r] {
-				o.ObserveInt64(in.flushes, int64(v.Flush.Flushes[r][m]), flushSets[r][m])
-			}
-		}
-		o.ObserveInt64(in.fsyncs, int64(v.Flush.Fsyncs), logSet)
-		o.ObserveInt64(in.retries, int64(v.Flush.RetryAttempts), logSet)
-		o.ObserveInt64(in.failures, int64(v.Flush.RetryFailures), logSet)
-		o.ObserveInt64(in.durable, v.DurableBytes, logSet)
-		o.ObserveInt64(in.truncated, v.RecoveryTruncatedBytes, logSet)
-		o.ObserveInt64(in.backlog, v.BacklogBytes, logSet)
-		o.ObserveInt64(in.segments, int64(v.Segments), logSet)
-		o.ObserveInt64(in.removed, int64(v.RemovedSegments), logSet)
+		in.push(ctx, &v)
+		o.ObserveInt64(in.backlog, v.BacklogBytes, in.logSet)
+		o.ObserveInt64(in.segments, int64(v.Segments), in.logSet)
 		return nil
-	}, in.appendRecords, in.appendSize, in.flushes, in.fsyncs, in.retries, in.failures, in.durable, in.truncated, in.backlog, in.segments, in.removed)
+	}, in.backlog, in.segments)
+}
+
+// final gives the counters their last values, once the callback is
+// unregistered.
+func (in *instruments) final() {
+	var v Values
+	in.read(&v)
+	in.push(context.Background(), &v)
+}
+
+// push adds to each counter what v counts beyond what it was given.
+// Collections by several readers may run at once: each increment is added
+// once, and every reader sees it.
+func (in *instruments) push(ctx context.Context, v *Values) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	last := &in.last
+	addDelta(ctx, in.appendRecords, v.AppendedRecords, &last.AppendedRecords, in.logSet)
+	addDelta(ctx, in.appendSize, v.AppendedBytes, &last.AppendedBytes, in.logSet)
+	for r := range in.flushSets {
+		for m := range in.flushSets[r] {
+			addDelta(ctx, in.flushes, v.Flush.Flushes[r][m], &last.Flush.Flushes[r][m], in.flushSets[r][m])
+		}
+	}
+	addDelta(ctx, in.fsyncs, v.Flush.Fsyncs, &last.Flush.Fsyncs, in.logSet)
+	addDelta(ctx, in.retries, v.Flush.RetryAttempts, &last.Flush.RetryAttempts, in.logSet)
+	addDelta(ctx, in.failures, v.Flush.RetryFailures, &last.Flush.RetryFailures, in.logSet)
+	addDelta(ctx, in.durable, v.DurableBytes, &last.DurableBytes, in.logSet)
+	addDelta(ctx, in.truncated, v.RecoveryTruncatedBytes, &last.RecoveryTruncatedBytes, in.logSet)
+	addDelta(ctx, in.removed, v.RemovedSegments, &last.RemovedSegments, in.logSet)
+}
+
+// addDelta adds now-*last to c if now is greater, and sets *last to now.
+func addDelta[N int64 | uint64](ctx context.Context, c metric.Int64Counter, now N, last *N, opt metric.AddOption) {
+	if now > *last {
+		c.Add(ctx, int64(now-*last), opt)
+		*last = now
+	}
 }

@@ -9,10 +9,14 @@
 //
 // Appends are traced only when the caller's context carries a sampled span,
 // so an unsampled or untraced Append costs one context lookup. Counters and
-// gauges are observable instruments read from the log's Metrics() snapshot
-// at collection time: they cost nothing on the append path and always agree
-// with Metrics(). Histograms (fsync duration, flush duration, durable lag)
-// get one point per sync or flush, not per record.
+// gauges are read from the log's Metrics() snapshot at collection time, so
+// they cost nothing on the append path. Gauges are observable and equal
+// Metrics(). Counters are given what Metrics() counted since the last
+// collection: a series (one per aof.log value and MeterProvider) counts
+// since the instrument's start time, across every Open of the log in the
+// process, never goes down and stays after Close; for a log opened once it
+// equals Metrics(). Histograms (fsync duration, flush duration, durable
+// lag) get one point per sync or flush, not per record.
 //
 // # Spans
 //
@@ -26,7 +30,10 @@
 //     status Error and error.type when the flush failed.
 //   - aof.flush_until: from FlushUntil's or Sync's call to its return, when
 //     the caller's context is sampled; a flush it led itself is its child,
-//     otherwise it is linked to the latest recorded flush when it woke.
+//     otherwise it is linked to the flush that made its record durable
+//     (even one that ran before the call), if that flush was sampled. It
+//     has no link when that flush was not sampled, is older than the last
+//     64 flushes, or the wait failed: never a link to another flush.
 //   - aof.seal: child of the flush that sealed a segment.
 //   - aof.recover: at Open; an event per segment (trusted, scanned,
 //     truncated with offset, bytes and aof.corrupt, removed).
@@ -41,7 +48,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gootel "go.opentelemetry.io/otel"
@@ -105,11 +111,15 @@ const (
 	AttrRemoved      = attribute.Key("aof.segments.removed")
 )
 
-// maxLinks caps the links of one flush span (the SDK's default limit is
-// 128) and maxPending the sampled appends waiting for a flush.
+// MaxLinks caps the links of one aof.flush span (the SDK's default limit
+// is 128): appends past it are made durable by the flush but not linked.
+const MaxLinks = 128
+
+// maxPending caps the sampled appends waiting for a flush, and
+// recentFlushes the flushes a flush_until span can be linked to.
 const (
-	maxLinks   = 128
-	maxPending = 4096
+	maxPending    = 4096
+	recentFlushes = 64
 )
 
 // Telemetry is one log's instrumentation. All methods are safe for
@@ -130,13 +140,22 @@ type Telemetry struct {
 
 	mu      sync.Mutex
 	pending []pendingLink // sampled appends not yet linked, by seq
-
-	lastFlush atomic.Pointer[trace.SpanContext]
+	// recent are the last flushes, recent[n%recentFlushes] the n-th;
+	// flushes counts them.
+	recent  [recentFlushes]flushRecord
+	flushes uint64
 }
 
 type pendingLink struct {
 	seq uint64
 	sc  trace.SpanContext
+}
+
+// flushRecord is one finished flush: it made the records [from, durable)
+// durable; sc is its span's context (not sampled if it was not recorded).
+type flushRecord struct {
+	from, durable uint64
+	sc            trace.SpanContext
 }
 
 // New returns the instrumentation of the log named logName. Nil providers
@@ -168,9 +187,11 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider, logName string) (*Tel
 	return t, nil
 }
 
-// Observe registers the observable instruments; read fills in the values
-// at each collection (from the log's Metrics snapshot, so both always
-// agree).
+// Observe registers the collection callback; read fills in the values at
+// each collection, from the log's Metrics snapshot (counted since Open).
+// The counters add up those values over every Open of the log in this
+// process (see instruments), so they agree with Metrics for a log opened
+// once.
 func (t *Telemetry) Observe(read func(*Values)) error {
 	reg, err := t.inst.register(t.logKV, read)
 	if err != nil {
@@ -180,12 +201,16 @@ func (t *Telemetry) Observe(read func(*Values)) error {
 	return nil
 }
 
-// Close unregisters the observable instruments.
+// Close unregisters the observable instruments and gives the counters the
+// log's last values; call it while the log can still be read. The
+// counters' series stay, at those values.
 func (t *Telemetry) Close() error {
 	if t.registration == nil {
 		return nil
 	}
-	return t.registration.Unregister()
+	err := t.registration.Unregister()
+	t.inst.final()
+	return err
 }
 
 // Traced reports whether ctx carries a span being recorded (sampled), so an
@@ -201,17 +226,13 @@ func (t *Telemetry) StartAppend(ctx context.Context) trace.Span {
 	return span
 }
 
-// AppendDone ends an append span and remembers it, so the flush that
-// makes seq durable links to it.
-func (t *Telemetry) AppendDone(span trace.Span, segment, seq uint64, size int, err error) {
-	span.SetAttributes(t.logKV, AttrSegment.Int64(int64(segment)), AttrSeq.Int64(int64(seq)), AttrRecordSize.Int(size))
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
+// AppendReserved remembers an append span, so the flush that makes seq
+// durable links to it. Call it once seq is reserved and before the record
+// is published: from then on a flush may make it durable, and that flush
+// must find it here.
+func (t *Telemetry) AppendReserved(span trace.Span, seq uint64) {
 	sc := span.SpanContext()
-	span.End()
-	if err != nil || !sc.IsSampled() {
+	if !sc.IsSampled() {
 		return
 	}
 	t.mu.Lock()
@@ -221,11 +242,29 @@ func (t *Telemetry) AppendDone(span trace.Span, segment, seq uint64, size int, e
 	t.mu.Unlock()
 }
 
-// takeLinks removes and returns the links of pending appends below
-// durable, at most maxLinks of them.
-func (t *Telemetry) takeLinks(durable uint64) []trace.Link {
+// AppendDone ends an append span: seq is the record's (the batch's last
+// one), 0 if none was appended.
+func (t *Telemetry) AppendDone(span trace.Span, segment, seq uint64, size int, err error) {
+	if seq != 0 {
+		span.SetAttributes(t.logKV, AttrSegment.Int64(int64(segment)), AttrSeq.Int64(int64(seq)), AttrRecordSize.Int(size))
+	} else {
+		span.SetAttributes(t.logKV, AttrRecordSize.Int(size))
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// flushed records a finished flush that made [from, durable) durable, and
+// removes and returns the links of pending appends below durable, at most
+// MaxLinks of them.
+func (t *Telemetry) flushed(from, durable uint64, sc trace.SpanContext) []trace.Link {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.flushes++
+	t.recent[t.flushes%recentFlushes] = flushRecord{from: from, durable: durable, sc: sc}
 	if len(t.pending) == 0 {
 		return nil
 	}
@@ -235,7 +274,7 @@ func (t *Telemetry) takeLinks(durable uint64) []trace.Link {
 		switch {
 		case p.seq >= durable:
 			kept = append(kept, p)
-		case len(links) < maxLinks:
+		case len(links) < MaxLinks:
 			links = append(links, trace.Link{SpanContext: p.sc, Attributes: []attribute.KeyValue{AttrSeq.Int64(int64(p.seq))}})
 		}
 	}
@@ -301,15 +340,13 @@ func (f *Flush) Done(segment uint64, bytes int64, records, durable uint64, appen
 	}
 	// Links are taken even when this flush is not recorded, so appends
 	// made durable by an unsampled flush are not linked to a later one.
-	links := f.t.takeLinks(durable)
+	links := f.t.flushed(durable-records, durable, f.span.SpanContext())
 	if f.span.IsRecording() {
 		f.span.SetAttributes(AttrSegment.Int64(int64(segment)), AttrFlushBytes.Int64(bytes),
 			AttrFlushRecords.Int64(int64(records)), AttrDurableSeq.Int64(int64(durable)))
 		for _, l := range links {
 			f.span.AddLink(l)
 		}
-		sc := f.span.SpanContext()
-		f.t.lastFlush.Store(&sc)
 	}
 	endSpan(f.span, err)
 }
@@ -323,17 +360,33 @@ func (t *Telemetry) StartWait(ctx context.Context, seq uint64) (context.Context,
 	return t.tracer.Start(ctx, SpanFlushUntil, trace.WithAttributes(t.logKV, AttrSeq.Int64(int64(seq))))
 }
 
-// WaitDone ends a flush_until span (a nil span is a no-op), linked to the
-// latest recorded flush: the one that woke the waiter, unless a later one
-// was recorded in between.
-func (t *Telemetry) WaitDone(span trace.Span, err error) {
+// WaitDone ends the flush_until span of a wait for seq (a nil span is a
+// no-op). When the wait succeeded, the span is linked to the flush that
+// made seq durable if that flush was sampled and is not the span's own
+// child; otherwise it has no link.
+func (t *Telemetry) WaitDone(span trace.Span, seq uint64, err error) {
 	if span == nil {
 		return
 	}
-	if sc := t.lastFlush.Load(); sc != nil && sc.TraceID() != span.SpanContext().TraceID() {
-		span.AddLink(trace.Link{SpanContext: *sc})
+	if err == nil {
+		if sc := t.madeDurable(seq); sc.IsSampled() && sc.TraceID() != span.SpanContext().TraceID() {
+			span.AddLink(trace.Link{SpanContext: sc})
+		}
 	}
 	endSpan(span, err)
+}
+
+// madeDurable returns the span context of the latest of the recent flushes
+// that made seq durable: an invalid one if none of them did.
+func (t *Telemetry) madeDurable(seq uint64) trace.SpanContext {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for n := t.flushes; n > 0 && t.flushes-n < recentFlushes; n-- {
+		if r := &t.recent[n%recentFlushes]; r.from <= seq && seq < r.durable {
+			return r.sc
+		}
+	}
+	return trace.SpanContext{}
 }
 
 // RecoverEvent is one thing recovery found, for the aof.recover span.

@@ -40,9 +40,10 @@ type Config struct {
 	// Writer receives traces and metrics as JSON lines when no OTLP
 	// endpoint is set. Default os.Stdout.
 	Writer io.Writer
-	// MetricInterval is how often metrics are exported, unless
-	// OTEL_METRIC_EXPORT_INTERVAL says otherwise. Default 10 s. Shutdown
-	// always exports a last time.
+	// MetricInterval is how often metrics are exported. Default 10 s.
+	// OTEL_METRIC_EXPORT_INTERVAL (milliseconds), when set, wins over it
+	// and is read by the SDK (which falls back to its own 60 s default
+	// if the value is invalid). Shutdown always exports a last time.
 	MetricInterval time.Duration
 }
 
@@ -112,10 +113,17 @@ func Setup(ctx context.Context, cfg Config) (*Providers, error) {
 			return nil, fmt.Errorf("otelsetup: stdout metric exporter: %w", err)
 		}
 	}
+	// The SDK reads OTEL_METRIC_EXPORT_INTERVAL itself, but WithInterval
+	// overrides it: pass the configured interval only when the variable
+	// is not set.
+	var readerOpts []sdkmetric.PeriodicReaderOption
+	if os.Getenv("OTEL_METRIC_EXPORT_INTERVAL") == "" {
+		readerOpts = append(readerOpts, sdkmetric.WithInterval(cfg.MetricInterval))
+	}
 	p := &Providers{
 		Tracer: sdktrace.NewTracerProvider(sdktrace.WithBatcher(spanExp), sdktrace.WithResource(res)),
 		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithResource(res),
-			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp, sdkmetric.WithInterval(cfg.MetricInterval)))),
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(metricExp, readerOpts...))),
 		OTLP: otlp,
 	}
 	gootel.SetTracerProvider(p.Tracer)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	gootel "go.opentelemetry.io/otel"
 
@@ -48,5 +50,45 @@ func TestStdoutByDefault(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %s", want)
 		}
+	}
+}
+
+// signalWriter is a writer safe for the exporters' goroutines that closes
+// wrote at the first write.
+type signalWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	once  sync.Once
+	wrote chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.once.Do(func() { close(w.wrote) })
+	return w.buf.Write(p)
+}
+
+// Issue 11 defect 17: OTEL_METRIC_EXPORT_INTERVAL was ignored: Setup
+// always passed its own interval, which overrides the variable.
+func TestDefect17MetricExportIntervalFromEnv(t *testing.T) {
+	for _, v := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "20") // milliseconds
+	w := &signalWriter{wrote: make(chan struct{})}
+	// Config's interval is the default the variable overrides: with it
+	// alone, nothing would be exported before Shutdown.
+	p, err := Setup(context.Background(), Config{Writer: w, MetricInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	select {
+	case <-w.wrote:
+	case <-ctx.Done():
+		t.Fatal("no metrics exported within a minute with OTEL_METRIC_EXPORT_INTERVAL=20")
 	}
 }
