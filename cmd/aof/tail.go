@@ -45,7 +45,7 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 		e.errorf("tail", "%v", err)
 		return exitError
 	}
-	defer r.Close()
+	defer func() { r.Close() }()
 	wait, lastData := e.pollMin, time.Now()
 	for {
 		got := false
@@ -59,6 +59,18 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 			return e.writeErr("tail", err)
 		}
 		err := r.Err()
+		var trunc *inspect.TruncatedError
+		if errors.As(err, &trunc) {
+			// The writer removed what was being read (retention, or
+			// TruncateBack): say so and read on where the log goes on.
+			e.errorf("tail", "%v; continuing from %d", err, trunc.Continue())
+			r.Close()
+			if r, err = inspect.NewReader(e.fs, path, trunc.Continue()); err != nil {
+				e.errorf("tail", "%v", err)
+				return exitError
+			}
+			continue
+		}
 		if !follow {
 			return e.readErr("tail", path, err)
 		}
