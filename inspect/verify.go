@@ -181,7 +181,7 @@ func (v *VerifyResult) relook(fresh *Dir, infos []SegmentInfo, done func() int64
 			kept = append(kept, info)
 			continue
 		}
-		v.Problems = slices.DeleteFunc(v.Problems, func(p Problem) bool { return p.File == info.Name })
+		v.dropFile(info.Name)
 	}
 	last := uint64(0)
 	if len(infos) > 0 {
@@ -200,13 +200,26 @@ func (v *VerifyResult) relook(fresh *Dir, infos []SegmentInfo, done func() int64
 	}
 	for i := 1; i < len(kept); i++ {
 		prev, s := kept[i-1], kept[i]
-		if prev.Err == nil && s.Err == nil && s.BaseSeq != prev.BaseSeq+prev.Records {
-			if again := survey(fresh, prev.File); again.Err == nil {
-				kept[i-1] = again
-			}
+		if prev.Err != nil || s.Err != nil || s.BaseSeq == prev.BaseSeq+prev.Records {
+			continue
+		}
+		switch again := survey(fresh, prev.File); {
+		case again.Err == nil:
+			kept[i-1] = again
+		case errors.Is(again.Err, fs.ErrNotExist):
+			// Removed since the fresh listing (retention).
+			v.dropFile(prev.Name)
+			kept = slices.Delete(kept, i-1, i)
+			i--
 		}
 	}
 	return kept
+}
+
+// dropFile forgets a segment file the writer removed while it was
+// verified: it is no longer part of the log.
+func (v *VerifyResult) dropFile(name string) {
+	v.Problems = slices.DeleteFunc(v.Problems, func(p Problem) bool { return p.File == name })
 }
 
 // gaps reports segments whose index does not follow the one before.
