@@ -21,7 +21,10 @@ the last one, then backs off to one look per 100 ms while the log stays idle; a 
 one frame header and tries to open the next segment by name.
 
 Records are shown once they are written to the segment file (the writer's flusher writes
-them with pwrite), before they are proven durable.`,
+them with pwrite), before they are proven durable. If retention removes records before they
+are shown, or the writer's TruncateBack removes records that were shown, a note on stderr
+says so and tail continues where the log goes on (the first retained record, or the end of
+the cut, with the records appended since).`,
 		flags: func(fs *flag.FlagSet) func(*env, []string) int {
 			o := outputFlags(fs)
 			n := fs.Uint64("n", 10, "print the last `N` records")
