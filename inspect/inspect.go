@@ -22,6 +22,12 @@
 // new costs one frame-header check and one failed open (about 4 µs), against
 // 15-30 ms to rescan a full 64 MiB segment from its header.
 //
+// Without the lock, the writer renames, writes, cuts and removes segments
+// while they are read. When segments do not line up, a Reader and Verify
+// take a fresh look (the directory listed again, FRONT and CUT reread)
+// and report corruption only if the evidence still holds; records the
+// writer removed are a *TruncatedError, not corruption.
+//
 // # Concurrency
 //
 // A Reader, a Dir and a Survey are for one goroutine each. Payloads returned

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -20,6 +23,7 @@ var ErrNoHeader = segment.ErrNoHeader
 type mapped struct {
 	file  File
 	f     vfs.File
+	ino   uint64 // inode of the file when it was opened; 0 when unknown
 	data  []byte // read-only shared mapping of [0, hdr.Size)
 	hdr   segment.Header
 	limit int64 // segment.DataLimit(hdr.Size)
@@ -36,11 +40,18 @@ type mapped struct {
 // the end of a file faults, and only the writer extends such a file.
 func openMapped(fsys vfs.FS, segDir string, file File) (_ *mapped, err error) {
 	path := filepath.Join(segDir, file.Name)
+	// The inode before the open: if a new file takes the name in
+	// between, stillThere sees a change and the reader looks afresh.
+	var st unix.Stat_t
+	ino := uint64(0)
+	if unix.Stat(path, &st) == nil {
+		ino = st.Ino
+	}
 	f, err := fsys.OpenReadOnly(path)
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	m := &mapped{file: file, f: f}
+	m := &mapped{file: file, f: f, ino: ino}
 	defer func() {
 		if err != nil {
 			m.close()
@@ -64,6 +75,61 @@ func openMapped(fsys vfs.FS, segDir string, file File) (_ *mapped, err error) {
 	}
 	m.checkSealed()
 	return m, nil
+}
+
+// stillThere reports whether the file's name in segDir still names the
+// file m maps (one stat; the writer's TruncateBack removes segment files,
+// and may give a new one the same name). It says true when it cannot tell.
+func (m *mapped) stillThere(segDir string) bool {
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(segDir, m.file.Name), &st)
+	if errors.Is(err, unix.ENOENT) {
+		return false
+	}
+	return err != nil || m.ino == 0 || st.Ino == m.ino
+}
+
+// sameAs reports whether the file named m.file.Name in segDir carries the
+// header m was opened with (a new file that took the name has another
+// creation time). It says true when it cannot tell.
+func (m *mapped) sameAs(fsys vfs.FS, segDir string) bool {
+	h, err := readHeader(fsys, segDir, m.file.Name)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNoHeader) {
+		return false
+	}
+	return err != nil || h == m.hdr
+}
+
+// firstCreatedAfter returns the base sequence number of the lowest-indexed
+// segment of d created after m, among those indexed at most like m: the
+// segment a TruncateBack that removed m's file made (any later ones follow
+// it). ok is false when there is none.
+func (m *mapped) firstCreatedAfter(fsys vfs.FS, d *Dir) (base uint64, ok bool) {
+	for i := len(d.Files) - 1; i >= 0; i-- {
+		f := d.Files[i]
+		if f.Index > m.file.Index {
+			continue
+		}
+		h, err := readHeader(fsys, d.SegPath, f.Name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil || h.Created <= m.hdr.Created {
+			break
+		}
+		base, ok = f.BaseSeq, true
+	}
+	return base, ok
+}
+
+// readHeader reads and checks the header of the segment file name.
+func readHeader(fsys vfs.FS, segDir, name string) (segment.Header, error) {
+	f, err := fsys.OpenReadOnly(filepath.Join(segDir, name))
+	if err != nil {
+		return segment.Header{}, err
+	}
+	defer f.Close()
+	return segment.ReadHeader(f, name)
 }
 
 func (m *mapped) close() error {

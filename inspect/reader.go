@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/aof2/aof2/segment"
@@ -14,6 +15,50 @@ import (
 // ErrBeforeFirst is wrapped when a Reader is asked for a sequence number
 // before the first record the log retains.
 var ErrBeforeFirst = errors.New("sequence number before the first retained record")
+
+// ErrTruncated is wrapped by the *TruncatedError a Reader reports when
+// the writer removed records it was reading: retention (TruncateFront, or
+// automatic retention) moved the front past it, or TruncateBack removed
+// records it had returned.
+var ErrTruncated = errors.New("records removed while reading")
+
+// TruncatedError says which records the writer removed under a Reader and
+// where the log continues. Like the library's aof.TruncatedError, it is
+// not corruption: a reader that wants to go on starts again at Continue.
+type TruncatedError struct {
+	Seq   uint64 // the sequence number the reader was to read next
+	First uint64 // the first sequence number the log holds now
+	// Next, when Back is set, is where TruncateBack ended the log:
+	// records from Next on were removed, and the writer may since have
+	// given their sequence numbers to new records.
+	Next uint64
+	// Back is true when TruncateBack removed records the reader had
+	// returned; false when retention removed Seq before the reader got
+	// to it.
+	Back bool
+}
+
+func (e *TruncatedError) Error() string {
+	if e.Back {
+		return fmt.Sprintf("records from seq %d on were removed by TruncateBack while being read (the reader was at seq %d); the log continues from seq %d", e.Next, e.Seq, e.Next)
+	}
+	return fmt.Sprintf("seq %d was removed by retention while being read; the first retained record is %d", e.Seq, e.First)
+}
+
+// Is makes errors.Is(err, ErrTruncated) true, and errors.Is(err,
+// ErrBeforeFirst) too when retention moved the front.
+func (e *TruncatedError) Is(target error) bool {
+	return target == ErrTruncated || (target == ErrBeforeFirst && !e.Back)
+}
+
+// Continue returns the sequence number to read on from: Next after a
+// TruncateBack, First after retention.
+func (e *TruncatedError) Continue() uint64 {
+	if e.Back {
+		return e.Next
+	}
+	return e.First
+}
 
 // Record is one record read by a Reader.
 type Record struct {
@@ -69,8 +114,16 @@ func (r *Reader) Record() Record { return r.rec }
 // of what is written (zeros follow), an error wrapping ErrTornTail when it
 // stopped at bytes that are not a complete record and nothing vouches they
 // were durable (a crash's torn tail, or a write in progress on a live log),
-// an error wrapping segment.ErrCorrupt for damage to data that was
-// durable, or another error when a file could not be read.
+// a *TruncatedError (wrapping ErrTruncated) when the writer removed records
+// under it (retention, TruncateBack), an error wrapping segment.ErrCorrupt
+// for damage to data that was durable, or another error when a file could
+// not be read.
+//
+// The Reader holds no lock, so a segment that does not line up (the file
+// it reads vanished or was replaced, a sealed segment has no successor by
+// name, bad bytes where records should be) may be the writer's work in
+// progress: it then takes a fresh look at the directory and the FRONT and
+// CUT marks, and reports corruption only if the evidence still holds.
 func (r *Reader) Err() error { return r.err }
 
 // Close releases the Reader's mapping.
@@ -86,6 +139,7 @@ func (r *Reader) Close() error {
 // Next reads the next record. See Err for why it returns false.
 func (r *Reader) Next() bool {
 	r.err = nil
+	rechecked := false
 	for {
 		if r.m == nil {
 			found, err := r.openFor(r.seq)
@@ -94,16 +148,22 @@ func (r *Reader) Next() bool {
 				return false
 			}
 		}
-		h, payload, next, st, ferr := r.m.frameAt(r.off, r.seq)
-		if st == frameOK && h.Seq < r.from {
-			r.off, r.seq = next, r.seq+1
-			continue
-		}
-		if st == frameOK {
-			r.buf = append(r.buf[:0], payload...)
-			r.rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, File: r.m.file.Name, Offset: r.off, Payload: r.buf}
-			r.off, r.seq = next, r.seq+1
-			return true
+		st, ferr := frameEmpty, error(nil)
+		if !r.m.sealed || r.off < r.m.footer.DataEnd {
+			var h segment.FrameHeader
+			var payload []byte
+			var next int64
+			h, payload, next, st, ferr = r.m.frameAt(r.off, r.seq)
+			if st == frameOK && h.Seq < r.from {
+				r.off, r.seq = next, r.seq+1
+				continue
+			}
+			if st == frameOK {
+				r.buf = append(r.buf[:0], payload...)
+				r.rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, File: r.m.file.Name, Offset: r.off, Payload: r.buf}
+				r.off, r.seq = next, r.seq+1
+				return true
+			}
 		}
 		moved, err := r.moveOn()
 		if err != nil {
@@ -118,9 +178,28 @@ func (r *Reader) Next() bool {
 			// zeros before it are damage, not the end.
 			st, ferr = frameBad, fmt.Errorf("%w: zeros where the footer says records are (its data ends at offset %d)", segment.ErrCorrupt, r.m.footer.DataEnd)
 		}
-		if st == frameBad {
-			r.err = r.classify(ferr)
+		if st != frameBad {
+			return false
 		}
+		err = r.classify(ferr)
+		if errors.Is(err, segment.ErrCorrupt) && !rechecked {
+			// Only corruption if it still holds after a fresh look:
+			// the writer may have cut or replaced the segment.
+			rechecked = true
+			moved, hold, err := r.resync()
+			switch {
+			case err != nil:
+				r.err = err
+				return false
+			case hold:
+				return false
+			}
+			if !moved {
+				r.classFile = 0 // classify afresh
+			}
+			continue
+		}
+		r.err = err
 		return false
 	}
 }
@@ -133,7 +212,7 @@ func (r *Reader) openFor(seq uint64) (bool, error) {
 		return false, err
 	}
 	if first := d.FirstRetained(); seq < first {
-		return false, fmt.Errorf("%w: seq %d, first retained %d", ErrBeforeFirst, seq, first)
+		return false, &TruncatedError{Seq: seq, First: first}
 	}
 	i := len(d.Files) - 1
 	for i >= 0 && d.Files[i].BaseSeq > seq {
@@ -141,7 +220,7 @@ func (r *Reader) openFor(seq uint64) (bool, error) {
 	}
 	if i < 0 {
 		if len(d.Files) > 0 {
-			return false, fmt.Errorf("%w: seq %d, first retained %d", ErrBeforeFirst, seq, d.FirstRetained())
+			return false, &TruncatedError{Seq: seq, First: d.FirstRetained()}
 		}
 		return false, nil // an empty log: wait
 	}
@@ -160,6 +239,9 @@ func (r *Reader) openFor(seq uint64) (bool, error) {
 // moveOn switches to the next segment when the current one holds nothing
 // more: it is sealed and read to its data end, or the next segment starts
 // at the sequence number the reader wants. It reports whether it switched.
+// When the next segment is not there by name and the current one is
+// sealed, or its file vanished or was replaced, it takes a fresh look
+// (resync).
 func (r *Reader) moveOn() (bool, error) {
 	if r.m.checkSealed() && r.off < r.m.footer.DataEnd {
 		return false, nil // more data to read or bad bytes: the caller decides
@@ -172,8 +254,9 @@ func (r *Reader) moveOn() (bool, error) {
 	m, err := openMapped(r.fs, segDir, want)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if r.m.sealed {
-			return false, r.checkNext()
+		if r.m.sealed || !r.m.stillThere(segDir) {
+			moved, _, err := r.resync()
+			return moved, err
 		}
 		return false, nil
 	case errors.Is(err, ErrNoHeader):
@@ -186,20 +269,81 @@ func (r *Reader) moveOn() (bool, error) {
 	return true, nil
 }
 
-// checkNext reports the segment after a sealed one that does not start
-// where it ends: corruption (a writer activates the next segment at the
-// sequence number after the last one of the full segment).
-func (r *Reader) checkNext() error {
+// resync takes a fresh look at the log when the segment the reader is in
+// does not lead on: it lists the directory again, reads the FRONT and CUT
+// marks, and tells the writer's work from corruption. moved is true when
+// it repositioned the reader (it is to read again); hold is true while a
+// TruncateBack is under way (the CUT mark is there: look again later).
+// It returns a *TruncatedError when retention or TruncateBack removed what
+// the reader was reading, and an error wrapping segment.ErrCorrupt only
+// for a contradiction between two segments that are both still there.
+func (r *Reader) resync() (moved, hold bool, err error) {
+	return r.resyncOnce(true)
+}
+
+// resyncOnce is resync; a listing is not a snapshot (the marks are read
+// after the directory), so with again set, a file that vanished with
+// nothing to explain it is looked at once more before it is an error.
+func (r *Reader) resyncOnce(again bool) (moved, hold bool, err error) {
 	d, err := List(r.fs, r.path)
 	if err != nil {
-		return err
+		return false, false, err
 	}
-	for _, f := range d.Files {
-		if f.Index == r.m.file.Index+1 {
-			return fmt.Errorf("%w: segment %s starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, f.Name, f.BaseSeq, r.m.file.Name, r.seq)
+	first := d.FirstRetained()
+	if r.Seq() < first {
+		return false, false, &TruncatedError{Seq: r.Seq(), First: first}
+	}
+	if d.HasCut {
+		return false, true, nil
+	}
+	cur := r.m.file
+	i := slices.IndexFunc(d.Files, func(f File) bool { return f.Name == cur.Name })
+	if i < 0 || !r.m.sameAs(r.fs, d.SegPath) {
+		// The file is gone, or a new file took its name: not
+		// retention (the reader's seq is retained), so a TruncateBack
+		// removed it. The segment TruncateBack made is the first one
+		// created after this one: the log continues at its base.
+		next, ok := r.m.firstCreatedAfter(r.fs, d)
+		if !ok && again {
+			// A TruncateBack may have ended between this listing
+			// and its look at CUT: the next listing shows its
+			// segment.
+			return r.resyncOnce(false)
 		}
+		if !ok {
+			return false, false, fmt.Errorf("segment %s was removed while being read, with seq %d retained and no TruncateBack to explain it (was it removed by hand?)", cur.Name, r.Seq())
+		}
+		return r.cutTo(next, first)
 	}
-	return nil
+	if !r.m.checkSealed() {
+		return false, false, nil // still the writer's segment: nothing removed
+	}
+	if end := r.m.hdr.BaseSeq + r.m.footer.Count; end < r.seq {
+		return r.cutTo(end, first) // TruncateBack cut this segment
+	}
+	if r.off < r.m.footer.DataEnd {
+		return false, false, nil
+	}
+	if i+1 == len(d.Files) {
+		return false, false, nil // its successor is not there yet
+	}
+	nf := d.Files[i+1]
+	if nf.Index == cur.Index+1 && nf.BaseSeq == r.seq {
+		return true, false, nil // created since moveOn looked: open it by name
+	}
+	return false, false, fmt.Errorf("%w: segment %s starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, nf.Name, nf.BaseSeq, cur.Name, r.seq)
+}
+
+// cutTo repositions the reader after a TruncateBack that ended the log
+// before seq next: at next, with a *TruncatedError if the reader had
+// returned records from next on, silently otherwise.
+func (r *Reader) cutTo(next, first uint64) (moved, hold bool, err error) {
+	if next < r.seq && r.seq > r.from {
+		return false, false, &TruncatedError{Seq: r.seq, First: first, Next: next, Back: true}
+	}
+	r.m.close()
+	r.m = nil
+	return true, false, nil
 }
 
 // classify tells a torn tail from corruption at the bytes where the reader

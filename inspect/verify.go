@@ -3,8 +3,10 @@ package inspect
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/cespare/xxhash/v2"
@@ -113,29 +115,123 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 		v.Problems = append(v.Problems, Problem{File: CutFile, Offset: -1,
 			Err: fmt.Errorf("%w (aof.Open fails until it is resolved: a TruncateBack was running and where it ended is unknown; keep a copy of the directory, then remove it to open the log as the disk has it)", d.CutErr)})
 	}
+	doneSoFar := func() int64 { return done }
 	var infos []SegmentInfo
-	for i, f := range d.Files {
-		before := done
-		info, probs, n, good := verifySegment(d, f, report)
-		infos = append(infos, info)
-		v.Problems = append(v.Problems, probs...)
-		v.Segments++
-		if info.Sealed {
-			v.Sealed++
-		}
-		v.Records += good
-		v.Bytes += n
-		if st, err := os.Stat(filepath.Join(d.SegPath, f.Name)); err == nil {
-			report(before + st.Size() - done)
-		}
-		if i > 0 && f.Index != d.Files[i-1].Index+1 {
-			v.Problems = append(v.Problems, Problem{File: f.Name, Offset: -1,
-				Err: fmt.Errorf("%w: segment %d follows segment %d: the segments in between are missing", segment.ErrCorrupt, f.Index, d.Files[i-1].Index)})
+	for _, f := range d.Files {
+		if info, ok := v.verifyFile(d, f, doneSoFar, report); ok {
+			infos = append(infos, info)
 		}
 	}
+	if len(gaps(infos)) > 0 || len(continuity(infos)) > 0 {
+		// A live writer renames, writes and removes segments while
+		// they are looked at: only corruption if it holds after a
+		// fresh look.
+		if fresh, err := List(d.fs, d.Path); err == nil {
+			infos = v.relook(fresh, infos, doneSoFar, report)
+		}
+	}
+	v.Problems = append(v.Problems, gaps(infos)...)
 	v.Problems = append(v.Problems, continuity(infos)...)
 	sort.SliceStable(v.Problems, func(i, j int) bool { return v.Problems[i].File < v.Problems[j].File })
 	return v
+}
+
+// verifyFile verifies one segment file and adds what it found to v. ok is
+// false when the file vanished after the listing: the writer removed it
+// (retention, TruncateBack), which is no problem.
+func (v *VerifyResult) verifyFile(d *Dir, f File, done func() int64, report func(int64)) (SegmentInfo, bool) {
+	before := done()
+	info, probs, n, good := verifySegment(d, f, report)
+	if errors.Is(info.Err, fs.ErrNotExist) {
+		return info, false
+	}
+	if st, err := os.Stat(filepath.Join(d.SegPath, f.Name)); err == nil {
+		report(before + st.Size() - done())
+	}
+	v.Problems = append(v.Problems, probs...)
+	v.Segments++
+	if info.Sealed {
+		v.Sealed++
+	}
+	v.Records += good
+	v.Bytes += n
+	return info, true
+}
+
+// relook takes a fresh look at a live log whose segments did not follow
+// each other in the first pass, with fresh the directory listed again:
+// segments the first listing missed (a listing races with the writer's
+// renames) are verified now; segments removed since (retention,
+// TruncateBack) are left out with their problems; a segment that looked
+// short of where the next one starts is surveyed again, since the writer
+// may have written it out after it was looked at (the next one was looked
+// at before, so the fresh survey sees all that the writer wrote before
+// it). While a TruncateBack is under way (DIR/CUT), the segments after
+// the one it keeps are left out: the writer removes them.
+func (v *VerifyResult) relook(fresh *Dir, infos []SegmentInfo, done func() int64, report func(int64)) []SegmentInfo {
+	inFresh := map[string]bool{}
+	for _, f := range fresh.Files {
+		inFresh[f.Name] = true
+	}
+	seen := map[string]bool{}
+	var kept []SegmentInfo
+	for _, info := range infos {
+		seen[info.Name] = true
+		if inFresh[info.Name] {
+			kept = append(kept, info)
+			continue
+		}
+		v.dropFile(info.Name)
+	}
+	last := uint64(0)
+	if len(infos) > 0 {
+		last = infos[len(infos)-1].Index
+	}
+	for _, f := range fresh.Files {
+		if !seen[f.Name] && f.Index <= last {
+			if info, ok := v.verifyFile(fresh, f, done, report); ok {
+				kept = append(kept, info)
+			}
+		}
+	}
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].Index < kept[j].Index })
+	if fresh.HasCut {
+		kept = slices.DeleteFunc(kept, func(s SegmentInfo) bool { return s.Index > fresh.Cut.Index && fresh.Cut.Index > 0 })
+	}
+	for i := 1; i < len(kept); i++ {
+		prev, s := kept[i-1], kept[i]
+		if prev.Err != nil || s.Err != nil || s.BaseSeq == prev.BaseSeq+prev.Records {
+			continue
+		}
+		switch again := survey(fresh, prev.File); {
+		case again.Err == nil:
+			kept[i-1] = again
+		case errors.Is(again.Err, fs.ErrNotExist):
+			// Removed since the fresh listing (retention).
+			v.dropFile(prev.Name)
+			kept = slices.Delete(kept, i-1, i)
+			i--
+		}
+	}
+	return kept
+}
+
+// dropFile forgets a segment file the writer removed while it was
+// verified: it is no longer part of the log.
+func (v *VerifyResult) dropFile(name string) {
+	v.Problems = slices.DeleteFunc(v.Problems, func(p Problem) bool { return p.File == name })
+}
+
+// gaps reports segments whose index does not follow the one before.
+func gaps(infos []SegmentInfo) []Problem {
+	var probs []Problem
+	for i := 1; i < len(infos); i++ {
+		if prev, f := infos[i-1], infos[i]; f.Index != prev.Index+1 {
+			probs = append(probs, Problem{File: f.Name, Offset: -1,
+				Err: fmt.Errorf("%w: segment %d follows segment %d: the segments in between are missing", segment.ErrCorrupt, f.Index, prev.Index)})
+		}
+	}
+	return probs
 }
 
 // continuity checks that each segment starts where the one before ends.

@@ -35,7 +35,9 @@ Formats:
         "offset":64,"payload":"aGVsbG8="} (payload in base64, as encoding/json writes []byte)
 
 Records are read as written to the segment files, including those not yet proven durable
-(see aof inspect). A torn tail ends the dump with a warning; corruption exits 1.`,
+(see aof inspect). A torn tail ends the dump with a warning; corruption exits 1. If the
+writer removes records while they are dumped (retention, TruncateBack), the dump stops with
+exit 4 and names the --from to continue with.`,
 		flags: func(fs *flag.FlagSet) func(*env, []string) int {
 			o := outputFlags(fs)
 			from := fs.Uint64("from", 0, "first sequence number to print (default: the first retained record)")

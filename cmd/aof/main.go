@@ -15,7 +15,8 @@
 // Every command opens the log read-only: it never writes to DIR, never
 // takes DIR/LOCK away from a writer (it does not take the lock at all), and
 // works while a writer process appends. Exit status: 0 ok, 1 corruption
-// found, 2 usage error, 3 any other error.
+// found, 2 usage error, 3 any other error, 4 records dump was printing
+// were removed by the writer meanwhile (retention or TruncateBack).
 package main
 
 import (
@@ -44,6 +45,10 @@ const (
 	exitCorrupt = 1
 	exitUsage   = 2
 	exitError   = 3
+	// exitTruncated: records the command was to print were removed
+	// while it read (retention, or the writer's TruncateBack); the
+	// message says where the log continues.
+	exitTruncated = 4
 )
 
 func main() {
@@ -84,7 +89,13 @@ func commands() []command {
 // run runs the command line args (without the program name) and returns
 // the exit status. ctx ends tail -f.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, fs: vfs.Default, term: isTerminal(stderr),
+	return runFS(ctx, vfs.Default, args, stdout, stderr)
+}
+
+// runFS is run reading the log through fsys (tests act between the
+// tool's steps with it).
+func runFS(ctx context.Context, fsys vfs.FS, args []string, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, fs: fsys, term: isTerminal(stderr),
 		pollMin: time.Millisecond, pollHot: 200 * time.Millisecond, pollMax: 100 * time.Millisecond}
 	return e.run(args)
 }
@@ -140,7 +151,7 @@ func newFlagSet(c command, help io.Writer) (*flag.FlagSet, func(*env, []string) 
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "usage: aof %s %s\n\n%s\n", c.name, c.args, c.detail)
-		fmt.Fprintf(w, "\nThe log is opened read-only: nothing in DIR is written, DIR/LOCK is not taken, and a\nwriter may be appending meanwhile. Exit status: 0 ok, 1 corruption found, 2 usage error, 3 other errors.\n")
+		fmt.Fprintf(w, "\nThe log is opened read-only: nothing in DIR is written, DIR/LOCK is not taken, and a\nwriter may be appending meanwhile. Exit status: 0 ok, 1 corruption found, 2 usage error, 3 other errors,\n4 records being read were removed meanwhile by the writer (retention, TruncateBack).\n")
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 		if hasFlags {
@@ -200,7 +211,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "  %-8s %s\n", "help", "aof help COMMAND, or aof COMMAND --help: a command's flags and output")
-	fmt.Fprintf(w, "\nEvery command opens the log read-only: it never writes to DIR, never takes DIR/LOCK,\nand works while a writer appends. Exit status: 0 ok, 1 corruption found, 2 usage error,\n3 other errors.\n")
+	fmt.Fprintf(w, "\nEvery command opens the log read-only: it never writes to DIR, never takes DIR/LOCK,\nand works while a writer appends. Exit status: 0 ok, 1 corruption found, 2 usage error,\n3 other errors, 4 records being read were removed meanwhile by the writer.\n")
 }
 
 // openDir lists the log directory, or reports why it cannot (and returns
@@ -227,11 +238,16 @@ func (e *env) errorf(cmd, format string, args ...any) {
 }
 
 // readErr prints why a Reader stopped, if it matters, and returns the exit
-// status: a torn tail is a warning, corruption exits 1.
+// status: a torn tail is a warning, corruption exits 1, records the
+// writer removed while they were read exit 4.
 func (e *env) readErr(cmd, dir string, err error) int {
+	var trunc *inspect.TruncatedError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &trunc):
+		e.errorf(cmd, "%v\n  this is the writer's doing, not corruption; continue with `aof %s %s --from %d`", err, cmd, dir, trunc.Continue())
+		return exitTruncated
 	case errors.Is(err, inspect.ErrTornTail):
 		e.errorf(cmd, "warning: stopped at the end of the written records: %v", err)
 		return exitOK

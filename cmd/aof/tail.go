@@ -21,7 +21,10 @@ the last one, then backs off to one look per 100 ms while the log stays idle; a 
 one frame header and tries to open the next segment by name.
 
 Records are shown once they are written to the segment file (the writer's flusher writes
-them with pwrite), before they are proven durable.`,
+them with pwrite), before they are proven durable. If retention removes records before they
+are shown, or the writer's TruncateBack removes records that were shown, a note on stderr
+says so and tail continues where the log goes on (the first retained record, or the end of
+the cut, with the records appended since).`,
 		flags: func(fs *flag.FlagSet) func(*env, []string) int {
 			o := outputFlags(fs)
 			n := fs.Uint64("n", 10, "print the last `N` records")
@@ -45,7 +48,7 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 		e.errorf("tail", "%v", err)
 		return exitError
 	}
-	defer r.Close()
+	defer func() { r.Close() }()
 	wait, lastData := e.pollMin, time.Now()
 	for {
 		got := false
@@ -59,6 +62,18 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 			return e.writeErr("tail", err)
 		}
 		err := r.Err()
+		var trunc *inspect.TruncatedError
+		if errors.As(err, &trunc) {
+			// The writer removed what was being read (retention, or
+			// TruncateBack): say so and read on where the log goes on.
+			e.errorf("tail", "%v; continuing from %d", err, trunc.Continue())
+			r.Close()
+			if r, err = inspect.NewReader(e.fs, path, trunc.Continue()); err != nil {
+				e.errorf("tail", "%v", err)
+				return exitError
+			}
+			continue
+		}
 		if !follow {
 			return e.readErr("tail", path, err)
 		}
