@@ -128,7 +128,11 @@ func ReadHeader(f vfs.File, name string) (Header, error) {
 // Open opens an existing segment file for recovery and checks its header
 // against its name. If the file carries a trailer and a footer that verify,
 // the segment is sealed and trusted without a scan; otherwise the caller
-// must call Scan and then Resume or Discard it.
+// must call Scan and then Resume or Discard it. Opening changes nothing on
+// disk: a file shorter than its header says is read through a copy padded
+// with zeros, and allocated to its size only by Resume or Cut, once the
+// caller has decided to keep it. Anything but a regular file is refused
+// (vfs.ErrNotRegular).
 func Open(fs vfs.FS, dir, name string) (*Segment, error) {
 	return open(fs, dir, name, false)
 }
