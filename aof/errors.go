@@ -17,6 +17,11 @@ var (
 	// ErrLocked: another Log, in this process or another, has the
 	// directory open.
 	ErrLocked = vfs.ErrLocked
+	// ErrNotRegular: a file the log reads or writes (a segment, LOCK,
+	// DURABLE, FRONT, CUT) is not a regular file: a FIFO, a device, a
+	// directory or a symbolic link. Open refuses it, naming it, rather
+	// than block on it or follow the link out of the directory.
+	ErrNotRegular = vfs.ErrNotRegular
 	// ErrRecordTooLarge: the payload does not fit in one segment.
 	ErrRecordTooLarge = errors.New("aof2: record too large for a segment")
 	// ErrNotFound: no record has that sequence number or RecordID (not

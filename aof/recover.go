@@ -79,10 +79,23 @@ func (r *RecoveryReport) truncated(t Truncation) {
 func (l *Log) recover() (err error) {
 	start := time.Now()
 	rep := &l.report
-	// A TruncateBack that a crash interrupted is completed first: once
-	// its CUT mark was durable, the cut was decided.
-	if err := l.finishCut(); err != nil {
-		return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack: %w", l.dir, err)
+	// Recovery decides everything first and changes the disk only once
+	// every decision is made and every contradiction rejected: a strict
+	// Open that fails changes nothing (LOCK aside). That includes the
+	// marks: a FRONT or CUT that fails its checks, or that contradicts
+	// the segments, fails Open before a segment is removed, a tail cut,
+	// a short file allocated or the DURABLE mark removed.
+	mark, err := l.readDurableMark()
+	if err != nil {
+		return err
+	}
+	front, err := l.readFront()
+	if err != nil {
+		return err
+	}
+	cut, err := l.readCut()
+	if err != nil {
+		return err
 	}
 	names, err := l.fs.ReadDir(l.segDir)
 	if err != nil {
@@ -92,28 +105,29 @@ func (l *Log) recover() (err error) {
 		name  string
 		index uint64
 	}
-	var files []file
+	var (
+		files   []file
+		temps   []string // prepared segment files never used
+		dropped []string // segments an interrupted TruncateBack removes
+	)
 	for _, name := range names {
 		if strings.HasSuffix(name, segment.TempSuffix) {
-			if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
-				return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
-			}
-			rep.Removed = append(rep.Removed, name)
+			temps = append(temps, name)
 			continue
 		}
-		if index, _, ok := segment.ParseName(name); ok {
+		index, _, ok := segment.ParseName(name)
+		switch {
+		case !ok:
+		case cut != nil && cut.Drops(index):
+			// Once its CUT mark was durable, a TruncateBack was
+			// decided: these go whatever they hold.
+			dropped = append(dropped, name)
+		default:
 			files = append(files, file{name, index})
 		}
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].index < files[j].index })
 
-	// Recovery decides everything first and changes the disk only once
-	// every decision is made, so a strict Open that fails changes nothing
-	// but the removal of prepared segment files that were never used.
-	mark, err := l.readDurableMark()
-	if err != nil {
-		return err
-	}
 	// vouched is the offset the DURABLE mark vouches for in s, or 0.
 	vouched := func(s *seg) int64 {
 		if mark.Index == s.Header().Index {
@@ -138,7 +152,9 @@ func (l *Log) recover() (err error) {
 	// corrupt fails a strict recovery, or in repair mode moves the
 	// files from names on aside.
 	corrupt := func(cause error, names []string) error {
-		if l.cfg.Recovery != RecoverRepair {
+		// Not a regular file (a FIFO, a symbolic link): nothing to
+		// repair, and not to be moved or followed.
+		if l.cfg.Recovery != RecoverRepair || errors.Is(cause, ErrNotRegular) {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, cause)
 		}
 		repairs, repairWhy = append(repairs, names...), cause
@@ -185,12 +201,14 @@ func (l *Log) recover() (err error) {
 		break
 	}
 
-	// Walk them in order: check continuity, scan the unsealed ones.
-	type kept struct {
-		s *seg
-		r segment.ScanResult
+	// With a cut, the last segment left is the one that keeps its last
+	// record (CheckMarks below checks it): it was durable up to its end
+	// when the mark was written, and is cut there whatever follows.
+	keeping := func(i int) bool {
+		return cut != nil && cut.Index != 0 && i == len(segs)-1 && segs[i].Header().Index == cut.Index
 	}
-	var scanned []kept
+	// Walk them in order: check continuity, scan the unsealed ones.
+	var scanned []scannedSeg
 	var nextSeq uint64
 	for i := 0; i < len(segs); i++ {
 		s := segs[i]
@@ -210,10 +228,16 @@ func (l *Log) recover() (err error) {
 			continue
 		}
 		r := s.Scan(vouched(s))
+		if keeping(i) {
+			// Bad bytes after the records the cut keeps go with the
+			// cut; before them, CheckMarks finds the cut's last
+			// record missing.
+			r.Corrupt = nil
+		}
 		if r.Corrupt != nil && l.cfg.Recovery != RecoverRepair {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, r.Corrupt)
 		}
-		scanned = append(scanned, kept{s, r})
+		scanned = append(scanned, scannedSeg{s, r})
 		nextSeq = h.BaseSeq + r.Count
 		if i+1 < len(segs) && segs[i+1].Header().BaseSeq != nextSeq {
 			// The log ends here: the later segments hold nothing
@@ -235,7 +259,36 @@ func (l *Log) recover() (err error) {
 		}
 	}
 
+	// The marks must agree with what the segments hold.
+	extents := make([]segment.Extent, 0, len(segs))
+	next := 0
+	for _, s := range segs {
+		h := s.Header()
+		e := segment.Extent{Name: filepath.Base(s.Path()), Index: h.Index, BaseSeq: h.BaseSeq}
+		if s.Sealed() {
+			_, e.Records = s.Reserved()
+		} else {
+			e.Records = scanned[next].r.Count
+			next++
+		}
+		extents = append(extents, e)
+	}
+	if _, err := segment.CheckMarks(front, cut, extents); err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+
 	// Every decision is made: change the disk.
+	for _, name := range temps {
+		if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
+		rep.Removed = append(rep.Removed, name)
+	}
+	if cut != nil {
+		if err := l.finishCut(*cut, dropped, segs, scanned); err != nil {
+			return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack: %w", l.dir, err)
+		}
+	}
 	for _, name := range removals {
 		if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
@@ -253,7 +306,7 @@ func (l *Log) recover() (err error) {
 		}
 	}
 	var pos int64
-	next := 0
+	next = 0
 	for i, s := range segs {
 		h := s.Header()
 		s.pos = pos
@@ -300,16 +353,12 @@ func (l *Log) recover() (err error) {
 		}
 	}
 
-	front, err := l.readFront()
-	if err != nil {
-		return err
-	}
 	// The active segment: the unsealed tail, or a fresh one.
 	if len(segs) == 0 || segs[len(segs)-1].Sealed() {
 		// With no segment left (TruncateBack removed them all, and a
 		// crash came before its fresh segment was durable), the log
 		// continues at its front.
-		index, base := uint64(1), max(front, 1)
+		index, base := uint64(1), max(frontSeq(front), 1)
 		if len(segs) > 0 {
 			index, base = segs[len(segs)-1].Header().Index+1, nextSeq
 		}
@@ -340,16 +389,103 @@ func (l *Log) recover() (err error) {
 	// crash kept go now. (TruncateFront makes the records before its
 	// front durable first, so the front is never past the end; min is
 	// for damage.)
-	l.front.Store(min(max(front, l.segs[0].Header().BaseSeq), l.openSeq))
+	// CheckMarks made sure the front is not past the end.
+	l.front.Store(max(frontSeq(front), l.segs[0].Header().BaseSeq))
+	kept := segNames(l.segs)
 	if err := l.removeBelow(l.front.Load(), "truncate-front"); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
+	rep.Removed = append(rep.Removed, kept[:len(kept)-len(l.segs)]...)
 
 	rep.Segments = len(l.segs)
 	rep.FirstSeq = l.front.Load()
 	rep.NextSeq = l.openSeq
 	rep.Duration = time.Since(start)
 	return nil
+}
+
+// scannedSeg is an unsealed segment and what its recovery scan found.
+type scannedSeg struct {
+	s *seg
+	r segment.ScanResult
+}
+
+// finishCut completes a TruncateBack that a crash interrupted, once
+// recovery has decided everything and CheckMarks accepted the CUT mark: it
+// deletes the segment files the cut drops, cuts the segment that keeps the
+// cut's last record (segs' last, scanned last in scanned if unsealed), and
+// removes the mark. It can be repeated after a crash with the same result.
+func (l *Log) finishCut(m segment.CutMark, dropped []string, segs []*seg, scanned []scannedSeg) error {
+	for _, name := range dropped {
+		if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		l.report.Removed = append(l.report.Removed, name)
+	}
+	if err := l.fs.SyncDir(l.segDir); err != nil {
+		return err
+	}
+	if m.Index != 0 {
+		s := segs[len(segs)-1]
+		if !s.Sealed() {
+			// Every record was durable when the mark was written.
+			r := scanned[len(scanned)-1].r
+			r.Garbage, r.Corrupt = 0, nil // zeroed by the cut
+			if err := s.Resume(r); err != nil {
+				return err
+			}
+			s.MarkDurable(r.End)
+			s.Close()
+		}
+		if _, err := cutSegment(s.Segment, m.LastSeq); err != nil {
+			return err
+		}
+	}
+	return l.removeMark(l.cutMarkPath())
+}
+
+// readFront reads the FRONT mark, or nil without one. A FRONT that fails
+// its checks fails recovery, naming the file: the records before the lost
+// front would come back.
+func (l *Log) readFront() (*segment.FrontMark, error) {
+	b, ok, err := segment.ReadMark(l.fs, l.frontMarkPath())
+	if err == nil && ok {
+		var m segment.FrontMark
+		if m, err = segment.DecodeFrontMark(b[:]); err == nil {
+			return &m, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("aof2: recover %s: %s: %w", l.dir, segment.FrontFile, err)
+	}
+	return nil, nil
+}
+
+// readCut reads the CUT mark, or nil without one. A CUT that fails its
+// checks fails recovery, naming the file: it is written to a temporary
+// file, synced, then renamed, so one that fails was damaged, and with it
+// where the cut ends is unknown.
+func (l *Log) readCut() (*segment.CutMark, error) {
+	b, ok, err := segment.ReadMark(l.fs, l.cutMarkPath())
+	if err == nil && ok {
+		var m segment.CutMark
+		if m, err = segment.DecodeCutMark(b[:]); err == nil {
+			return &m, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("aof2: recover %s: %s: %w", l.dir, segment.CutFile, err)
+	}
+	return nil, nil
+}
+
+// frontSeq is the first retained sequence number a FRONT mark records,
+// or 0 without one.
+func frontSeq(m *segment.FrontMark) uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.Seq
 }
 
 // cutScanned handles what a scan found past the good records: a torn tail

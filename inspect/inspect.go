@@ -88,9 +88,10 @@ type Dir struct {
 	HasMark bool
 	MarkErr error
 	// Front is the first retained sequence number DIR/FRONT records
-	// (TruncateFront, retention), or 0 without one; FrontErr says why
-	// a FRONT file could not be used.
+	// (TruncateFront, retention), or 0 without one (HasFront false);
+	// FrontErr says why a FRONT file could not be used.
 	Front    uint64
+	HasFront bool
 	FrontErr error
 	// Cut is DIR/CUT, when HasCut: a TruncateBack that was interrupted,
 	// which the writer completes when it opens the log (records after
@@ -132,7 +133,7 @@ func List(fsys vfs.FS, path string) (*Dir, error) {
 	sort.Slice(d.Files, func(i, j int) bool { return d.Files[i].Index < d.Files[j].Index })
 	d.Mark, d.HasMark, d.MarkErr = readMark(fsys, filepath.Join(path, DurableFile), segment.DecodeDurableMark)
 	var front segment.FrontMark
-	front, _, d.FrontErr = readMark(fsys, filepath.Join(path, FrontFile), segment.DecodeFrontMark)
+	front, d.HasFront, d.FrontErr = readMark(fsys, filepath.Join(path, FrontFile), segment.DecodeFrontMark)
 	d.Front = front.Seq
 	d.Cut, d.HasCut, d.CutErr = readMark(fsys, filepath.Join(path, CutFile), segment.DecodeCutMark)
 	return d, nil

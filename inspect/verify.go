@@ -104,8 +104,14 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 		}
 	}
 	if d.MarkErr != nil {
-		v.Problems = append(v.Problems, Problem{File: DurableFile, Offset: -1, Warning: true,
-			Err: fmt.Errorf("%w (the writer ignores a mark that fails its checks, and removes it when it opens the log)", d.MarkErr)})
+		// The writer ignores a DURABLE mark that fails its checks, but
+		// not one it cannot read (not a regular file, permissions).
+		p := Problem{File: DurableFile, Offset: -1, Err: d.MarkErr}
+		if errors.Is(d.MarkErr, segment.ErrCorrupt) {
+			p.Warning = true
+			p.Err = fmt.Errorf("%w (the writer ignores a mark that fails its checks, and removes it when it opens the log)", d.MarkErr)
+		}
+		v.Problems = append(v.Problems, p)
 	}
 	if d.FrontErr != nil {
 		v.Problems = append(v.Problems, Problem{File: FrontFile, Offset: -1,
@@ -132,6 +138,7 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 	}
 	v.Problems = append(v.Problems, gaps(infos)...)
 	v.Problems = append(v.Problems, continuity(infos)...)
+	v.Problems = append(v.Problems, checkMarks(d, infos)...)
 	sort.SliceStable(v.Problems, func(i, j int) bool { return v.Problems[i].File < v.Problems[j].File })
 	return v
 }
@@ -365,4 +372,48 @@ func verifySealed(m *mapped, progress func(int64)) (info SegmentInfo, good uint6
 		}
 	}
 	return info, good, probs
+}
+
+// checkMarks judges the FRONT and CUT marks against the segments with the
+// writer's own judgement (segment.CheckMarks), over the segments its
+// recovery keeps: those the cut does not drop, up to the first one that is
+// unreadable or does not follow the one before. A contradiction is a
+// problem of the mark file: aof.Open refuses the log, before it changes
+// anything.
+func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
+	var front *segment.FrontMark
+	if d.FrontErr == nil && d.HasFront {
+		front = &segment.FrontMark{Seq: d.Front}
+	}
+	var cut *segment.CutMark
+	if d.CutErr == nil && d.HasCut {
+		cut = &d.Cut
+	}
+	if front == nil && cut == nil {
+		return nil
+	}
+	if d.FrontErr != nil || d.CutErr != nil {
+		return nil // reported already; Open fails on it first
+	}
+	var segs []segment.Extent
+	for _, s := range infos {
+		if cut != nil && cut.Drops(s.Index) {
+			continue
+		}
+		if n := len(segs); s.Err != nil || n > 0 && s.BaseSeq != segs[n-1].BaseSeq+segs[n-1].Records {
+			break
+		}
+		segs = append(segs, segment.Extent{Name: s.Name, Index: s.Index, BaseSeq: s.BaseSeq, Records: s.Records})
+	}
+	_, err := segment.CheckMarks(front, cut, segs)
+	var me *segment.MarkError
+	if !errors.As(err, &me) {
+		return nil
+	}
+	advice := "restore it from a copy, or remove it to make the records before it readable again"
+	if me.File == CutFile {
+		advice = "keep a copy of the directory, then remove it to open the log as the disk has it"
+	}
+	return []Problem{{File: me.File, Offset: -1,
+		Err: fmt.Errorf("%w (aof.Open fails until it is resolved, and changes nothing before: %s)", me.Err, advice)}}
 }

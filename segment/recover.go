@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/aof2/aof2/vfs"
 )
 
@@ -126,7 +128,11 @@ func ReadHeader(f vfs.File, name string) (Header, error) {
 // Open opens an existing segment file for recovery and checks its header
 // against its name. If the file carries a trailer and a footer that verify,
 // the segment is sealed and trusted without a scan; otherwise the caller
-// must call Scan and then Resume or Discard it.
+// must call Scan and then Resume or Discard it. Opening changes nothing on
+// disk: a file shorter than its header says is read through a copy padded
+// with zeros, and allocated to its size only by Resume or Cut, once the
+// caller has decided to keep it. Anything but a regular file is refused
+// (vfs.ErrNotRegular).
 func Open(fs vfs.FS, dir, name string) (*Segment, error) {
 	return open(fs, dir, name, false)
 }
@@ -175,13 +181,15 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 		return nil, fmt.Errorf("%w: segment %s is %d bytes, its header says %d", ErrCorrupt, name, size, hdr.Size)
 	}
 	if size < hdr.Size {
-		// Shorter than its preallocation (copied or cut by a tool):
-		// allocate the rest (zeros) so the mapping cannot fault.
-		if err := f.Allocate(hdr.Size); err != nil {
-			return nil, fmt.Errorf("segment %s: %w", name, err)
+		// Shorter than its preallocation (copied or cut by a tool).
+		// Opening changes nothing on disk: recovery decides first. The
+		// segment is read from a private copy padded with zeros (what
+		// allocating the rest gives), and Resume or Cut allocate the
+		// file to its size once recovery keeps it.
+		if err := s.copyShort(size); err != nil {
+			return nil, err
 		}
-	}
-	if err := s.mapFile(); err != nil {
+	} else if err := s.mapFile(); err != nil {
 		return nil, err
 	}
 	if footer, ok := s.readFooter(); ok {
@@ -203,6 +211,43 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// copyShort reads a file of size bytes, shorter than its header says, into
+// anonymous memory of the header's size (zeros past the file's end), which
+// stands in for the file's mapping until extend.
+func (s *Segment) copyShort(size int64) error {
+	b, err := unix.Mmap(-1, 0, int(s.hdr.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("segment %d: copy of a short file: %w", s.hdr.Index, err)
+	}
+	if _, err := s.file.ReadAt(b[:size], 0); err != nil && !isEOF(err) {
+		unix.Munmap(b)
+		return fmt.Errorf("segment %d: read short file: %w", s.hdr.Index, err)
+	}
+	s.rmap, s.short = b, true
+	return nil
+}
+
+// extend allocates the missing part of a short file (zeros, as its copy
+// has) and maps the file in place of the copy. Recovery calls it, through
+// Resume or Cut, only once it has decided to keep the segment.
+func (s *Segment) extend() error {
+	if !s.short {
+		return nil
+	}
+	if err := s.file.Allocate(s.hdr.Size); err != nil {
+		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
+	}
+	m, err := s.file.MapReadOnly(int(s.hdr.Size))
+	if err != nil {
+		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
+	}
+	s.mu.Lock()
+	old := s.rmap
+	s.rmap, s.short = m, false
+	s.mu.Unlock()
+	return unix.Munmap(old)
+}
 
 // readFooter reads and verifies the trailer and the footer (SealedFooter).
 // ok is false when there is none, or when they fail a check (a crash
@@ -381,6 +426,9 @@ func (s *Segment) Cut(r ScanResult, keepPath string) error {
 	if r.Garbage == 0 {
 		return nil
 	}
+	if err := s.extend(); err != nil {
+		return err
+	}
 	if keepPath != "" {
 		if err := WriteFileSync(s.fs, keepPath, s.rmap[r.End:r.End+r.Garbage]); err != nil {
 			return fmt.Errorf("segment %d: keep cut bytes: %w", s.hdr.Index, err)
@@ -448,6 +496,9 @@ func WriteFileSync(fs vfs.FS, path string, b []byte) error {
 // writes them again and syncs them, so what recovery found only in the page
 // cache becomes durable for real before anyone is told it is.
 func (s *Segment) Resume(r ScanResult) error {
+	if err := s.extend(); err != nil {
+		return err
+	}
 	if err := s.allocBuffer(r.MaxHint); err != nil {
 		return err
 	}

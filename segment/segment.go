@@ -124,6 +124,9 @@ type Segment struct {
 
 	mu   sync.RWMutex // guards the lifetime of rmap and buf
 	rmap []byte       // read-only shared mapping of [0, hdr.Size)
+	// short: the file is shorter than hdr.Size and rmap is a private
+	// copy of it padded with zeros, until extend (recovery only).
+	short bool
 	// holders counts who keeps the mappings alive: the owner (1 until
 	// Release) and one per lease. Under mu.
 	holders int

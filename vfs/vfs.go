@@ -84,6 +84,13 @@ type Unlocker interface {
 // ErrLocked is wrapped by [FS.Lock] when the lock is held elsewhere.
 var ErrLocked = errors.New("vfs: locked by another holder")
 
+// ErrNotRegular is wrapped by [FS.Open], [FS.OpenReadOnly] and [FS.Lock]
+// when the path names something other than a regular file: a FIFO, a
+// device, a socket, a directory, or a symbolic link (never followed, so a
+// log never reads or writes outside its directory through one). The error
+// is a *fs.PathError naming the path and what it is.
+var ErrNotRegular = errors.New("not a regular file")
+
 // Unmap releases a mapping made by [File.MapReadOnly]. A nil or empty slice
 // is a no-op.
 func Unmap(b []byte) error {
@@ -114,7 +121,7 @@ func (osFS) Create(path string) (File, error) {
 }
 
 func (osFS) Open(path string) (File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := openRegular(path, os.O_RDWR)
 	if err != nil {
 		return nil, err
 	}
@@ -122,11 +129,68 @@ func (osFS) Open(path string) (File, error) {
 }
 
 func (osFS) OpenReadOnly(path string) (File, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	return &osFile{f: f}, nil
+}
+
+// openRegular opens an existing regular file, and nothing else, without
+// ever blocking: O_NONBLOCK makes the open of a FIFO return at once (a
+// plain read-only open would wait for a writer, forever), O_NOFOLLOW
+// refuses a symbolic link as the last component, and fstat on the open
+// descriptor checks the type. Anything but a regular file is an error
+// wrapping ErrNotRegular that names the path and says what it is.
+// O_NONBLOCK means nothing for a regular file's reads and writes.
+func openRegular(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EISDIR) {
+		// ELOOP: a symbolic link. ENXIO: a FIFO with no reader
+		// (write-only opens), or a device without its driver.
+		// EISDIR: a directory opened for writing.
+		return nil, notRegular(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: it is %s", ErrNotRegular, fileKind(st.Mode()))}
+	}
+	return f, nil
+}
+
+// notRegular is the error for path, found not to be a regular file when
+// it was opened; it looks at what path is to say so.
+func notRegular(path string) error {
+	kind := "not a regular file"
+	if st, err := os.Lstat(path); err == nil {
+		kind = fileKind(st.Mode())
+	}
+	return &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: it is %s", ErrNotRegular, kind)}
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link (never followed)"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
 }
 
 func (osFS) Remove(path string) error             { return os.Remove(path) }
@@ -168,9 +232,20 @@ func (u flockUnlocker) Unlock() error {
 }
 
 func (osFS) Lock(path string) (Unlocker, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// Like openRegular, plus O_CREATE: LOCK may not exist yet.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EISDIR) {
+		return nil, notRegular(path)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: it is %s", ErrNotRegular, fileKind(st.Mode()))}
 	}
 	err = ignoringEINTR(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) })
 	if err != nil {

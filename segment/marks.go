@@ -1,0 +1,95 @@
+package segment
+
+import "fmt"
+
+// Extent is what the mark checks need to know of one segment file: its
+// name, index, base sequence number and how many good records it holds (a
+// sealed segment's footer count, an unsealed one's scan count).
+type Extent struct {
+	Name    string
+	Index   uint64
+	BaseSeq uint64
+	Records uint64
+}
+
+// Drops reports whether completing the cut m removes the segment with this
+// index: every segment after the one that keeps m.LastSeq, or every
+// segment when none keeps a record (m.Index 0).
+func (m CutMark) Drops(index uint64) bool { return m.Index == 0 || index > m.Index }
+
+// MarkError is the error CheckMarks returns: the mark file (CutFile or
+// FrontFile) that contradicts the segments, and why. Err wraps ErrCorrupt.
+type MarkError struct {
+	File string
+	Err  error
+}
+
+func (e *MarkError) Error() string { return e.File + ": " + e.Err.Error() }
+
+// Unwrap returns Err, so errors.Is(err, ErrCorrupt) holds.
+func (e *MarkError) Unwrap() error { return e.Err }
+
+// CheckMarks is the one judgement of whether a log directory's FRONT and
+// CUT marks (nil when there is none) agree with its segments. Recovery
+// calls it before it changes anything on disk, and read-only tools call it
+// to say whether Open will accept the log.
+//
+// segs are the segments the log keeps, in order and contiguous: the
+// segments that the cut drops (CutMark.Drops) are left out, so with a cut
+// the last one is the segment that keeps cut.LastSeq, with its records as
+// found, before the cut. It returns the sequence number the log continues
+// at once the cut is complete, or a *MarkError (wrapping ErrCorrupt) that
+// names the mark file and the contradiction:
+//
+//   - a CUT must keep a record its segment holds: the segment named by
+//     cut.Index is the last one kept and holds cut.LastSeq (TruncateBack
+//     made every record durable before it wrote the mark, so the records
+//     are there); a CUT that keeps no segment comes after a FRONT mark at
+//     cut.LastSeq+1, written first.
+//   - a FRONT can be no later than the end of the log: TruncateFront makes
+//     the records before it durable before it writes the mark, and
+//     TruncateBack never cuts below the front.
+func CheckMarks(front *FrontMark, cut *CutMark, segs []Extent) (next uint64, err error) {
+	next = 1
+	if front != nil {
+		next = max(next, front.Seq)
+	}
+	if n := len(segs); n > 0 {
+		next = segs[n-1].BaseSeq + segs[n-1].Records
+	}
+	if cut != nil {
+		if cut.Index == 0 {
+			if len(segs) > 0 {
+				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut keeps no segment, but segment %d (%s) is kept", ErrCorrupt, segs[0].Index, segs[0].Name)}
+			}
+			if front == nil || front.Seq != cut.LastSeq+1 {
+				have := "there is no FRONT mark"
+				if front != nil {
+					have = fmt.Sprintf("%s says seq %d", FrontFile, front.Seq)
+				}
+				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut ends the log after seq %d with no segment kept, so the front must be seq %d, but %s",
+					ErrCorrupt, cut.LastSeq, cut.LastSeq+1, have)}
+			}
+			next = cut.LastSeq + 1
+		} else {
+			var keep *Extent
+			if n := len(segs); n > 0 && segs[n-1].Index == cut.Index {
+				keep = &segs[n-1]
+			}
+			switch {
+			case keep == nil:
+				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut keeps seq %d in segment %d, but the log has no such segment (missing, or after a torn or corrupt one)",
+					ErrCorrupt, cut.LastSeq, cut.Index)}
+			case cut.LastSeq < keep.BaseSeq || cut.LastSeq >= keep.BaseSeq+keep.Records:
+				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut keeps seq %d in segment %d (%s), which holds seqs [%d, %d)",
+					ErrCorrupt, cut.LastSeq, cut.Index, keep.Name, keep.BaseSeq, keep.BaseSeq+keep.Records)}
+			}
+			next = cut.LastSeq + 1
+		}
+	}
+	if front != nil && front.Seq > next {
+		return 0, &MarkError{FrontFile, fmt.Errorf("%w: the front is seq %d, but the log ends before seq %d",
+			ErrCorrupt, front.Seq, next)}
+	}
+	return next, nil
+}
