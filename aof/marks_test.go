@@ -253,13 +253,16 @@ func openNoHang(t *testing.T, dir string, cfg Config, fifo string) error {
 // is refused with an error naming it, without blocking and without
 // following the link.
 func TestDefect13FifoAndSymlinkAreRefused(t *testing.T) {
-	for _, name := range []string{segment.DurableFile, segment.FrontFile, segment.CutFile, "segment"} {
+	for _, name := range []string{segment.LockFile, segment.DurableFile, segment.FrontFile, segment.CutFile, "segment"} {
 		t.Run("fifo "+name, func(t *testing.T) {
 			dir := t.TempDir()
 			buildLog(t, dir, 10, false)
 			path := filepath.Join(dir, name)
 			if name == "segment" {
 				path = filepath.Join(dir, "segments", segment.Name(2, 11))
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err) // LOCK stays after Close: a FIFO takes its place
 			}
 			mkfifo(t, path)
 			before := dirState(t, dir)
@@ -291,5 +294,27 @@ func TestDefect13FifoAndSymlinkAreRefused(t *testing.T) {
 		}
 		sameState(t, dir, before, "Open refusing a symlink")
 		sameState(t, outside, beforeOut, "Open refusing a symlink (its target)")
+	})
+	t.Run("symlinked LOCK", func(t *testing.T) {
+		dir, outside := t.TempDir(), t.TempDir()
+		buildLog(t, dir, 10, false)
+		lock := filepath.Join(dir, segment.LockFile)
+		target := filepath.Join(outside, "elsewhere")
+		if err := os.WriteFile(target, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, lock); err != nil {
+			t.Fatal(err)
+		}
+		l, err := Open(dir, Config{})
+		if err == nil {
+			l.Close()
+		}
+		if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), segment.LockFile) {
+			t.Fatalf("Open with a symlinked LOCK: %v; want ErrNotRegular naming it", err)
+		}
 	})
 }

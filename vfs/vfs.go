@@ -121,7 +121,7 @@ func (osFS) Create(path string) (File, error) {
 }
 
 func (osFS) Open(path string) (File, error) {
-	f, err := openRegular(path, os.O_RDWR)
+	f, err := openRegular(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (osFS) Open(path string) (File, error) {
 }
 
 func (osFS) OpenReadOnly(path string) (File, error) {
-	f, err := openRegular(path, os.O_RDONLY)
+	f, err := openRegular(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -142,9 +142,10 @@ func (osFS) OpenReadOnly(path string) (File, error) {
 // refuses a symbolic link as the last component, and fstat on the open
 // descriptor checks the type. Anything but a regular file is an error
 // wrapping ErrNotRegular that names the path and says what it is.
-// O_NONBLOCK means nothing for a regular file's reads and writes.
-func openRegular(path string, flag int) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// O_NONBLOCK means nothing for a regular file's reads and writes. perm
+// applies when flag has O_CREATE.
+func openRegular(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EISDIR) {
 		// ELOOP: a symbolic link. ENXIO: a FIFO with no reader
 		// (write-only opens), or a device without its driver.
@@ -232,20 +233,10 @@ func (u flockUnlocker) Unlock() error {
 }
 
 func (osFS) Lock(path string) (Unlocker, error) {
-	// Like openRegular, plus O_CREATE: LOCK may not exist yet.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EISDIR) {
-		return nil, notRegular(path)
-	}
+	// LOCK may not exist yet.
+	f, err := openRegular(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
-	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w: it is %s", ErrNotRegular, fileKind(st.Mode()))}
 	}
 	err = ignoringEINTR(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) })
 	if err != nil {
