@@ -167,12 +167,36 @@ func (d *Dir) Vouched(index uint64) int64 {
 // still holds: the front DIR/FRONT records (TruncateFront, retention), or
 // the base sequence number of the first segment file if that is later (1
 // for an empty log). This is the one place that decides it.
+//
+// While a CUT mark is there (a TruncateBack under way, or interrupted by a
+// crash), the segments it drops are not counted: the log is what the
+// writer's Open keeps.
 func (d *Dir) FirstRetained() uint64 {
 	first := uint64(1)
-	if len(d.Files) > 0 {
-		first = d.Files[0].BaseSeq
+	for _, f := range d.Files {
+		if !d.Dropped(f.Index) {
+			first = f.BaseSeq
+			break
+		}
 	}
 	return max(first, d.Front)
+}
+
+// CutEnd returns where the log ends once the TruncateBack that DIR/CUT
+// records is complete (Cut.LastSeq+1), and whether there is such a mark.
+// The writer completes it when it opens the log, whatever happened to the
+// writer that decided it: records from CutEnd on are gone.
+func (d *Dir) CutEnd() (uint64, bool) {
+	if !d.HasCut || d.CutErr != nil {
+		return 0, false
+	}
+	return d.Cut.LastSeq + 1, true
+}
+
+// Dropped reports whether the segment with this index is one that the
+// TruncateBack DIR/CUT records removes (segment.CutMark.Drops).
+func (d *Dir) Dropped(index uint64) bool {
+	return d.HasCut && d.CutErr == nil && d.Cut.Drops(index)
 }
 
 // Writer says whether a process holds the log's lock (DIR/LOCK), found in

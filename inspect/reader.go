@@ -89,6 +89,11 @@ type Reader struct {
 	classOff   int64
 	classAt    time.Time
 	classified error
+	// cutEnd, when cut is set, is where a TruncateBack that the last
+	// listing found under way (DIR/CUT) ends the log: records from it
+	// on are not returned while the mark is there.
+	cut    bool
+	cutEnd uint64
 }
 
 // reclassifyAfter is how long a classification of the same bytes is
@@ -158,6 +163,16 @@ func (r *Reader) Next() bool {
 				r.off, r.seq = next, r.seq+1
 				continue
 			}
+			if st == frameOK && r.cut && h.Seq >= r.cutEnd {
+				// Removed by the cut under way, or by the writer's
+				// Open if a crash interrupted it: not part of the
+				// log. Hold while the mark is there.
+				if hold, err := r.cutPending(); err != nil || hold {
+					r.err = err
+					return false
+				}
+				continue
+			}
 			if st == frameOK {
 				r.buf = append(r.buf[:0], payload...)
 				r.rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, File: r.m.file.Name, Offset: r.off, Payload: r.buf}
@@ -214,8 +229,12 @@ func (r *Reader) openFor(seq uint64) (bool, error) {
 	if first := d.FirstRetained(); seq < first {
 		return false, &TruncatedError{Seq: seq, First: first}
 	}
+	r.cutEnd, r.cut = d.CutEnd()
+	if r.cut && seq >= r.cutEnd {
+		return false, nil // past the cut under way: wait
+	}
 	i := len(d.Files) - 1
-	for i >= 0 && d.Files[i].BaseSeq > seq {
+	for i >= 0 && (d.Files[i].BaseSeq > seq || d.Dropped(d.Files[i].Index)) {
 		i--
 	}
 	if i < 0 {
@@ -293,7 +312,7 @@ func (r *Reader) resyncOnce(again bool) (moved, hold bool, err error) {
 	if r.Seq() < first {
 		return false, false, &TruncatedError{Seq: r.Seq(), First: first}
 	}
-	if d.HasCut {
+	if r.cutEnd, r.cut = d.CutEnd(); d.HasCut {
 		return false, true, nil
 	}
 	cur := r.m.file
@@ -332,6 +351,26 @@ func (r *Reader) resyncOnce(again bool) (moved, hold bool, err error) {
 		return true, false, nil // created since moveOn looked: open it by name
 	}
 	return false, false, fmt.Errorf("%w: segment %s starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, nf.Name, nf.BaseSeq, cur.Name, r.seq)
+}
+
+// cutPending looks again at a log where a TruncateBack was under way when
+// the reader came to a record past its cut: hold is true while the CUT
+// mark is there (on a dead log a crash left mid-cut, until the writer
+// opens it and completes the cut). Once it is gone the cut is complete,
+// and the records the reader's mapping still shows from the cut on are
+// the removed ones: it starts again where the cut ended the log (with a
+// *TruncatedError if it had returned records from there on).
+func (r *Reader) cutPending() (hold bool, err error) {
+	end := r.cutEnd
+	d, err := List(r.fs, r.path)
+	if err != nil {
+		return false, err
+	}
+	if r.cutEnd, r.cut = d.CutEnd(); d.HasCut {
+		return true, nil
+	}
+	_, _, err = r.cutTo(end, d.FirstRetained())
+	return false, err
 }
 
 // cutTo repositions the reader after a TruncateBack that ended the log
@@ -389,10 +428,18 @@ func (r *Reader) scanTail() error {
 // Span returns the sequence numbers the log holds: [first, next). first
 // is FirstRetained; next follows the last good record of the last segment
 // with a header, found from a sealed segment's footer or by walking an
-// unsealed one's frames (verified) up to the first that is not complete.
+// unsealed one's frames (verified) up to the first that is not complete;
+// while a CUT mark is there, next is where that TruncateBack ends the log
+// (CutEnd).
 // Unlike Survey it reads only written frames, never the zeros after them.
 func (d *Dir) Span() (first, next uint64, err error) {
 	first = d.FirstRetained()
+	if end, ok := d.CutEnd(); ok {
+		// A TruncateBack is under way or was interrupted: the log
+		// ends at its cut (every record before it was durable when
+		// the mark was written).
+		return first, max(first, end), nil
+	}
 	for i := len(d.Files) - 1; i >= 0; i-- {
 		m, err := openMapped(d.fs, d.SegPath, d.Files[i])
 		if errors.Is(err, ErrNoHeader) {

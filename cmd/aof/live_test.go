@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -421,6 +422,92 @@ func TestDefect08TailFollowsTruncateBackThatRemovesItsSegment(t *testing.T) {
 			}
 			if code := ft.stop(); code != exitOK {
 				t.Fatalf("tail -f: exit %d\n%s", code, ft.errOut.String())
+			}
+		})
+	}
+}
+
+// Issue 11 defects 7-8 (review): on a dead log that a crash left in the
+// middle of a TruncateBack (its CUT mark durable, the segments after the
+// one it keeps still there, or only some of them), dump, tail and stats
+// showed records past the cut, which aof.Open removes, and tail even
+// showed a dropped segment's records past a gap. They must show the log
+// Open keeps: records up to the cut's last one, and then stop.
+func TestDeadLogMidTruncateBackEndsAtTheCut(t *testing.T) {
+	for _, state := range []string{"nothing removed", "first dropped segment removed", "no segment kept"} {
+		t.Run(state, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLog(t, dir, smallSegments, textPayloads(1000, 200))
+			names := segNames(t, dir)
+			if len(names) < 4 {
+				t.Fatalf("want 4 segments or more, got %v", names)
+			}
+			var b [segment.DurableMarkSize]byte
+			index, base, _ := segment.ParseName(names[1])
+			mark := segment.CutMark{Index: index, LastSeq: base + 10}
+			switch state {
+			case "first dropped segment removed":
+				// Open's finishCut removes the dropped segments in
+				// name order; a crash stopped it after the first.
+				if err := os.Remove(filepath.Join(dir, "segments", names[2])); err != nil {
+					t.Fatal(err)
+				}
+			case "no segment kept":
+				// TruncateBack to before the first record: FRONT
+				// first, then CUT; a crash came after the first
+				// segment was removed.
+				mark = segment.CutMark{LastSeq: 0}
+				segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: 1})
+				if err := os.WriteFile(filepath.Join(dir, "FRONT"), b[:], 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Remove(filepath.Join(dir, "segments", names[len(names)-1])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			segment.EncodeCutMark(b[:], mark)
+			if err := os.WriteFile(filepath.Join(dir, "CUT"), b[:], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			last := mark.LastSeq
+			var want []string
+			for seq := uint64(max(int(last)-4, 1)); seq <= last && last > 0; seq++ {
+				want = append(want, fmt.Sprint(seq))
+			}
+			seqs := func(out string) []string {
+				var s []string
+				for line := range strings.Lines(out) {
+					s = append(s, strings.Fields(line)[0])
+				}
+				return s
+			}
+			out, errOut, code := aofRun(t, "dump", dir)
+			if got := seqs(out); code != exitOK || len(got) != int(last) || last > 0 && got[len(got)-1] != fmt.Sprint(last) {
+				t.Errorf("dump: exit %d, %d records, want 1 to %d\n%s%s", code, len(got), last, lastLines(out, 3), errOut)
+			}
+			out, errOut, code = aofRun(t, "tail", "-n", "5", dir)
+			if got := seqs(out); code != exitOK || !slices.Equal(got, want) {
+				t.Errorf("tail -n 5: exit %d, seqs %v, want %v\n%s", code, got, want, errOut)
+			}
+			out, errOut, _ = aofRun(t, "stats", dir)
+			wantStats := fmt.Sprintf("records:       %d (seq 1 to %d)", last, last)
+			if last == 0 {
+				wantStats = "records:       0"
+			}
+			if !strings.Contains(out, wantStats) {
+				t.Errorf("stats: want %q\n%s%s", wantStats, out, errOut)
+			}
+			// aof.Open keeps exactly that (on a copy: it completes the
+			// cut).
+			cp := t.TempDir()
+			copyTree(t, dir, cp)
+			l, err := aof.Open(cp, smallSegments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if l.NextSeq() != last+1 {
+				t.Errorf("aof.Open: next seq %d, want %d", l.NextSeq(), last+1)
 			}
 		})
 	}
