@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,6 +125,11 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 	doneSoFar := func() int64 { return done }
 	var infos []SegmentInfo
 	for _, f := range d.Files {
+		if d.Dropped(f.Index) {
+			// A TruncateBack under way, or interrupted by a crash,
+			// removes it: the writer's Open deletes it unread.
+			continue
+		}
 		if info, ok := v.verifyFile(d, f, doneSoFar, report); ok {
 			infos = append(infos, info)
 		}
@@ -286,12 +292,23 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 		probs = append(probs, Problem{File: f.Name, Offset: m.hdr.Size - segment.TrailerSize,
 			Err: fmt.Errorf("sealed segment's trailer or footer fails its checks (the writer then scans the segment and seals it again): %w", m.trailerErr)})
 	}
+	// The segment that keeps the last record of a TruncateBack under
+	// way (or interrupted) is cut after it: what follows goes, whatever
+	// it holds (a crash while it was sealed can leave it half
+	// overwritten), as the writer's Open does.
+	cutLast, cut := uint64(0), false
+	if end, ok := d.CutEnd(); ok && d.Cut.Index == f.Index {
+		cutLast, cut = end-1, true
+	}
 	if !m.sealed {
 		info := survey(d, f)
 		if info.Err != nil {
 			return info, append(probs, Problem{File: f.Name, Offset: 0, Err: info.Err}), 0, 0
 		}
 		switch {
+		case cut && info.Records > 0 && info.LastSeq() >= cutLast:
+			// Bad bytes after the cut's last record: the cut removes
+			// them.
 		case info.Corrupt != nil:
 			probs = append(probs, Problem{File: f.Name, Offset: info.End, Err: info.Corrupt})
 		case info.Garbage > 0:
@@ -301,7 +318,10 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 		}
 		return info, probs, info.End - segment.HeaderSize, info.Records
 	}
-	info, good, sealedProbs := verifySealed(m, progress)
+	if !cut {
+		cutLast = math.MaxUint64
+	}
+	info, good, sealedProbs := verifySealed(m, cutLast, progress)
 	return info, append(probs, sealedProbs...), info.End - segment.HeaderSize, good
 }
 
@@ -313,8 +333,8 @@ const progressStep = 8 << 20
 // its checksum and the footer. After a bad frame it resumes at the next
 // sparse index entry, so one bad record does not hide the rest. The
 // SegmentInfo holds the footer's record count; good counts the records
-// that verified.
-func verifySealed(m *mapped, progress func(int64)) (info SegmentInfo, good uint64, _ []Problem) {
+// that verified. It stops after the record last (a cut keeps no more).
+func verifySealed(m *mapped, last uint64, progress func(int64)) (info SegmentInfo, good uint64, _ []Problem) {
 	ft := m.footer
 	info = SegmentInfo{File: m.file, Header: m.hdr, Sealed: true, End: ft.DataEnd, DurableEnd: ft.DataEnd,
 		Records: ft.Count, DurableRecords: ft.Count}
@@ -325,7 +345,7 @@ func verifySealed(m *mapped, progress func(int64)) (info SegmentInfo, good uint6
 	off, seq := int64(segment.HeaderSize), m.hdr.BaseSeq
 	next := 0 // next index entry to meet
 	lastReport := off
-	for off < ft.DataEnd {
+	for off < ft.DataEnd && seq <= last {
 		for next < len(ft.Index) && ft.Index[next].Offset < off {
 			bad(ft.Index[next].Offset, fmt.Errorf("%w: footer index entry for seq %d points inside a frame", segment.ErrCorrupt, ft.Index[next].Seq))
 			next++
@@ -363,7 +383,7 @@ func verifySealed(m *mapped, progress func(int64)) (info SegmentInfo, good uint6
 		}
 	}
 	progress(off - lastReport)
-	if len(probs) == 0 {
+	if len(probs) == 0 && off >= ft.DataEnd {
 		if seq-m.hdr.BaseSeq != ft.Count {
 			bad(-1, fmt.Errorf("%w: footer says %d records, the frames hold %d", segment.ErrCorrupt, ft.Count, seq-m.hdr.BaseSeq))
 		}

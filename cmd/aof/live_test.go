@@ -512,3 +512,40 @@ func TestDeadLogMidTruncateBackEndsAtTheCut(t *testing.T) {
 		})
 	}
 }
+
+// Issue 11 defects 9-10 (review): a power cut while TruncateBack sealed
+// the segment it keeps can leave bad bytes right after the cut's last
+// record (the footer half written over the first record cut) with later
+// records intact. aof.Open accepts that (the cut removes those bytes),
+// so verify must not call the log corrupt; nor for the segments the cut
+// drops.
+func TestVerifyIgnoresWhatTheCutRemoves(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, smallSegments, textPayloads(1000, 200))
+	names := segNames(t, dir)
+	index, base, _ := segment.ParseName(names[len(names)-2])
+	last := base + 10
+	var b [segment.DurableMarkSize]byte
+	segment.EncodeCutMark(b[:], segment.CutMark{Index: index, LastSeq: last})
+	if err := os.WriteFile(filepath.Join(dir, "CUT"), b[:], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The frame of seq last+1, and one in the segment dropped after it.
+	frame := int64(segment.FrameSize(200))
+	flip(t, filepath.Join(dir, "segments", names[len(names)-2]), segment.HeaderSize+11*frame+3)
+	flip(t, filepath.Join(dir, "segments", names[len(names)-1]), segment.HeaderSize+5*frame+30)
+	cp := t.TempDir()
+	copyTree(t, dir, cp)
+	l, err := aof.Open(cp, smallSegments)
+	if err != nil {
+		t.Fatalf("aof.Open: %v", err)
+	}
+	if l.NextSeq() != last+1 {
+		t.Errorf("aof.Open: next seq %d, want %d", l.NextSeq(), last+1)
+	}
+	l.Close()
+	out, errOut, code := aofRun(t, "verify", dir)
+	if code != exitOK {
+		t.Errorf("verify: exit %d, want %d (aof.Open accepts the log)\n%s%s", code, exitOK, out, errOut)
+	}
+}
