@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/vfs"
 )
 
@@ -88,5 +89,38 @@ func TestRetainerNeverWaitsForAFlushUnderRetainMu(t *testing.T) {
 		if ev.Kind == EventRemoved && ev.Segment == first.Header().Index {
 			break
 		}
+	}
+}
+
+// Pins a gap in the fix of issue 11 defect 15: aof.flush_until was not
+// linked to the flush that made its record durable when that flush ran
+// in the same trace, although another span (an earlier wait) led it.
+func TestFlushUntilLinksAFlushOfItsOwnTraceLedByAnotherWait(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, tt.opts()...)
+	defer l.Close()
+	tctx, parent := tt.tp.Tracer("test").Start(ctx, "request")
+	id, err := l.Append(tctx, []byte("one request"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(tctx); err != nil { // leads the flush: its child
+		t.Fatal(err)
+	}
+	if err := l.FlushUntil(tctx, id); err != nil { // already durable
+		t.Fatal(err)
+	}
+	parent.End()
+	spans := tt.spans.Ended()
+	flushes := spansNamed(spans, aofotel.SpanFlush)
+	waits := spansNamed(spans, aofotel.SpanFlushUntil)
+	if len(flushes) != 1 || len(waits) != 2 {
+		t.Fatalf("%d flush spans and %d flush_until spans, want 1 and 2", len(flushes), len(waits))
+	}
+	if flushes[0].Parent().SpanID() != waits[0].SpanContext().SpanID() || len(waits[0].Links()) != 0 {
+		t.Fatalf("Sync's wait: want the flush's parent, with no link; links %v", waits[0].Links())
+	}
+	if l := waits[1].Links(); len(l) != 1 || l[0].SpanContext.SpanID() != flushes[0].SpanContext().SpanID() {
+		t.Fatalf("FlushUntil's wait links %v, want the flush that made seq %d durable (%v), led by Sync's wait", l, id.Seq, flushes[0].SpanContext().SpanID())
 	}
 }
