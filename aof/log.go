@@ -634,6 +634,9 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			l.segMu.Lock()
 			l.pending = l.pending[sealed:]
 			l.segMu.Unlock()
+			// Retention removes a segment only once it has left
+			// pending: look again now.
+			l.retainer.kick()
 		}
 		f.Done(segIndex, written, durable-from, durable, appendedAt, err)
 	}()
@@ -693,7 +696,7 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		}
 		l.sealedCount.Add(1)
 		l.events.publish(segmentEvent(EventSealed, s, ""))
-		l.retainer.kick()
+		l.retainer.kick() // and again once it has left pending
 		sealed++
 	}
 	return durable, flushed, nil

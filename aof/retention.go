@@ -105,19 +105,24 @@ func (l *Log) truncated(seq uint64) error {
 func (l *Log) TruncateFront(ctx context.Context, seq uint64) error {
 	l.retainMu.Lock()
 	defer l.retainMu.Unlock()
-	return l.truncateFront(ctx, seq, "truncate-front")
+	return l.truncateFront(ctx, seq, "truncate-front", true)
 }
 
-func (l *Log) truncateFront(ctx context.Context, seq uint64, reason string) error {
+// truncateFront is TruncateFront under retainMu. With seal, a segment
+// before the front whose seal is pending is sealed by a flush first; the
+// retainer passes false: it must not wait for the flush lock (a stalled
+// sync) while it holds retainMu, and is kicked again once that seal is
+// done (see flushTarget.Flush).
+func (l *Log) truncateFront(ctx context.Context, seq uint64, reason string, seal bool) error {
 	start, front, removed := time.Now(), l.front.Load(), l.removedSegs.Load()
-	err := l.moveFront(ctx, seq, reason)
+	err := l.moveFront(ctx, seq, reason, seal)
 	if err != nil || l.front.Load() != front || l.removedSegs.Load() != removed {
 		l.tel.Truncated(ctx, start, "front", reason, seq, int(l.removedSegs.Load()-removed), err)
 	}
 	return err
 }
 
-func (l *Log) moveFront(ctx context.Context, seq uint64, reason string) error {
+func (l *Log) moveFront(ctx context.Context, seq uint64, reason string, seal bool) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -145,7 +150,7 @@ func (l *Log) moveFront(ctx context.Context, seq uint64, reason string) error {
 	// could not remove (a failed removal) goes now, for the reason of
 	// the truncation that passed it.
 	front := l.front.Load()
-	if _, sealing := l.removable(front); sealing {
+	if _, sealing := l.removable(front); sealing && seal {
 		// A segment before the front waits for its seal: no flusher
 		// runs, or a flush is sealing it right now. Seal it with a
 		// flush (which waits for the one in progress), so that its
@@ -531,7 +536,7 @@ func (l *Log) retain() {
 		total -= s.Header().Size
 	}
 	if reason != "" {
-		l.truncateFront(context.Background(), front, reason)
+		l.truncateFront(context.Background(), front, reason, false)
 	}
 }
 

@@ -152,10 +152,12 @@ type pendingLink struct {
 }
 
 // flushRecord is one finished flush: it made the records [from, durable)
-// durable; sc is its span's context (not sampled if it was not recorded).
+// durable; sc is its span's context (not sampled if it was not recorded)
+// and parent the span it ran under (a wait that led it), if any.
 type flushRecord struct {
 	from, durable uint64
 	sc            trace.SpanContext
+	parent        trace.SpanID
 }
 
 // New returns the instrumentation of the log named logName. Nil providers
@@ -260,11 +262,11 @@ func (t *Telemetry) AppendDone(span trace.Span, segment, seq uint64, size int, e
 // flushed records a finished flush that made [from, durable) durable, and
 // removes and returns the links of pending appends below durable, at most
 // MaxLinks of them.
-func (t *Telemetry) flushed(from, durable uint64, sc trace.SpanContext) []trace.Link {
+func (t *Telemetry) flushed(from, durable uint64, sc trace.SpanContext, parent trace.SpanID) []trace.Link {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushes++
-	t.recent[t.flushes%recentFlushes] = flushRecord{from: from, durable: durable, sc: sc}
+	t.recent[t.flushes%recentFlushes] = flushRecord{from: from, durable: durable, sc: sc, parent: parent}
 	if len(t.pending) == 0 {
 		return nil
 	}
@@ -284,10 +286,11 @@ func (t *Telemetry) flushed(from, durable uint64, sc trace.SpanContext) []trace.
 
 // Flush is one flush being traced.
 type Flush struct {
-	t     *Telemetry
-	ctx   context.Context
-	span  trace.Span
-	start time.Time
+	t      *Telemetry
+	ctx    context.Context
+	span   trace.Span
+	parent trace.SpanID
+	start  time.Time
 }
 
 // StartFlush starts the aof.flush span of one flush; ctx is the context
@@ -297,6 +300,7 @@ type Flush struct {
 func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode) *Flush {
 	f := &t.flush
 	f.t, f.start = t, time.Now()
+	f.parent = trace.SpanContextFromContext(ctx).SpanID()
 	f.ctx, f.span = t.tracer.Start(ctx, SpanFlush, t.flushOpts[r][m]...)
 	return f
 }
@@ -340,7 +344,7 @@ func (f *Flush) Done(segment uint64, bytes int64, records, durable uint64, appen
 	}
 	// Links are taken even when this flush is not recorded, so appends
 	// made durable by an unsampled flush are not linked to a later one.
-	links := f.t.flushed(durable-records, durable, f.span.SpanContext())
+	links := f.t.flushed(durable-records, durable, f.span.SpanContext(), f.parent)
 	if f.span.IsRecording() {
 		f.span.SetAttributes(AttrSegment.Int64(int64(segment)), AttrFlushBytes.Int64(bytes),
 			AttrFlushRecords.Int64(int64(records)), AttrDurableSeq.Int64(int64(durable)))
@@ -369,24 +373,26 @@ func (t *Telemetry) WaitDone(span trace.Span, seq uint64, err error) {
 		return
 	}
 	if err == nil {
-		if sc := t.madeDurable(seq); sc.IsSampled() && sc.TraceID() != span.SpanContext().TraceID() {
-			span.AddLink(trace.Link{SpanContext: sc})
+		// A flush the wait led is its child, not a link; one led by
+		// another span of the same trace is linked.
+		if r := t.madeDurable(seq); r.sc.IsSampled() && r.parent != span.SpanContext().SpanID() {
+			span.AddLink(trace.Link{SpanContext: r.sc})
 		}
 	}
 	endSpan(span, err)
 }
 
-// madeDurable returns the span context of the latest of the recent flushes
-// that made seq durable: an invalid one if none of them did.
-func (t *Telemetry) madeDurable(seq uint64) trace.SpanContext {
+// madeDurable returns the latest of the recent flushes that made seq
+// durable: the zero record (an invalid span context) if none of them did.
+func (t *Telemetry) madeDurable(seq uint64) flushRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for n := t.flushes; n > 0 && t.flushes-n < recentFlushes; n-- {
-		if r := &t.recent[n%recentFlushes]; r.from <= seq && seq < r.durable {
-			return r.sc
+		if r := t.recent[n%recentFlushes]; r.from <= seq && seq < r.durable {
+			return r
 		}
 	}
-	return trace.SpanContext{}
+	return flushRecord{}
 }
 
 // RecoverEvent is one thing recovery found, for the aof.recover span.
