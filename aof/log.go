@@ -674,10 +674,12 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			if appendedAt == 0 {
 				appendedAt = s.TimestampAt(s.Durable())
 			}
+			f.Syncing(segIndex, aofotel.SyncData)
 			if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
 				return durable, flushed, fmt.Errorf("segment %d: %w", s.Header().Index, err)
 			}
 			if s.NeedsDirSync() {
+				f.Syncing(segIndex, aofotel.SyncDirectory)
 				if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
 					return durable, flushed, err
 				}
@@ -700,6 +702,7 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		l.events.publish(segmentEvent(EventSealing, s, ""))
 		err = s.WriteFooter()
 		if err == nil {
+			f.Syncing(s.Header().Index, aofotel.SyncFooter)
 			err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
 		}
 		if err == nil {

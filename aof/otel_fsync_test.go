@@ -39,7 +39,8 @@ func TestFsyncSpanPerSyncAttempt(t *testing.T) {
 		}
 		return nil
 	})
-	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("retry"))); err != nil {
+	id := mustAppend(t, l, []byte("retry"))
+	if err := l.FlushUntil(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	spans := tt.spans.Ended()
@@ -47,15 +48,24 @@ func TestFsyncSpanPerSyncAttempt(t *testing.T) {
 	if len(flushes) != 1 {
 		t.Fatalf("%d flush spans, want 1", len(flushes))
 	}
-	// The segment's sync: attempts 1 and 2 fail with EINTR, 3 succeeds
-	// (a directory sync, if the flush made one, is a fourth span).
+	// The sync of the segment's data: attempts 1 and 2 fail with EINTR,
+	// 3 succeeds (a directory sync, if the flush made one, is another
+	// span).
 	byAttempt := map[int64]sdktrace.ReadOnlySpan{}
 	for _, s := range fsyncChildren(spans, flushes[0]) {
 		set := attribute.NewSet(s.Attributes()...)
 		n, _ := set.Value(aofotel.AttrAttempt)
-		if _, failed := set.Value(aofotel.AttrErrno); failed || n.AsInt64() > 1 {
+		target, _ := set.Value(aofotel.AttrSyncTarget)
+		seg, _ := set.Value(aofotel.AttrSegment)
+		if target.AsString() == aofotel.SyncData {
+			if seg.AsInt64() != int64(id.Segment) {
+				t.Fatalf("data sync span of segment %d, want %d", seg.AsInt64(), id.Segment)
+			}
 			byAttempt[n.AsInt64()] = s
 		}
+	}
+	if len(byAttempt) != 3 {
+		t.Fatalf("%d data sync spans, want 3", len(byAttempt))
 	}
 	for n := int64(1); n <= 3; n++ {
 		s := byAttempt[n]
@@ -159,5 +169,47 @@ func TestNoFsyncSpanUnderAnUnrecordedFlush(t *testing.T) {
 	}
 	if n := histCount(t, tt.collect(t)[aofotel.MetricFsyncDuration]); n < 3 {
 		t.Fatalf("fsync histogram has %d points, want every attempt (>= 3)", n)
+	}
+}
+
+// Issue 12: every sync of a flush has its aof.fsync span, named by
+// segment and target: the records of the segment that filled up, its
+// footer when the flush seals it, and the new segment's records and
+// directory entry.
+func TestFsyncSpansNameSegmentAndTarget(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, tt.opts()...)
+	defer l.Close()
+	first := mustAppend(t, l, make([]byte, 1000))
+	last := first
+	for last.Segment == first.Segment {
+		last = mustAppend(t, l, make([]byte, 1000))
+	}
+	if err := l.FlushUntil(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	spans := tt.spans.Ended()
+	type key struct {
+		segment int64
+		target  string
+	}
+	got := map[key]int{}
+	for _, f := range spansNamed(spans, aofotel.SpanFlush) {
+		for _, s := range fsyncChildren(spans, f) {
+			set := attribute.NewSet(s.Attributes()...)
+			seg, _ := set.Value(aofotel.AttrSegment)
+			target, _ := set.Value(aofotel.AttrSyncTarget)
+			got[key{seg.AsInt64(), target.AsString()}]++
+		}
+	}
+	for _, k := range []key{
+		{int64(first.Segment), aofotel.SyncData},
+		{int64(first.Segment), aofotel.SyncFooter},
+		{int64(last.Segment), aofotel.SyncData},
+		{int64(last.Segment), aofotel.SyncDirectory},
+	} {
+		if got[k] != 1 {
+			t.Errorf("%d aof.fsync spans for segment %d, target %s; want 1 (all: %v)", got[k], k.segment, k.target, got)
+		}
 	}
 }

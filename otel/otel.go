@@ -29,10 +29,10 @@
 //     (aof.fsync.retry with attempt, errno and backoff in seconds, or
 //     aof.fsync.failed with attempt and errno); status Error and
 //     error.type when the flush failed.
-//   - aof.fsync: child of a recorded flush, one per sync attempt (of a
-//     segment file or of the segments directory), from the sync call to
-//     its return; attributes aof.log and aof.fsync.attempt and, for a
-//     failed attempt, aof.fsync.errno, error.type and status Error, plus
+//   - aof.fsync: child of a recorded flush, one per sync attempt, from
+//     the sync call to its return; attributes aof.log, aof.segment,
+//     aof.fsync.target (data, directory or footer), aof.fsync.attempt
+//     and, for a failed attempt, aof.fsync.errno, error.type and status Error, plus
 //     aof.fsync.backoff (seconds) when a retry follows: the next
 //     attempt's span starts after that wait. None when the flush is not
 //     recorded.
@@ -118,6 +118,14 @@ const (
 	AttrCorrupt      = attribute.Key("aof.corrupt")
 	AttrTruncateEnd  = attribute.Key("aof.truncate.end")
 	AttrRemoved      = attribute.Key("aof.segments.removed")
+	AttrSyncTarget   = attribute.Key("aof.fsync.target")
+)
+
+// Values of aof.fsync.target: what a sync attempt makes durable.
+const (
+	SyncData      = "data"      // a segment's records
+	SyncDirectory = "directory" // the segments directory, after a segment was created
+	SyncFooter    = "footer"    // a segment's footer, when it is sealed
 )
 
 // MaxLinks caps the links of one aof.flush span (the SDK's default limit
@@ -300,6 +308,9 @@ type Flush struct {
 	span   trace.Span
 	parent trace.SpanID
 	start  time.Time
+	// What the next sync attempts are for (see Syncing).
+	syncSegment uint64
+	syncTarget  string
 }
 
 // StartFlush starts the aof.flush span of one flush; ctx is the context
@@ -309,6 +320,7 @@ type Flush struct {
 func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode) *Flush {
 	f := &t.flush
 	f.t, f.start = t, time.Now()
+	f.syncSegment, f.syncTarget = 0, ""
 	f.parent = trace.SpanContextFromContext(ctx).SpanID()
 	f.ctx, f.span = t.tracer.Start(ctx, SpanFlush, t.flushOpts[r][m]...)
 	return f
@@ -316,6 +328,13 @@ func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode
 
 // Context returns the flush's context, for child spans and exemplars.
 func (f *Flush) Context() context.Context { return f.ctx }
+
+// Syncing names what the next sync attempts make durable: target (one of
+// the Sync* values) of segment. It only sets the aof.fsync spans'
+// attributes.
+func (f *Flush) Syncing(segment uint64, target string) {
+	f.syncSegment, f.syncTarget = segment, target
+}
 
 // SyncAttempt records one sync attempt: its duration in the fsync
 // histogram and, when the flush span is recorded, an aof.fsync child span
@@ -334,21 +353,25 @@ func (f *Flush) SyncAttempt(a flush.SyncAttempt) {
 // (and its event, when it failed) and returns a context carrying it, for
 // the histogram's exemplar.
 func (f *Flush) fsyncSpan(a flush.SyncAttempt) context.Context {
-	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, f.t.logKV, AttrAttempt.Int(a.Attempt))
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, AttrAttempt.Int(a.Attempt))
 	if a.Err != nil {
 		attrs = append(attrs, AttrErrno.String(errnoName(a.Err)))
 		if a.Backoff > 0 {
 			attrs = append(attrs, AttrBackoff.Float64(a.Backoff.Seconds()))
 		}
 	}
+	// The event has the attempt, errno and backoff; the span also says
+	// which log, segment and target.
+	event := attrs
+	attrs = append(attrs, f.t.logKV, AttrSegment.Int64(int64(f.syncSegment)), AttrSyncTarget.String(f.syncTarget))
 	ctx, span := f.t.tracer.Start(f.ctx, SpanFsync, trace.WithTimestamp(a.Start), trace.WithAttributes(attrs...))
 	if a.Err != nil {
 		name := EventFsyncRetry
 		if a.Final {
 			name = EventFsyncFailed
 		}
-		f.span.AddEvent(name, trace.WithTimestamp(a.Start.Add(a.Duration)), trace.WithAttributes(attrs[1:]...))
+		f.span.AddEvent(name, trace.WithTimestamp(a.Start.Add(a.Duration)), trace.WithAttributes(event...))
 	}
 	endSpan(span, a.Err, trace.WithTimestamp(a.Start.Add(a.Duration)))
 	return ctx
