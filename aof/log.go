@@ -178,8 +178,23 @@ func (t *tailSignal) notify() {
 // Open opens the log in dir, creating it if needed, and recovers what is
 // there (see RecoveryReport). The directory is locked: a second Open of the
 // same directory, from this process or another, fails with ErrLocked until
-// this Log is closed.
+// this Log is closed. Open is OpenContext with context.Background().
 func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
+	return OpenContext(context.Background(), dir, cfg, opts...)
+}
+
+// OpenContext is Open under ctx: the aof.recover span is a child of ctx's
+// span, if it carries one, and ctx bounds recovery. A ctx done before
+// OpenContext starts fails it at once, creating nothing; one done while
+// recovery reads and scans the segments fails it before the next segment
+// is scanned, having changed nothing on disk (recovery changes the disk
+// only once every decision is made, and that last step is not
+// interrupted). The error wraps ctx.Err(). ctx is not kept: the Log
+// outlives it.
+func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*Log, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -212,8 +227,8 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		return nil, err
 	}
 	start := time.Now()
-	err = l.recover()
-	l.tel.Recovered(context.Background(), start, recoverEvents(&l.report), err)
+	err = l.recover(ctx)
+	l.tel.Recovered(ctx, start, recoverEvents(&l.report), err)
 	if err != nil {
 		l.releaseSegments()
 		lock.Unlock()
@@ -659,10 +674,12 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			if appendedAt == 0 {
 				appendedAt = s.TimestampAt(s.Durable())
 			}
+			f.Syncing(segIndex, aofotel.SyncData)
 			if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
 				return durable, flushed, fmt.Errorf("segment %d: %w", s.Header().Index, err)
 			}
 			if s.NeedsDirSync() {
+				f.Syncing(segIndex, aofotel.SyncDirectory)
 				if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
 					return durable, flushed, err
 				}
@@ -685,6 +702,7 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		l.events.publish(segmentEvent(EventSealing, s, ""))
 		err = s.WriteFooter()
 		if err == nil {
+			f.Syncing(s.Header().Index, aofotel.SyncFooter)
 			err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
 		}
 		if err == nil {

@@ -1,6 +1,7 @@
 package aof
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -75,8 +76,9 @@ func (r *RecoveryReport) truncated(t Truncation) {
 	r.TruncatedBytes += t.Bytes
 }
 
-// recover rebuilds the log's state from its directory. See Open.
-func (l *Log) recover() (err error) {
+// recover rebuilds the log's state from its directory; a done ctx stops
+// it before it scans a segment or changes the disk. See OpenContext.
+func (l *Log) recover(ctx context.Context) (err error) {
 	start := time.Now()
 	rep := &l.report
 	// Recovery decides everything first and changes the disk only once
@@ -227,6 +229,11 @@ func (l *Log) recover() (err error) {
 			nextSeq = h.BaseSeq + count
 			continue
 		}
+		// A done ctx stops recovery before the next scan: nothing on
+		// disk is changed yet.
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+		}
 		r := s.Scan(vouched(s))
 		if keeping(i) {
 			// Bad bytes after the records the cut keeps go with the
@@ -277,7 +284,10 @@ func (l *Log) recover() (err error) {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 
-	// Every decision is made: change the disk.
+	// Every decision is made: change the disk, unless ctx is done.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
 	for _, name := range temps {
 		if err := l.fs.Remove(filepath.Join(l.segDir, name)); err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)

@@ -82,6 +82,7 @@ func Errno(err error) string {
 // SyncAttempt describes one sync attempt.
 type SyncAttempt struct {
 	Attempt  int           // the attempt, from 1
+	Start    time.Time     // when the sync call began
 	Duration time.Duration // how long the sync call took
 	Err      error         // its error; nil if it succeeded
 	Backoff  time.Duration // wait before the next attempt; 0 if none follows
@@ -97,7 +98,7 @@ func (p RetryPolicy) Sync(ctx context.Context, m *Metrics, sync func() error, ob
 		m.fsyncs.Add(1)
 		start := time.Now()
 		err := sync()
-		a := SyncAttempt{Attempt: attempt, Duration: time.Since(start), Err: err}
+		a := SyncAttempt{Attempt: attempt, Start: start, Duration: time.Since(start), Err: err}
 		m.fsyncNanos.Add(a.Duration.Nanoseconds())
 		if err == nil {
 			if observe != nil {

@@ -26,8 +26,16 @@
 //     aof.flush.reason, aof.flush.mode, aof.segment, aof.flush.bytes,
 //     aof.flush.records, aof.durable.seq; links to the sampled aof.append
 //     spans it made durable; an event per failed fsync attempt
-//     (aof.fsync.retry or aof.fsync.failed with attempt, errno and backoff);
-//     status Error and error.type when the flush failed.
+//     (aof.fsync.retry with attempt, errno and backoff in seconds, or
+//     aof.fsync.failed with attempt and errno); status Error and
+//     error.type when the flush failed.
+//   - aof.fsync: child of a recorded flush, one per sync attempt, from
+//     the sync call to its return; attributes aof.log, aof.segment,
+//     aof.fsync.target (data, directory or footer), aof.fsync.attempt
+//     and, for a failed attempt, aof.fsync.errno, error.type and status Error, plus
+//     aof.fsync.backoff (seconds) when a retry follows: the next
+//     attempt's span starts after that wait. None when the flush is not
+//     recorded.
 //   - aof.flush_until: from FlushUntil's or Sync's call to its return, when
 //     the caller's context is sampled; a flush it led itself is its child,
 //     otherwise it is linked to the flush that made its record durable
@@ -71,6 +79,7 @@ const (
 	SpanAppend     = "aof.append"
 	SpanFlush      = "aof.flush"
 	SpanFlushUntil = "aof.flush_until"
+	SpanFsync      = "aof.fsync"
 	SpanSeal       = "aof.seal"
 	SpanRecover    = "aof.recover"
 	SpanTruncate   = "aof.truncate"
@@ -98,7 +107,7 @@ const (
 	AttrFlushRecords = attribute.Key("aof.flush.records")
 	AttrDurableSeq   = attribute.Key("aof.durable.seq")
 	AttrAttempt      = attribute.Key("aof.fsync.attempt")
-	AttrBackoff      = attribute.Key("aof.fsync.backoff")
+	AttrBackoff      = attribute.Key("aof.fsync.backoff") // seconds
 	AttrErrno        = attribute.Key("aof.fsync.errno")
 	AttrErrorType    = attribute.Key("error.type")
 	AttrFile         = attribute.Key("file.name")
@@ -109,6 +118,14 @@ const (
 	AttrCorrupt      = attribute.Key("aof.corrupt")
 	AttrTruncateEnd  = attribute.Key("aof.truncate.end")
 	AttrRemoved      = attribute.Key("aof.segments.removed")
+	AttrSyncTarget   = attribute.Key("aof.fsync.target")
+)
+
+// Values of aof.fsync.target: what a sync attempt makes durable.
+const (
+	SyncData      = "data"      // a segment's records
+	SyncDirectory = "directory" // the segments directory, after a segment was created
+	SyncFooter    = "footer"    // a segment's footer, when it is sealed
 )
 
 // MaxLinks caps the links of one aof.flush span (the SDK's default limit
@@ -291,6 +308,9 @@ type Flush struct {
 	span   trace.Span
 	parent trace.SpanID
 	start  time.Time
+	// What the next sync attempts are for (see Syncing).
+	syncSegment uint64
+	syncTarget  string
 }
 
 // StartFlush starts the aof.flush span of one flush; ctx is the context
@@ -300,6 +320,7 @@ type Flush struct {
 func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode) *Flush {
 	f := &t.flush
 	f.t, f.start = t, time.Now()
+	f.syncSegment, f.syncTarget = 0, ""
 	f.parent = trace.SpanContextFromContext(ctx).SpanID()
 	f.ctx, f.span = t.tracer.Start(ctx, SpanFlush, t.flushOpts[r][m]...)
 	return f
@@ -308,22 +329,52 @@ func (t *Telemetry) StartFlush(ctx context.Context, r flush.Reason, m flush.Mode
 // Context returns the flush's context, for child spans and exemplars.
 func (f *Flush) Context() context.Context { return f.ctx }
 
+// Syncing names what the next sync attempts make durable: target (one of
+// the Sync* values) of segment. It only sets the aof.fsync spans'
+// attributes.
+func (f *Flush) Syncing(segment uint64, target string) {
+	f.syncSegment, f.syncTarget = segment, target
+}
+
 // SyncAttempt records one sync attempt: its duration in the fsync
-// histogram, and an event when it failed.
+// histogram and, when the flush span is recorded, an aof.fsync child span
+// over the sync call (attempt; errno and status Error when it failed; the
+// backoff in seconds when a retry follows) and, for a failure, an event on
+// the flush span. An unrecorded flush gets neither: no span is started.
 func (f *Flush) SyncAttempt(a flush.SyncAttempt) {
-	f.t.inst.fsyncDuration.Record(f.ctx, a.Duration.Seconds(), f.t.recordOpts...)
-	if a.Err == nil || !f.span.IsRecording() {
-		return
+	ctx := f.ctx
+	if f.span.IsRecording() {
+		ctx = f.fsyncSpan(a)
 	}
-	name := EventFsyncRetry
-	if a.Final {
-		name = EventFsyncFailed
+	f.t.inst.fsyncDuration.Record(ctx, a.Duration.Seconds(), f.t.recordOpts...)
+}
+
+// fsyncSpan records the aof.fsync span of one attempt of a recorded flush
+// (and its event, when it failed) and returns a context carrying it, for
+// the histogram's exemplar.
+func (f *Flush) fsyncSpan(a flush.SyncAttempt) context.Context {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, AttrAttempt.Int(a.Attempt))
+	if a.Err != nil {
+		attrs = append(attrs, AttrErrno.String(errnoName(a.Err)))
+		if a.Backoff > 0 {
+			attrs = append(attrs, AttrBackoff.Float64(a.Backoff.Seconds()))
+		}
 	}
-	f.span.AddEvent(name, trace.WithAttributes(
-		AttrAttempt.Int(a.Attempt),
-		AttrErrno.String(errnoName(a.Err)),
-		AttrBackoff.String(a.Backoff.String()),
-	))
+	// The event has the attempt, errno and backoff; the span also says
+	// which log, segment and target.
+	event := attrs
+	attrs = append(attrs, f.t.logKV, AttrSegment.Int64(int64(f.syncSegment)), AttrSyncTarget.String(f.syncTarget))
+	ctx, span := f.t.tracer.Start(f.ctx, SpanFsync, trace.WithTimestamp(a.Start), trace.WithAttributes(attrs...))
+	if a.Err != nil {
+		name := EventFsyncRetry
+		if a.Final {
+			name = EventFsyncFailed
+		}
+		f.span.AddEvent(name, trace.WithTimestamp(a.Start.Add(a.Duration)), trace.WithAttributes(event...))
+	}
+	endSpan(span, a.Err, trace.WithTimestamp(a.Start.Add(a.Duration)))
+	return ctx
 }
 
 // Sealed records the seal of a segment as a child span of the flush.
@@ -422,13 +473,15 @@ func (t *Telemetry) Truncated(ctx context.Context, start time.Time, end, reason 
 	endSpan(span, err)
 }
 
-func endSpan(span trace.Span, err error) {
+// endSpan ends span, with status Error, the error and error.type if err
+// is not nil.
+func endSpan(span trace.Span, err error, opts ...trace.SpanEndOption) {
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		span.SetAttributes(AttrErrorType.String(errnoName(err)))
 	}
-	span.End()
+	span.End(opts...)
 }
 
 // errnoName returns the errno inside err ("EIO"), or "_OTHER".
