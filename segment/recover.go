@@ -276,7 +276,9 @@ func SealedFooter(hdr Header, m []byte) (f Footer, sealed bool, err error) {
 	if !ok {
 		return Footer{}, false, nil
 	}
-	if t.FooterOffset < HeaderSize || t.FooterLen < FooterSize(0) || t.FooterOffset+t.FooterLen > at {
+	// Compared without adding the two: a crafted length would overflow
+	// the sum past the check (a negative slice bound).
+	if t.FooterOffset < HeaderSize || t.FooterOffset > at || t.FooterLen < FooterSize(0) || t.FooterLen > at-t.FooterOffset {
 		return Footer{}, false, fmt.Errorf("%w: offset %d: trailer points at a footer [%d, +%d) outside the file", ErrCorrupt, at, t.FooterOffset, t.FooterLen)
 	}
 	f, err = DecodeFooter(m[t.FooterOffset : t.FooterOffset+t.FooterLen])
