@@ -470,16 +470,24 @@ func (l *Log) rotate(full *seg) error {
 // the log closed before the record became durable, ErrNotFound for an id
 // this log did not hand out, a *TruncatedError if retention removed the
 // record (it was made durable first) or TruncateBack removed it while it
-// waited (Back set), and ctx's error if ctx ends first.
+// waited (Back set), also for a record Reset removed (Back set if it was
+// at or past Reset's next), and ctx's error if ctx ends first.
 func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 	epoch := l.pipe.Epoch()
 	if err := l.checkID(id); err != nil {
 		return err
 	}
+	l.crash(crashFlushChecked)
 	err := l.waitDurable(ctx, id.Seq, epoch)
 	if errors.Is(err, flush.ErrLowered) {
-		// TruncateBack removed the record (after making it durable).
+		// TruncateBack or Reset removed the record (after making it
+		// durable).
 		return &TruncatedError{Seq: id.Seq, First: l.front.Load(), Next: l.nextSeq(), Back: true}
+	}
+	if err == nil && l.pipe.Epoch() != epoch && id.Seq < l.front.Load() {
+		// A Reset moved the front past the record (after making it
+		// durable) while FlushUntil waited.
+		return l.truncated(id.Seq)
 	}
 	return err
 }

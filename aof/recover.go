@@ -286,7 +286,10 @@ func (l *Log) recover() (err error) {
 	}
 	if cut != nil {
 		if err := l.finishCut(*cut, dropped, segs, scanned); err != nil {
-			return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack: %w", l.dir, err)
+			return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack or Reset: %w", l.dir, err)
+		}
+		if cut.Reset {
+			front = &segment.FrontMark{Seq: cut.LastSeq + 1}
 		}
 	}
 	for _, name := range removals {
@@ -410,7 +413,7 @@ type scannedSeg struct {
 	r segment.ScanResult
 }
 
-// finishCut completes a TruncateBack that a crash interrupted, once
+// finishCut completes a TruncateBack or Reset that a crash interrupted, once
 // recovery has decided everything and CheckMarks accepted the CUT mark: it
 // deletes the segment files the cut drops, cuts the segment that keeps the
 // cut's last record (segs' last, scanned last in scanned if unsealed), and
@@ -438,6 +441,14 @@ func (l *Log) finishCut(m segment.CutMark, dropped []string, segs []*seg, scanne
 			s.Close()
 		}
 		if _, err := cutSegment(s.Segment, m.LastSeq); err != nil {
+			return err
+		}
+	}
+	if m.Reset {
+		// FRONT says where the log continues once CUT is gone.
+		var b [segment.DurableMarkSize]byte
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: m.LastSeq + 1})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
 			return err
 		}
 	}
