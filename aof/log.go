@@ -196,10 +196,10 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
 		crashPoint: o.crashPoint,
 	}
-	if err := makeDirs(l.fs, l.segDir, 2); err != nil {
+	if err := makeDirs(l.fs, l.segDir, 2, cfg.DirMode); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
-	lock, err := l.fs.Lock(filepath.Join(dir, segment.LockFile))
+	lock, err := l.fs.Lock(filepath.Join(dir, segment.LockFile), cfg.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
@@ -219,7 +219,7 @@ func Open(dir string, cfg Config, opts ...Option) (*Log, error) {
 		lock.Unlock()
 		return nil, err
 	}
-	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize)
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode)
 	l.pipe = flush.New(flushTarget{l}, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.report.durableSeq)
 	if err := l.tel.Observe(l.observe); err != nil {
 		l.prep.stop()

@@ -365,7 +365,7 @@ func (l *Log) recover() (err error) {
 		if len(segs) > 0 {
 			index, base = segs[len(segs)-1].Header().Index+1, nextSeq
 		}
-		ns, err := segment.Prepare(l.fs, l.segDir, 0, l.cfg.SegmentSize)
+		ns, err := segment.Prepare(l.fs, l.segDir, 0, l.cfg.SegmentSize, l.cfg.FileMode)
 		if err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
@@ -510,14 +510,14 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 	t := Truncation{File: filepath.Base(s.Path()), Segment: h.Index, Offset: r.End, Bytes: r.Garbage,
 		Reason: "torn tail: bad or partial record with no later record vouching it was durable"}
 	if r.Corrupt != nil { // repair mode: strict recovery failed before this
-		if err := makeDirs(l.fs, l.repairDir(), 1); err != nil {
+		if err := makeDirs(l.fs, l.repairDir(), 1, l.cfg.DirMode); err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
 		t.Corrupt = true
 		t.Reason = r.Corrupt.Error()
 		t.KeptAt = filepath.Join(l.repairDir(), fmt.Sprintf("%s.cut-at-%d", t.File, r.End))
 	}
-	if err := s.Cut(r, t.KeptAt); err != nil {
+	if err := s.Cut(r, t.KeptAt, l.cfg.FileMode); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 	l.report.truncated(t)
@@ -615,7 +615,7 @@ func (l *Log) writeDurableMark(s *seg) error {
 	segment.EncodeDurableMark(b[:], segment.DurableMark{Index: s.Header().Index, Offset: s.Durable()})
 	tmp := l.durableMarkPath() + ".tmp"
 	l.fs.Remove(tmp)
-	if err := segment.WriteFileSync(l.fs, tmp, b[:]); err != nil {
+	if err := segment.WriteFileSync(l.fs, tmp, b[:], l.cfg.FileMode); err != nil {
 		return err
 	}
 	if err := l.fs.Rename(tmp, l.durableMarkPath()); err != nil {
@@ -629,7 +629,7 @@ func (l *Log) repairDir() string { return filepath.Join(l.dir, "repair") }
 // moveToRepair moves segment files out of the log into its repair
 // directory (repair mode only) and reports them as cut.
 func (l *Log) moveToRepair(names []string, why error) error {
-	if err := makeDirs(l.fs, l.repairDir(), 1); err != nil {
+	if err := makeDirs(l.fs, l.repairDir(), 1, l.cfg.DirMode); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 	for _, name := range names {

@@ -61,7 +61,7 @@ func (l *Log) cutMarkPath() string   { return filepath.Join(l.dir, segment.CutFi
 func (l *Log) writeMark(path string, b []byte) error {
 	tmp := path + ".tmp"
 	l.fs.Remove(tmp)
-	if err := segment.WriteFileSync(l.fs, tmp, b); err != nil {
+	if err := segment.WriteFileSync(l.fs, tmp, b, l.cfg.FileMode); err != nil {
 		return err
 	}
 	if err := l.fs.Rename(tmp, path); err != nil {

@@ -846,3 +846,70 @@ func TestResetMarkVerifyAndSpan(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12, file modes: the tool only reads. Every command leaves every
+// file and directory of a log as it found it, modes included, for a log
+// with the default private modes and one with widened modes.
+func TestToolNeverChangesModes(t *testing.T) {
+	for _, c := range []struct {
+		cfg       aof.Config
+		file, dir fs.FileMode
+	}{
+		{smallSegments, 0o600, 0o700},
+		{aof.Config{SegmentSize: 64 << 10, FileMode: 0o640, DirMode: 0o750}, 0o640, 0o750},
+	} {
+		dir := filepath.Join(t.TempDir(), "log")
+		l, err := aof.Open(dir, c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 500; i++ {
+			if _, err := l.Append(bg, payload(i, 300)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.TruncateFront(bg, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, dir)
+		for _, args := range [][]string{
+			{"inspect", dir},
+			{"verify", dir},
+			{"dump", dir, "--format", "json"},
+			{"tail", dir, "-n", "3"},
+			{"stats", dir},
+		} {
+			if out, errOut, code := aofRun(t, args...); code != exitOK || out == "" {
+				t.Errorf("aof %q: exit %d\n%s", args, code, errOut)
+			}
+		}
+		after := snapshot(t, dir)
+		if fmt.Sprint(before) != fmt.Sprint(after) {
+			t.Errorf("the tool changed the log:\nbefore %v\nafter  %v", before, after)
+		}
+		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			want := c.file
+			if d.IsDir() {
+				want = c.dir
+			}
+			// The umask may narrow them, never widen.
+			if info.Mode().Perm()&^want != 0 {
+				t.Errorf("%s: mode %v, want at most %v", path, info.Mode(), want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
