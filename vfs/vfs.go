@@ -197,8 +197,8 @@ func fileKind(m fs.FileMode) string {
 	return "not a regular file (" + m.Type().String() + ")"
 }
 
-func (osFS) Remove(path string) error             { return os.Remove(path) }
-func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+func (osFS) Remove(path string) error                     { return os.Remove(path) }
+func (osFS) Rename(oldpath, newpath string) error         { return os.Rename(oldpath, newpath) }
 func (osFS) MkdirAll(path string, perm fs.FileMode) error { return os.MkdirAll(path, perm) }
 
 func (osFS) ReadDir(path string) ([]string, error) {
