@@ -3,6 +3,7 @@ package aof
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -66,6 +67,18 @@ type Config struct {
 	// every segment before it). Checked when a segment is sealed and
 	// every RetainAge/4 (at least each second, at most each minute).
 	RetainAge time.Duration
+	// FileMode is the permission bits of the files the log creates
+	// (segments, the DURABLE, FRONT and CUT marks, LOCK, and copies kept
+	// in the repair directory); DirMode those of the directories it
+	// creates (the log's directory and missing parents, segments,
+	// repair). Default 0600 and 0700: a log often holds secrets. Widen
+	// them to share the log with a group, e.g. 0640 and 0750. The
+	// process's umask applies on top; files and directories that exist
+	// already keep their modes. FileMode must include 0600 and DirMode
+	// 0700 (the log reads and writes its own files), and neither may
+	// have bits beyond 0777.
+	FileMode fs.FileMode
+	DirMode  fs.FileMode
 }
 
 // Default values of Config.
@@ -74,6 +87,8 @@ const (
 	DefaultFlushWatermark = 1 << 20
 	DefaultFlushInterval  = 5 * time.Millisecond
 	DefaultMaxUnflushed   = 64 << 20
+	DefaultFileMode       = fs.FileMode(0o600)
+	DefaultDirMode        = fs.FileMode(0o700)
 )
 
 // withDefaults returns c with zero fields set to their defaults, or an
@@ -93,6 +108,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Retry == (flush.RetryPolicy{}) {
 		c.Retry = flush.DefaultRetryPolicy
+	}
+	if c.FileMode == 0 {
+		c.FileMode = DefaultFileMode
+	}
+	if c.DirMode == 0 {
+		c.DirMode = DefaultDirMode
 	}
 	var errs []error
 	if err := segment.CheckSize(c.SegmentSize); err != nil {
@@ -115,6 +136,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RetainAge < 0 {
 		errs = append(errs, fmt.Errorf("RetainAge %v: must be positive, or 0 for no limit", c.RetainAge))
+	}
+	if c.FileMode&^fs.ModePerm != 0 || c.FileMode&0o600 != 0o600 {
+		errs = append(errs, fmt.Errorf("FileMode %#o: must include 0600 and have no bits beyond 0777", uint32(c.FileMode)))
+	}
+	if c.DirMode&^fs.ModePerm != 0 || c.DirMode&0o700 != 0o700 {
+		errs = append(errs, fmt.Errorf("DirMode %#o: must include 0700 and have no bits beyond 0777", uint32(c.DirMode)))
 	}
 	if c.Recovery > RecoverRepair {
 		errs = append(errs, fmt.Errorf("recovery mode %d: unknown (RecoverStrict or RecoverRepair)", c.Recovery))

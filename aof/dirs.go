@@ -15,8 +15,9 @@ import (
 // (as the flusher does for segments/) does not do it. makeDirs syncs the
 // parent of every directory it creates, and the parents of the last keep
 // directories of dir whether it created them or not: an earlier run may
-// have created them and crashed before it synced.
-func makeDirs(fsys vfs.FS, dir string, keep int) error {
+// have created them and crashed before it synced. Directories it creates
+// get permission bits perm.
+func makeDirs(fsys vfs.FS, dir string, keep int, perm fs.FileMode) error {
 	var sync []string // deepest first, each once
 	d := filepath.Clean(dir)
 	for i := 0; ; i++ {
@@ -31,7 +32,7 @@ func makeDirs(fsys vfs.FS, dir string, keep int) error {
 		}
 		d = parent
 	}
-	if err := fsys.MkdirAll(dir); err != nil {
+	if err := fsys.MkdirAll(dir, perm); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	for _, d := range sync {

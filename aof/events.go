@@ -14,7 +14,7 @@ type EventKind uint8
 // Segment lifecycle events, in the order a segment goes through them.
 const (
 	// EventActivated: the segment started taking appends (a rollover,
-	// or the fresh segment after TruncateBack).
+	// or the fresh segment after TruncateBack or Reset).
 	EventActivated EventKind = iota + 1
 	// EventSealing: the segment is full and durable; its footer is being
 	// written.
@@ -22,8 +22,8 @@ const (
 	// EventSealed: the footer is durable; the segment is read-only. Also
 	// sent when TruncateBack cuts a segment and seals it at the cut.
 	EventSealed
-	// EventRemoved: retention (TruncateFront, RetainBytes, RetainAge) or
-	// TruncateBack deleted the segment file.
+	// EventRemoved: retention (TruncateFront, RetainBytes, RetainAge),
+	// TruncateBack or Reset deleted the segment file.
 	EventRemoved
 )
 
@@ -53,7 +53,7 @@ type SegmentEvent struct {
 	Records  uint64
 	Bytes    int64
 	// Reason says why a segment was removed or cut: "truncate-front",
-	// "retain-bytes", "retain-age" or "truncate-back".
+	// "retain-bytes", "retain-age", "truncate-back" or "reset".
 	Reason string
 	Time   time.Time
 }

@@ -211,10 +211,10 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
 		crashPoint: o.crashPoint,
 	}
-	if err := makeDirs(l.fs, l.segDir, 2); err != nil {
+	if err := makeDirs(l.fs, l.segDir, 2, cfg.DirMode); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
-	lock, err := l.fs.Lock(filepath.Join(dir, segment.LockFile))
+	lock, err := l.fs.Lock(filepath.Join(dir, segment.LockFile), cfg.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}
@@ -234,7 +234,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		lock.Unlock()
 		return nil, err
 	}
-	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize)
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode)
 	l.pipe = flush.New(flushTarget{l}, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.report.durableSeq)
 	if err := l.tel.Observe(l.observe); err != nil {
 		l.prep.stop()
@@ -485,16 +485,24 @@ func (l *Log) rotate(full *seg) error {
 // the log closed before the record became durable, ErrNotFound for an id
 // this log did not hand out, a *TruncatedError if retention removed the
 // record (it was made durable first) or TruncateBack removed it while it
-// waited (Back set), and ctx's error if ctx ends first.
+// waited (Back set), also for a record Reset removed (Back set if it was
+// at or past Reset's next), and ctx's error if ctx ends first.
 func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 	epoch := l.pipe.Epoch()
 	if err := l.checkID(id); err != nil {
 		return err
 	}
+	l.crash(crashFlushChecked)
 	err := l.waitDurable(ctx, id.Seq, epoch)
 	if errors.Is(err, flush.ErrLowered) {
-		// TruncateBack removed the record (after making it durable).
+		// TruncateBack or Reset removed the record (after making it
+		// durable).
 		return &TruncatedError{Seq: id.Seq, First: l.front.Load(), Next: l.nextSeq(), Back: true}
+	}
+	if err == nil && l.pipe.Epoch() != epoch && id.Seq < l.front.Load() {
+		// A Reset moved the front past the record (after making it
+		// durable) while FlushUntil waited.
+		return l.truncated(id.Seq)
 	}
 	return err
 }

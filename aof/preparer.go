@@ -1,6 +1,7 @@
 package aof
 
 import (
+	"io/fs"
 	"sync"
 
 	"github.com/aof2/aof2/segment"
@@ -14,6 +15,7 @@ type preparer struct {
 	fs   vfs.FS
 	dir  string
 	size int64
+	perm fs.FileMode
 
 	mu    sync.Mutex
 	cond  sync.Cond
@@ -26,11 +28,12 @@ type preparer struct {
 	done  chan struct{}
 }
 
-func startPreparer(fs vfs.FS, dir string, size int64) *preparer {
+func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode) *preparer {
 	p := &preparer{
-		fs:    fs,
+		fs:    fsys,
 		dir:   dir,
 		size:  size,
+		perm:  perm,
 		kickc: make(chan struct{}, 1),
 		stopc: make(chan struct{}),
 		done:  make(chan struct{}),
@@ -68,7 +71,7 @@ func (p *preparer) run() {
 		p.mu.Unlock()
 		// A failure (a full disk, say) is not kept: take retries on the
 		// appender's goroutine and returns the error there.
-		s, _ := segment.Prepare(p.fs, p.dir, id, p.size)
+		s, _ := segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 		p.mu.Lock()
 		p.ready, p.busy = s, false
 		p.cond.Broadcast()
@@ -91,7 +94,7 @@ func (p *preparer) take() (*segment.Segment, error) {
 	if s != nil {
 		return s, nil
 	}
-	return segment.Prepare(p.fs, p.dir, id, p.size)
+	return segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 }
 
 // stop stops the goroutine and removes a prepared segment nobody took.

@@ -296,7 +296,10 @@ func (l *Log) recover(ctx context.Context) (err error) {
 	}
 	if cut != nil {
 		if err := l.finishCut(*cut, dropped, segs, scanned); err != nil {
-			return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack: %w", l.dir, err)
+			return fmt.Errorf("aof2: recover %s: complete an interrupted TruncateBack or Reset: %w", l.dir, err)
+		}
+		if cut.Reset {
+			front = &segment.FrontMark{Seq: cut.LastSeq + 1}
 		}
 	}
 	for _, name := range removals {
@@ -372,7 +375,7 @@ func (l *Log) recover(ctx context.Context) (err error) {
 		if len(segs) > 0 {
 			index, base = segs[len(segs)-1].Header().Index+1, nextSeq
 		}
-		ns, err := segment.Prepare(l.fs, l.segDir, 0, l.cfg.SegmentSize)
+		ns, err := segment.Prepare(l.fs, l.segDir, 0, l.cfg.SegmentSize, l.cfg.FileMode)
 		if err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
@@ -420,7 +423,7 @@ type scannedSeg struct {
 	r segment.ScanResult
 }
 
-// finishCut completes a TruncateBack that a crash interrupted, once
+// finishCut completes a TruncateBack or Reset that a crash interrupted, once
 // recovery has decided everything and CheckMarks accepted the CUT mark: it
 // deletes the segment files the cut drops, cuts the segment that keeps the
 // cut's last record (segs' last, scanned last in scanned if unsealed), and
@@ -448,6 +451,14 @@ func (l *Log) finishCut(m segment.CutMark, dropped []string, segs []*seg, scanne
 			s.Close()
 		}
 		if _, err := cutSegment(s.Segment, m.LastSeq); err != nil {
+			return err
+		}
+	}
+	if m.Reset {
+		// FRONT says where the log continues once CUT is gone.
+		var b [segment.DurableMarkSize]byte
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: m.LastSeq + 1})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
 			return err
 		}
 	}
@@ -509,14 +520,14 @@ func (l *Log) cutScanned(s *seg, r segment.ScanResult) error {
 	t := Truncation{File: filepath.Base(s.Path()), Segment: h.Index, Offset: r.End, Bytes: r.Garbage,
 		Reason: "torn tail: bad or partial record with no later record vouching it was durable"}
 	if r.Corrupt != nil { // repair mode: strict recovery failed before this
-		if err := makeDirs(l.fs, l.repairDir(), 1); err != nil {
+		if err := makeDirs(l.fs, l.repairDir(), 1, l.cfg.DirMode); err != nil {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
 		t.Corrupt = true
 		t.Reason = r.Corrupt.Error()
 		t.KeptAt = filepath.Join(l.repairDir(), fmt.Sprintf("%s.cut-at-%d", t.File, r.End))
 	}
-	if err := s.Cut(r, t.KeptAt); err != nil {
+	if err := s.Cut(r, t.KeptAt, l.cfg.FileMode); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 	l.report.truncated(t)
@@ -614,7 +625,7 @@ func (l *Log) writeDurableMark(s *seg) error {
 	segment.EncodeDurableMark(b[:], segment.DurableMark{Index: s.Header().Index, Offset: s.Durable()})
 	tmp := l.durableMarkPath() + ".tmp"
 	l.fs.Remove(tmp)
-	if err := segment.WriteFileSync(l.fs, tmp, b[:]); err != nil {
+	if err := segment.WriteFileSync(l.fs, tmp, b[:], l.cfg.FileMode); err != nil {
 		return err
 	}
 	if err := l.fs.Rename(tmp, l.durableMarkPath()); err != nil {
@@ -628,7 +639,7 @@ func (l *Log) repairDir() string { return filepath.Join(l.dir, "repair") }
 // moveToRepair moves segment files out of the log into its repair
 // directory (repair mode only) and reports them as cut.
 func (l *Log) moveToRepair(names []string, why error) error {
-	if err := makeDirs(l.fs, l.repairDir(), 1); err != nil {
+	if err := makeDirs(l.fs, l.repairDir(), 1, l.cfg.DirMode); err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 	for _, name := range names {

@@ -40,6 +40,12 @@ const (
 	crashCutRemove   = "cut-removing"   // some later segments removed
 	crashCutSealed   = "cut-sealed"     // the kept segment cut and sealed
 	crashCutDone     = "cut-done"       // CUT removed: the cut is complete
+	crashResetMarked = "reset-marked"   // Reset's CUT durable, FRONT not
+	crashResetFront  = "reset-front"    // Reset's CUT and FRONT durable
+
+	// Not a disk change: FlushUntil checked its RecordID and is about
+	// to wait (a test runs a Reset there).
+	crashFlushChecked = "flush-until-checked"
 )
 
 func (l *Log) crash(point string) {
@@ -55,7 +61,7 @@ func (l *Log) cutMarkPath() string   { return filepath.Join(l.dir, segment.CutFi
 func (l *Log) writeMark(path string, b []byte) error {
 	tmp := path + ".tmp"
 	l.fs.Remove(tmp)
-	if err := segment.WriteFileSync(l.fs, tmp, b); err != nil {
+	if err := segment.WriteFileSync(l.fs, tmp, b, l.cfg.FileMode); err != nil {
 		return err
 	}
 	if err := l.fs.Rename(tmp, path); err != nil {
@@ -250,7 +256,7 @@ func (l *Log) dropFront(gone []*seg, reason string) {
 // hold may change under them. RecordIDs of removed records must not be
 // used again (their sequence numbers are handed out anew). A failure
 // while cutting fail-stops the log; reopening it completes the cut.
-func (l *Log) TruncateBack(ctx context.Context, last uint64) (err error) {
+func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 	l.retainMu.Lock()
 	defer l.retainMu.Unlock()
 	l.rotateMu.Lock()
@@ -265,6 +271,56 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) (err error) {
 	if last+1 == next {
 		return nil
 	}
+	return l.cutBack(ctx, last, false)
+}
+
+// Reset empties the log and continues it at sequence number next: the
+// next Append gets next, and FirstSeq() and NextSeq() are next. next may
+// be any value from 1 on, below, inside or above the range the log holds:
+// what a Raft log store does after it installed a snapshot (next is the
+// snapshot's last index plus one). Reset on a log that is empty at next
+// already changes nothing; next 0 wraps ErrNotFound.
+//
+// Like TruncateBack it makes every record durable first, then removes
+// every segment file and continues in a fresh segment; appends wait while
+// it runs. It is crash-safe: a durable CUT mark (a reset's) decides it
+// before anything changes, then the FRONT mark is set to next, and Open
+// completes it, so after a crash the log is either as it was before or
+// empty at next, never in between.
+//
+// Every record is removed, with the effect of a TruncateFront(next) and a
+// TruncateBack(next-1) at once. A Reader or follower whose next record is
+// below next gets a *TruncatedError with Back false, one whose next record
+// is above next one with Back true (and Next next); either way the
+// error's First is next, where the new records start. A Reader at exactly next goes
+// on with the new records. FlushUntil of a removed record returns a
+// *TruncatedError (the record was made durable, then removed), also when
+// it waited when Reset ran. Subscribe delivers EventRemoved with reason
+// "reset" for each removed segment, then EventActivated for the fresh one.
+// The "since open" counters of Metrics never go down: AppendedRecords
+// and AppendedBytes count appends, not sequence numbers. RecordIDs of
+// removed records must not be used again. A failure while resetting
+// fail-stops the log; reopening it completes the reset.
+func (l *Log) Reset(ctx context.Context, next uint64) error {
+	l.retainMu.Lock()
+	defer l.retainMu.Unlock()
+	l.rotateMu.Lock()
+	defer l.rotateMu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if next == 0 {
+		return fmt.Errorf("%w: cannot reset to seq 0: sequence numbers start at 1", ErrNotFound)
+	}
+	if l.front.Load() == next && l.nextSeq() == next {
+		return nil // empty at next already
+	}
+	return l.cutBack(ctx, next-1, true)
+}
+
+// cutBack is TruncateBack(last), or with reset Reset(last+1), once the
+// arguments are checked, under retainMu and rotateMu.
+func (l *Log) cutBack(ctx context.Context, last uint64, reset bool) (err error) {
 	// Stop appends: appenders find the active segment full and wait in
 	// rotate for rotateMu, then continue in the segment made below. An
 	// appender may still be copying into any segment not yet sealed (it
@@ -277,12 +333,16 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) (err error) {
 	defer l.tail.notify() // Written followers look again
 	start, removed := time.Now(), l.removedSegs.Load()
 	defer func() {
-		l.tel.Truncated(ctx, start, "back", "truncate-back", last, int(l.removedSegs.Load()-removed), err)
+		end, reason, seq := "back", "truncate-back", last
+		if reset {
+			end, reason, seq = "all", "reset", last+1
+		}
+		l.tel.Truncated(ctx, start, end, reason, seq, int(l.removedSegs.Load()-removed), err)
 	}()
 	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (uint64, error) {
 		gen := l.cutGen.Add(1) // odd: readers wait for the cut to end
 		defer l.cutGen.Add(1)
-		next, err := l.cut(last)
+		next, err := l.cut(last, reset)
 		if err == nil {
 			l.recordCut(gen+1, next)
 		}
@@ -321,9 +381,14 @@ func (l *Log) cutFloor(gen uint64) (uint64, bool) {
 }
 
 // cut is TruncateBack once every record is durable and every segment
-// but the active one sealed, under the flush lock and rotateMu. It
-// returns the new durable frontier.
-func (l *Log) cut(last uint64) (uint64, error) {
+// but the active one sealed, under the flush lock and rotateMu; with
+// reset it is Reset(last+1), which removes every segment and moves the
+// front to last+1. It returns the new durable frontier.
+func (l *Log) cut(last uint64, reset bool) (uint64, error) {
+	op, why := fmt.Sprintf("truncate back to %d", last), "truncate-back"
+	if reset {
+		op, why = fmt.Sprintf("reset to %d", last+1), "reset"
+	}
 	l.segMu.RLock()
 	segs := append([]*seg(nil), l.segs...)
 	l.segMu.RUnlock()
@@ -335,18 +400,35 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	oldNext := tail.Header().BaseSeq + oldCount
 	keep := -1 // segs[keep] holds last; -1 if no segment keeps a record
 	for i, s := range segs {
-		if s.Contains(last) {
+		if s.Contains(last) && !reset {
 			keep = i
 		}
 		// The cut is decided once CUT is durable, and Open can only
 		// complete it over durable records.
 		if end, _ := s.Reserved(); !s.Sealed() && s.Durable() < end {
-			return 0, fmt.Errorf("aof2: truncate back to %d: segment %d is durable up to offset %d of %d; no cut decided", last, s.Header().Index, s.Durable(), end)
+			return 0, fmt.Errorf("aof2: %s: segment %d is durable up to offset %d of %d; no cut decided", op, s.Header().Index, s.Durable(), end)
 		}
 	}
 	l.crash(crashCutBegin)
 	var b [segment.DurableMarkSize]byte
-	if keep < 0 {
+	if reset {
+		// The reset's CUT decides it: Open completes it whatever
+		// FRONT says. Then FRONT, which says where the log stands
+		// once the segments and CUT are gone. FRONT first would move
+		// the front into or past the old records with nothing yet
+		// decided.
+		segment.EncodeCutMark(b[:], segment.CutMark{LastSeq: last, Reset: true})
+		if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
+			return 0, fmt.Errorf("aof2: %s: %w", op, err)
+		}
+		l.crash(crashResetMarked)
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
+			return 0, fmt.Errorf("aof2: %s: %w", op, err)
+		}
+		l.crash(crashResetFront)
+	}
+	if keep < 0 && !reset {
 		// Every segment file goes: the FRONT mark is then all that
 		// says where the log stands (recovery starts a log with no
 		// segment at it). last+1 is the front already, but the mark
@@ -354,33 +436,40 @@ func (l *Log) cut(last uint64) (uint64, error) {
 		// segment's first record without writing it).
 		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
 		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
-			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+			return 0, fmt.Errorf("aof2: %s: %w", op, err)
 		}
 	}
-	mark := segment.CutMark{LastSeq: last}
-	if keep >= 0 {
-		mark.Index = segs[keep].Header().Index
+	if !reset {
+		mark := segment.CutMark{LastSeq: last}
+		if keep >= 0 {
+			mark.Index = segs[keep].Header().Index
+		}
+		segment.EncodeCutMark(b[:], mark)
+		if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
+			return 0, fmt.Errorf("aof2: %s: %w", op, err)
+		}
+		l.crash(crashCutMarked)
 	}
-	segment.EncodeCutMark(b[:], mark)
-	if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
-		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
-	}
-	l.crash(crashCutMarked)
 	for i := len(segs) - 1; i > keep; i-- {
 		if err := l.fs.Remove(segs[i].Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+			return 0, fmt.Errorf("aof2: %s: %w", op, err)
 		}
 		l.crash(crashCutRemove)
 	}
 	if err := l.fs.SyncDir(l.segDir); err != nil {
-		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+		return 0, fmt.Errorf("aof2: %s: %w", op, err)
 	}
 	index, pos := segs[0].Header().Index, segs[0].pos
+	if reset {
+		// A fresh index: a RecordID handed out before the reset never
+		// names the new segment.
+		index = segs[len(segs)-1].Header().Index + 1
+	}
 	if keep >= 0 {
 		s := segs[keep]
 		changed, err := cutSegment(s.Segment, last)
 		if err != nil {
-			return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+			return 0, fmt.Errorf("aof2: %s: %w", op, err)
 		}
 		if changed {
 			l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
@@ -396,7 +485,7 @@ func (l *Log) cut(last uint64) (uint64, error) {
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("aof2: truncate back to %d: new segment %d: %w", last, index, err)
+		return 0, fmt.Errorf("aof2: %s: new segment %d: %w", op, index, err)
 	}
 	l.prep.kick()
 	fresh := &seg{Segment: ns, pos: pos}
@@ -404,21 +493,26 @@ func (l *Log) cut(last uint64) (uint64, error) {
 	// its first flush, like any segment's (before that, Open makes a
 	// fresh one).
 	if err := l.removeMark(l.cutMarkPath()); err != nil {
-		return 0, fmt.Errorf("aof2: truncate back to %d: %w", last, err)
+		return 0, fmt.Errorf("aof2: %s: %w", op, err)
 	}
 	l.crash(crashCutDone)
 
 	l.cutBytes.Add(tail.pos + oldEnd - pos - segment.HeaderSize)
+	// Wraps for a Reset above the old end: AppendedRecords, next plus
+	// cutRecords, stays what it was.
 	l.cutRecords.Add(oldNext - (last + 1))
 	l.segMu.Lock()
 	l.segs = append(segs[:keep+1:keep+1], fresh)
 	l.pending = []*seg{fresh}
 	l.segMu.Unlock()
 	l.durablePos.Store(pos + segment.HeaderSize)
+	if reset {
+		l.front.Store(last + 1)
+	}
 	l.active.Store(fresh)
 	l.removedSegs.Add(uint64(len(segs) - keep - 1))
 	for _, s := range segs[keep+1:] {
-		l.events.publish(segmentEvent(EventRemoved, s, "truncate-back"))
+		l.events.publish(segmentEvent(EventRemoved, s, why))
 		s.Release()
 	}
 	l.events.publish(segmentEvent(EventActivated, fresh, ""))

@@ -15,14 +15,14 @@ import (
 	"time"
 )
 
-// Truncation crash test: a child process runs TruncateFront or
-// TruncateBack on a copy of a prepared log and kills itself with SIGKILL
-// at a chosen point inside it; the parent reopens the log and checks that
-// it shows the old or the new end (front), never a mix, with every record
-// intact.
+// Truncation crash test: a child process runs TruncateFront, TruncateBack
+// or Reset on a copy of a prepared log and kills itself with SIGKILL at a
+// chosen point inside it; the parent reopens the log and checks that it
+// shows the old or the new end (front), never a mix, with every record
+// intact: for Reset, the log as before or empty at the reset's next.
 const (
 	truncChildEnv = "AOF2_TRUNC_CHILD" // log directory; switches the child on
-	truncOpEnv    = "AOF2_TRUNC_OP"    // "front SEQ" or "back SEQ"
+	truncOpEnv    = "AOF2_TRUNC_OP"    // "front SEQ", "back SEQ" or "reset SEQ"
 	truncPointEnv = "AOF2_TRUNC_POINT" // crash point name and hit, "name/k"
 	truncRecords  = 3000
 )
@@ -66,6 +66,8 @@ func TestTruncationCrashChild(t *testing.T) {
 		err = l.TruncateFront(ctx, seq)
 	case "back":
 		err = l.TruncateBack(ctx, seq)
+	case "reset":
+		err = l.Reset(ctx, seq)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -86,34 +88,83 @@ func TestTruncationCrashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	nsegs := len(segmentFiles(t, template))
-	cases := []struct {
+	// For Reset: the same log with its front at 1500, and an empty log.
+	fronted := t.TempDir()
+	copyDir(t, template, fronted)
+	l = openT(t, fronted, retentionCfg)
+	if err := l.TruncateFront(ctx, 1500); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	if err := openT(t, empty, retentionCfg).Close(); err != nil {
+		t.Fatal(err)
+	}
+	templates := map[string]string{"": template, "fronted": fronted, "empty": empty}
+	type tcase struct {
 		op    string
 		seq   uint64
 		point string
 		// decided: the crash came after the change was made durable,
 		// so the new end (front) must show.
 		decided bool
-	}{
-		{"back", 700, crashCutDrain + "/1", false},
-		{"back", 700, crashCutBegin + "/1", false},
-		{"back", 700, crashCutMarked + "/1", true},
-		{"back", 700, crashCutRemove + "/1", true},
-		{"back", 700, crashCutRemove + "/3", true},
-		{"back", 700, crashCutSealed + "/1", true},
-		{"back", 700, crashCutDone + "/1", true},
-		{"back", 2990, crashCutMarked + "/1", true}, // inside the active segment
-		{"back", 2990, crashCutSealed + "/1", true},
-		{"back", 0, crashCutRemove + "/2", true}, // everything
-		{"back", 0, crashCutDone + "/1", true},
-		{"front", 1500, crashFrontMarked + "/1", true},
-		{"front", 1500, crashFrontRemove + "/1", true},
-		{"front", 1500, crashFrontRemove + "/2", true},
-		{"front", 1500, "never/1", true},
+		// from names the template for Reset: "" (the log [1, 3001)),
+		// "fronted" ([1500, 3001)) or "empty" ([1, 1)).
+		from string
 	}
+	resetPoints := []struct {
+		point   string
+		decided bool
+	}{
+		{crashCutDrain + "/1", false},
+		{crashCutBegin + "/1", false},
+		{crashResetMarked + "/1", true},
+		{crashResetFront + "/1", true},
+		{crashCutRemove + "/1", true},
+		{crashCutSealed + "/1", true},
+		{crashCutDone + "/1", true},
+		{"never/1", true},
+	}
+	var resets []tcase
+	for _, r := range []struct {
+		from string
+		seq  uint64
+	}{{"fronted", 100}, {"", 5000}, {"empty", 700}, {"", 1000}} {
+		for _, p := range resetPoints {
+			resets = append(resets, tcase{"reset", r.seq, p.point, p.decided, r.from})
+		}
+	}
+	resets = append(resets, tcase{"reset", 100, crashCutRemove + "/3", true, "fronted"})
+	cases := append(resets, []tcase{
+		{"back", 700, crashCutDrain + "/1", false, ""},
+		{"back", 700, crashCutBegin + "/1", false, ""},
+		{"back", 700, crashCutMarked + "/1", true, ""},
+		{"back", 700, crashCutRemove + "/1", true, ""},
+		{"back", 700, crashCutRemove + "/3", true, ""},
+		{"back", 700, crashCutSealed + "/1", true, ""},
+		{"back", 700, crashCutDone + "/1", true, ""},
+		{"back", 2990, crashCutMarked + "/1", true, ""}, // inside the active segment
+		{"back", 2990, crashCutSealed + "/1", true, ""},
+		{"back", 0, crashCutRemove + "/2", true, ""}, // everything
+		{"back", 0, crashCutDone + "/1", true, ""},
+		{"front", 1500, crashFrontMarked + "/1", true, ""},
+		{"front", 1500, crashFrontRemove + "/1", true, ""},
+		{"front", 1500, crashFrontRemove + "/2", true, ""},
+		{"front", 1500, "never/1", true, ""},
+	}...)
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%s-%d-%s", tc.op, tc.seq, tc.point), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s%s-%d-%s", tc.from, tc.op, tc.seq, tc.point), func(t *testing.T) {
 			dir := t.TempDir()
-			copyDir(t, template, dir)
+			copyDir(t, templates[tc.from], dir)
+			oldFirst, oldNext := uint64(1), uint64(truncRecords+1)
+			switch tc.from {
+			case "fronted":
+				oldFirst = 1500
+			case "empty":
+				oldNext = 1
+			}
 			cmd := exec.Command(os.Args[0], "-test.run=^TestTruncationCrashChild$", "-test.timeout=1m")
 			cmd.Env = append(os.Environ(), truncChildEnv+"="+dir,
 				truncOpEnv+"="+fmt.Sprintf("%s %d", tc.op, tc.seq), truncPointEnv+"="+tc.point)
@@ -135,6 +186,19 @@ func TestTruncationCrashes(t *testing.T) {
 				if first != 1 || (next != truncRecords+1 || tc.decided) && next != tc.seq+1 {
 					t.Fatalf("after a crash in TruncateBack(%d): log [%d, %d), want [1, %d) or, once decided, [1, %d)",
 						tc.seq, first, next, truncRecords+1, tc.seq+1)
+				}
+				if _, err := l.Read(next, nil); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Read(%d) past the end: %v", next, err)
+				}
+			case "reset":
+				// As before, or, once decided, empty at seq.
+				if (first != oldFirst || next != oldNext || tc.decided) && (first != tc.seq || next != tc.seq) {
+					t.Fatalf("after a crash in Reset(%d): log [%d, %d), want [%d, %d) or, once decided, [%d, %d)",
+						tc.seq, first, next, oldFirst, oldNext, tc.seq, tc.seq)
+				}
+				if first > 1 {
+					_, err := l.Read(first-1, nil)
+					wantTruncated(t, err, first, false)
 				}
 				if _, err := l.Read(next, nil); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("Read(%d) past the end: %v", next, err)

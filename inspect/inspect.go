@@ -170,8 +170,11 @@ func (d *Dir) Vouched(index uint64) int64 {
 //
 // While a CUT mark is there (a TruncateBack under way, or interrupted by a
 // crash), the segments it drops are not counted: the log is what the
-// writer's Open keeps.
+// writer's Open keeps. A Reset's CUT drops them all and sets the front.
 func (d *Dir) FirstRetained() uint64 {
+	if d.HasCut && d.CutErr == nil && d.Cut.Reset {
+		return d.Cut.LastSeq + 1
+	}
 	first := uint64(1)
 	for _, f := range d.Files {
 		if !d.Dropped(f.Index) {

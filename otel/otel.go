@@ -45,10 +45,11 @@
 //   - aof.seal: child of the flush that sealed a segment.
 //   - aof.recover: at Open; an event per segment (trusted, scanned,
 //     truncated with offset, bytes and aof.corrupt, removed).
-//   - aof.truncate: one per TruncateFront, TruncateBack or retention pass
-//     that changed the log; attributes aof.truncate.end (front or back),
-//     aof.reason (truncate-front, truncate-back, retain-bytes, retain-age),
-//     aof.seq (the new first record, or the last one kept) and
+//   - aof.truncate: one per TruncateFront, TruncateBack, Reset or
+//     retention pass that changed the log; attributes aof.truncate.end
+//     (front, back, or all for a Reset), aof.reason (truncate-front,
+//     truncate-back, retain-bytes, retain-age, reset), aof.seq (the new
+//     first record, the last one kept, or a Reset's next) and
 //     aof.segments.removed; status Error when it failed.
 package otel
 

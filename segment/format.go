@@ -439,18 +439,38 @@ func DecodeFrontMark(b []byte) (FrontMark, error) {
 // no segment keeps a record), and every later segment goes. Recovery
 // completes a cut it finds, so a crash shows the old end or the new one.
 // Same layout as DurableMark, with its own magic.
+//
+// Reset marks the cut of Log.Reset: every segment goes (Index is 0) and
+// the log continues at LastSeq+1, whatever the FRONT mark says, which may
+// be below or above it (Reset writes FRONT after CUT; recovery rewrites it
+// before it removes CUT). A reset is encoded with a magic of its own.
 type CutMark struct {
 	Index   uint64
 	LastSeq uint64
+	Reset   bool
 }
 
-var cutMagic = [8]byte{'a', 'o', 'f', '2', 'c', 'u', 't', 0}
+var (
+	cutMagic   = [8]byte{'a', 'o', 'f', '2', 'c', 'u', 't', 0}
+	resetMagic = [8]byte{'a', 'o', 'f', '2', 'r', 's', 't', 0}
+)
 
 // EncodeCutMark writes m into b[:DurableMarkSize].
-func EncodeCutMark(b []byte, m CutMark) { encodeMark(b, cutMagic, m.Index, m.LastSeq) }
+func EncodeCutMark(b []byte, m CutMark) {
+	magic := cutMagic
+	if m.Reset {
+		magic = resetMagic
+	}
+	encodeMark(b, magic, m.Index, m.LastSeq)
+}
 
-// DecodeCutMark decodes and verifies a CutMark.
+// DecodeCutMark decodes and verifies a CutMark, that of a TruncateBack or
+// of a Reset.
 func DecodeCutMark(b []byte) (CutMark, error) {
+	if len(b) == DurableMarkSize && [8]byte(b[0:8]) == resetMagic {
+		x, y, err := decodeMark(b, resetMagic, "cut mark")
+		return CutMark{Index: x, LastSeq: y, Reset: true}, err
+	}
 	x, y, err := decodeMark(b, cutMagic, "cut mark")
 	return CutMark{Index: x, LastSeq: y}, err
 }

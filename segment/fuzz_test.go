@@ -425,7 +425,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 // syncing after every other record, sealed if seal, and returns its bytes.
 func writeTestSegment(t *testing.T, dir string, sizes []int, seal bool) []byte {
 	t.Helper()
-	s, err := Prepare(vfs.Default, dir, 1, fuzzSize)
+	s, err := Prepare(vfs.Default, dir, 1, fuzzSize, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

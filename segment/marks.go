@@ -14,8 +14,8 @@ type Extent struct {
 
 // Drops reports whether completing the cut m removes the segment with this
 // index: every segment after the one that keeps m.LastSeq, or every
-// segment when none keeps a record (m.Index 0).
-func (m CutMark) Drops(index uint64) bool { return m.Index == 0 || index > m.Index }
+// segment when none keeps a record (m.Index 0) or m is a Reset's.
+func (m CutMark) Drops(index uint64) bool { return m.Reset || m.Index == 0 || index > m.Index }
 
 // MarkError is the error CheckMarks returns: the mark file (CutFile or
 // FrontFile) that contradicts the segments, and why. Err wraps ErrCorrupt.
@@ -46,6 +46,9 @@ func (e *MarkError) Unwrap() error { return e.Err }
 //     made every record durable before it wrote the mark, so the records
 //     are there); a CUT that keeps no segment comes after a FRONT mark at
 //     cut.LastSeq+1, written first.
+//   - a Reset's CUT (cut.Reset) keeps no segment and says where the log
+//     continues, cut.LastSeq+1, whatever FRONT says: Reset writes CUT
+//     first, then FRONT, then removes the segments.
 //   - a FRONT can be no later than the end of the log: TruncateFront makes
 //     the records before it durable before it writes the mark, and
 //     TruncateBack never cuts below the front.
@@ -56,6 +59,14 @@ func CheckMarks(front *FrontMark, cut *CutMark, segs []Extent) (next uint64, err
 	}
 	if n := len(segs); n > 0 {
 		next = segs[n-1].BaseSeq + segs[n-1].Records
+	}
+	if cut != nil && cut.Reset {
+		// A Reset drops every segment and replaces the front: FRONT
+		// may still hold the front from before it, below or above.
+		if cut.Index != 0 {
+			return 0, &MarkError{CutFile, fmt.Errorf("%w: a reset keeps no segment, but the mark names segment %d", ErrCorrupt, cut.Index)}
+		}
+		return cut.LastSeq + 1, nil
 	}
 	if cut != nil {
 		if cut.Index == 0 {

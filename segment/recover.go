@@ -422,9 +422,10 @@ func lastNonZero(b []byte) int {
 }
 
 // Cut makes the bytes from the scan's End on read as zeros, durably, after
-// writing a copy of them to keepPath when keepPath is not empty. It is how
-// a torn tail is truncated and how repair cuts a corrupt middle.
-func (s *Segment) Cut(r ScanResult, keepPath string) error {
+// writing a copy of them to keepPath (created with permission bits perm)
+// when keepPath is not empty. It is how a torn tail is truncated and how
+// repair cuts a corrupt middle.
+func (s *Segment) Cut(r ScanResult, keepPath string, perm iofs.FileMode) error {
 	if r.Garbage == 0 {
 		return nil
 	}
@@ -432,7 +433,7 @@ func (s *Segment) Cut(r ScanResult, keepPath string) error {
 		return err
 	}
 	if keepPath != "" {
-		if err := WriteFileSync(s.fs, keepPath, s.rmap[r.End:r.End+r.Garbage]); err != nil {
+		if err := WriteFileSync(s.fs, keepPath, s.rmap[r.End:r.End+r.Garbage], perm); err != nil {
 			return fmt.Errorf("segment %d: keep cut bytes: %w", s.hdr.Index, err)
 		}
 	}
@@ -472,9 +473,10 @@ func ReadMark(fs vfs.FS, path string) (b [DurableMarkSize]byte, ok bool, err err
 	return b, true, nil
 }
 
-// WriteFileSync creates path holding b, durably (file and directory).
-func WriteFileSync(fs vfs.FS, path string, b []byte) error {
-	f, err := fs.Create(path)
+// WriteFileSync creates path holding b, with permission bits perm, durably
+// (file and directory).
+func WriteFileSync(fs vfs.FS, path string, b []byte, perm iofs.FileMode) error {
+	f, err := fs.Create(path, perm)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -171,14 +172,15 @@ func (s *Segment) Sealed() bool { return s.sealed.Load() }
 
 // Prepare creates a segment file under a temporary name (tmpID makes it
 // unique), preallocates size bytes for it, maps it and allocates its append
-// buffer. The segment takes no appends until Activate gives it its index and
-// base sequence number. A full disk fails here, never inside an append.
-func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64) (_ *Segment, err error) {
+// buffer; the file is created with permission bits perm. The segment takes
+// no appends until Activate gives it its index and base sequence number. A
+// full disk fails here, never inside an append.
+func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64, perm iofs.FileMode) (_ *Segment, err error) {
 	if err := CheckSize(size); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%020d%s", tmpID, TempSuffix))
-	f, err := fs.Create(path)
+	f, err := fs.Create(path, perm)
 	if err != nil {
 		return nil, fmt.Errorf("create segment file: %w", err)
 	}

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"io/fs"
 	"sync/atomic"
 	"time"
 )
@@ -145,12 +146,12 @@ func runPathHook(p *atomic.Pointer[PathHook], path string) error {
 }
 
 // Create implements FS.
-func (f *FaultFS) Create(path string) (File, error) {
+func (f *FaultFS) Create(path string, perm fs.FileMode) (File, error) {
 	f.observe("create", path, 0, nil)
 	if err := runPathHook(&f.createHook, path); err != nil {
 		return nil, pathErr("open", path, err)
 	}
-	file, err := f.FS.Create(path)
+	file, err := f.FS.Create(path, perm)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -211,8 +212,8 @@ func applyName(ns map[string]*pentry, o *nameOp) {
 }
 
 // Create implements FS.
-func (p *PowerFS) Create(path string) (File, error) {
-	f, err := p.FS.Create(path)
+func (p *PowerFS) Create(path string, perm fs.FileMode) (File, error) {
+	f, err := p.FS.Create(path, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +284,8 @@ func (p *PowerFS) Rename(oldpath, newpath string) error {
 }
 
 // MkdirAll implements FS.
-func (p *PowerFS) MkdirAll(path string) error {
-	if err := p.FS.MkdirAll(path); err != nil {
+func (p *PowerFS) MkdirAll(path string, perm fs.FileMode) error {
+	if err := p.FS.MkdirAll(path, perm); err != nil {
 		return err
 	}
 	path, ok := p.under(path)

@@ -52,9 +52,9 @@ type File interface {
 
 // FS is the file system as the engine uses it.
 type FS interface {
-	// Create creates a new file for reading and writing; it fails if the
-	// file exists.
-	Create(path string) (File, error)
+	// Create creates a new file for reading and writing, with permission
+	// bits perm (before the umask); it fails if the file exists.
+	Create(path string, perm fs.FileMode) (File, error)
 	// Open opens an existing file for reading and writing.
 	Open(path string) (File, error)
 	// OpenReadOnly opens an existing file for reading only.
@@ -63,17 +63,20 @@ type FS interface {
 	Remove(path string) error
 	// Rename renames a file, replacing newpath if it exists.
 	Rename(oldpath, newpath string) error
-	// MkdirAll creates a directory and its parents.
-	MkdirAll(path string) error
+	// MkdirAll creates a directory and its parents, each it creates with
+	// permission bits perm (before the umask). Existing ones are left as
+	// they are.
+	MkdirAll(path string, perm fs.FileMode) error
 	// ReadDir lists a directory's entries by name.
 	ReadDir(path string) ([]string, error)
 	// SyncDir makes a directory's entries (creates, renames, removes)
 	// durable.
 	SyncDir(path string) error
 	// Lock takes an exclusive advisory lock (flock) on path, creating the
-	// file if needed. It fails at once with an error wrapping
-	// [ErrLocked] when another holder has it.
-	Lock(path string) (Unlocker, error)
+	// file with permission bits perm (before the umask) if needed. It
+	// fails at once with an error wrapping [ErrLocked] when another holder
+	// has it.
+	Lock(path string, perm fs.FileMode) (Unlocker, error)
 }
 
 // Unlocker releases a lock taken with [FS.Lock].
@@ -112,8 +115,8 @@ type osFile struct {
 	noDatasync atomic.Bool
 }
 
-func (osFS) Create(path string) (File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+func (osFS) Create(path string, perm fs.FileMode) (File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -194,9 +197,9 @@ func fileKind(m fs.FileMode) string {
 	return "not a regular file (" + m.Type().String() + ")"
 }
 
-func (osFS) Remove(path string) error             { return os.Remove(path) }
-func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
-func (osFS) MkdirAll(path string) error           { return os.MkdirAll(path, 0o755) }
+func (osFS) Remove(path string) error                     { return os.Remove(path) }
+func (osFS) Rename(oldpath, newpath string) error         { return os.Rename(oldpath, newpath) }
+func (osFS) MkdirAll(path string, perm fs.FileMode) error { return os.MkdirAll(path, perm) }
 
 func (osFS) ReadDir(path string) ([]string, error) {
 	entries, err := os.ReadDir(path)
@@ -232,9 +235,9 @@ func (u flockUnlocker) Unlock() error {
 	return u.f.Close()
 }
 
-func (osFS) Lock(path string) (Unlocker, error) {
+func (osFS) Lock(path string, perm fs.FileMode) (Unlocker, error) {
 	// LOCK may not exist yet.
-	f, err := openRegular(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openRegular(path, os.O_RDWR|os.O_CREATE, perm)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/aof2/aof2/aof"
+	"github.com/aof2/aof2/inspect"
 	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
 )
 
 var bg = context.Background()
@@ -785,5 +787,129 @@ func copyTree(t *testing.T, src, dst string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Issue 12, Reset: a log a crash left in the middle of a Reset (its CUT
+// mark written, the old segments and an older FRONT still there) is, for
+// the tool as for aof.Open, empty at the reset's next: verify accepts it
+// and Span says so, below and above the old range alike; a reset mark
+// that claims to keep a segment is corrupt for both.
+func TestResetMarkVerifyAndSpan(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, smallSegments, textPayloads(1000, 200))
+	var b [segment.DurableMarkSize]byte
+	segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: 300})
+	if err := os.WriteFile(filepath.Join(dir, "FRONT"), b[:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		mark segment.CutMark
+		ok   bool
+	}{
+		{segment.CutMark{LastSeq: 99, Reset: true}, true},   // below the front
+		{segment.CutMark{LastSeq: 4999, Reset: true}, true}, // above the end
+		{segment.CutMark{Index: 2, LastSeq: 99, Reset: true}, false},
+	} {
+		segment.EncodeCutMark(b[:], c.mark)
+		path := filepath.Join(dir, "CUT")
+		if err := os.WriteFile(path, b[:], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code := aofRun(t, "verify", dir)
+		if c.ok && code != exitOK || !c.ok && (code != exitCorrupt || !strings.Contains(out, "CORRUPT: CUT")) {
+			t.Errorf("verify with reset mark %+v: exit %d\n%s%s", c.mark, code, out, errOut)
+		}
+		if c.ok {
+			d, err := inspect.List(vfs.Default, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first, next, err := d.Span(); err != nil || first != c.mark.LastSeq+1 || next != first {
+				t.Errorf("Span with reset mark %+v: [%d, %d), %v; want empty at %d", c.mark, first, next, err, c.mark.LastSeq+1)
+			}
+		}
+		cp := t.TempDir()
+		copyTree(t, dir, cp)
+		l, err := aof.Open(cp, smallSegments)
+		if c.ok != (err == nil) || err != nil && !errors.Is(err, aof.ErrCorrupt) {
+			t.Errorf("aof.Open with reset mark %+v: %v", c.mark, err)
+		}
+		if err == nil {
+			if l.FirstSeq() != c.mark.LastSeq+1 || l.NextSeq() != c.mark.LastSeq+1 {
+				t.Errorf("aof.Open with reset mark %+v: log [%d, %d)", c.mark, l.FirstSeq(), l.NextSeq())
+			}
+			l.Close()
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Issue 12, file modes: the tool only reads. Every command leaves every
+// file and directory of a log as it found it, modes included, for a log
+// with the default private modes and one with widened modes.
+func TestToolNeverChangesModes(t *testing.T) {
+	for _, c := range []struct {
+		cfg       aof.Config
+		file, dir fs.FileMode
+	}{
+		{smallSegments, 0o600, 0o700},
+		{aof.Config{SegmentSize: 64 << 10, FileMode: 0o640, DirMode: 0o750}, 0o640, 0o750},
+	} {
+		dir := filepath.Join(t.TempDir(), "log")
+		l, err := aof.Open(dir, c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 500; i++ {
+			if _, err := l.Append(bg, payload(i, 300)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.TruncateFront(bg, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, dir)
+		for _, args := range [][]string{
+			{"inspect", dir},
+			{"verify", dir},
+			{"dump", dir, "--format", "json"},
+			{"tail", dir, "-n", "3"},
+			{"stats", dir},
+		} {
+			if out, errOut, code := aofRun(t, args...); code != exitOK || out == "" {
+				t.Errorf("aof %q: exit %d\n%s", args, code, errOut)
+			}
+		}
+		after := snapshot(t, dir)
+		if fmt.Sprint(before) != fmt.Sprint(after) {
+			t.Errorf("the tool changed the log:\nbefore %v\nafter  %v", before, after)
+		}
+		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			want := c.file
+			if d.IsDir() {
+				want = c.dir
+			}
+			// The umask may narrow them, never widen.
+			if info.Mode().Perm()&^want != 0 {
+				t.Errorf("%s: mode %v, want at most %v", path, info.Mode(), want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
