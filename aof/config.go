@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
@@ -47,9 +46,9 @@ type Config struct {
 	// appended at that moment. Default 64 MiB; at least FlushWatermark.
 	MaxUnflushed int64
 	// Retry is the retry policy for syncs that fail with a transient
-	// error. Default flush.DefaultRetryPolicy; a policy given here is
+	// error. Default DefaultRetryPolicy(); a policy given here is
 	// used as it is (all four fields), and must pass its Validate.
-	Retry flush.RetryPolicy
+	Retry RetryPolicy
 	// Recovery chooses strict or repair handling of corruption in the
 	// middle of the log. Default RecoverStrict.
 	Recovery RecoveryMode
@@ -106,8 +105,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxUnflushed == 0 {
 		c.MaxUnflushed = max(DefaultMaxUnflushed, c.FlushWatermark)
 	}
-	if c.Retry == (flush.RetryPolicy{}) {
-		c.Retry = flush.DefaultRetryPolicy
+	if c.Retry == (RetryPolicy{}) {
+		c.Retry = DefaultRetryPolicy()
 	}
 	if c.FileMode == 0 {
 		c.FileMode = DefaultFileMode

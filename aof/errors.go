@@ -68,3 +68,13 @@ func (e *TruncatedError) Error() string {
 
 // Is makes errors.Is(err, ErrTruncated) true.
 func (e *TruncatedError) Is(target error) bool { return target == ErrTruncated }
+
+// Errors and types of the packages below aof, reachable from aof (issue
+// 12: one import for users).
+
+// FailError is the error of a log that fail-stopped: every waiter and
+// every later Append gets it. errors.Is matches ErrFailed and the cause
+// (an errno such as syscall.EIO); Durable is the durable frontier when
+// the log failed (every record below it is durable, none at or above it
+// is known to be).
+type FailError = flush.FailError

@@ -215,8 +215,8 @@ func TestFlushUntilFallsBackWhenFlusherStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := l.Metrics()
-	if m.DurableSeq != id.Seq+1 || m.ByMode(flush.ModeSync) == 0 {
-		t.Fatalf("synchronous fallback: durable %d, sync flushes %d", m.DurableSeq, m.ByMode(flush.ModeSync))
+	if m.DurableSeq != id.Seq+1 || m.FlushesByMode(ModeSync) == 0 {
+		t.Fatalf("synchronous fallback: durable %d, sync flushes %d", m.DurableSeq, m.FlushesByMode(ModeSync))
 	}
 	l.StartFlusher()
 	id = mustAppend(t, l, []byte("flusher back"))
@@ -554,7 +554,7 @@ func TestBackpressureFlushesOnCaller(t *testing.T) {
 			t.Fatalf("backlog %d after append %d, limit %d", b, i, 64<<10)
 		}
 	}
-	if m := l.Metrics(); m.ByReason(flush.ReasonBackpressure) == 0 {
-		t.Fatalf("no backpressure flush: %+v", m.Flushes)
+	if m := l.Metrics(); m.FlushesByReason(ReasonBackpressure) == 0 {
+		t.Fatalf("no backpressure flush: %+v", m)
 	}
 }

@@ -17,7 +17,7 @@
 // bounded exponential backoff and jitter. Any other write or sync failure
 // (EIO, ENOSPC, EROFS, ...) fail-stops the log: no retry is trusted, because
 // Linux marks the pages clean after a failed fsync. Every waiter, and every
-// later Append, gets a *flush.FailError that wraps ErrFailed and the errno,
+// later Append, gets a *FailError that wraps ErrFailed and the errno,
 // and names the durable frontier. Reopening the log recovers it: recovery rewrites
 // the bytes it cannot prove durable and syncs them again.
 //
@@ -109,6 +109,8 @@ type Log struct {
 
 	rotateMu sync.Mutex
 	closed   atomic.Bool
+	// closing is the close in progress or done (close.go).
+	closing closing
 
 	prep *preparer
 
@@ -148,6 +150,10 @@ type Log struct {
 
 	events eventHub
 	tail   tailSignal
+
+	// boundsPeek, set by tests only, runs inside Bounds between its
+	// loads of the front and the end.
+	boundsPeek func()
 }
 
 // tailSignal wakes Written-level followers waiting at the written
@@ -481,7 +487,7 @@ func (l *Log) rotate(full *seg) error {
 
 // FlushUntil returns once the record id and every record before it are
 // durable, sharing syncs with concurrent callers. It returns the log's
-// *flush.FailError if a sync failed for good (never hangs), ErrClosed if
+// *FailError if a sync failed for good (never hangs), ErrClosed if
 // the log closed before the record became durable, ErrNotFound for an id
 // this log did not hand out, a *TruncatedError if retention removed the
 // record (it was made durable first) or TruncateBack removed it while it
@@ -493,18 +499,7 @@ func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
 		return err
 	}
 	l.crash(crashFlushChecked)
-	err := l.waitDurable(ctx, id.Seq, epoch)
-	if errors.Is(err, flush.ErrLowered) {
-		// TruncateBack or Reset removed the record (after making it
-		// durable).
-		return &TruncatedError{Seq: id.Seq, First: l.front.Load(), Next: l.nextSeq(), Back: true}
-	}
-	if err == nil && l.pipe.Epoch() != epoch && id.Seq < l.front.Load() {
-		// A Reset moved the front past the record (after making it
-		// durable) while FlushUntil waited.
-		return l.truncated(id.Seq)
-	}
-	return err
+	return l.flushUntil(ctx, id.Seq, epoch)
 }
 
 // waitDurable waits until seq, taken when the pipeline's epoch was epoch,
@@ -568,7 +563,7 @@ func (l *Log) Sync(ctx context.Context) error {
 // record being appended concurrently is read once its Append has copied
 // it. A record that retention or TruncateBack removed is a
 // *TruncatedError; one not appended yet wraps ErrNotFound.
-func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
+func (l *Log) Read(seq uint64, dst []byte) (Record, error) {
 	for {
 		gen := l.cutGen.Load()
 		rec, err := l.read(seq, dst)
@@ -585,28 +580,31 @@ func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
 	}
 }
 
-func (l *Log) read(seq uint64, dst []byte) (segment.Record, error) {
+func (l *Log) read(seq uint64, dst []byte) (Record, error) {
 	if l.closed.Load() {
-		return segment.Record{}, ErrClosed
+		return Record{}, ErrClosed
 	}
 	if seq < l.front.Load() {
-		return segment.Record{}, l.truncated(seq)
+		return Record{}, l.truncated(seq)
 	}
 	s := l.segmentOf(seq)
 	if s == nil {
 		if seq < l.nextSeq() {
-			return segment.Record{}, l.truncated(seq) // removed meanwhile
+			return Record{}, l.truncated(seq) // removed meanwhile
 		}
-		return segment.Record{}, fmt.Errorf("%w: seq %d: the log holds [%d, %d)", ErrNotFound, seq, l.front.Load(), l.nextSeq())
+		return Record{}, fmt.Errorf("%w: seq %d: the log holds [%d, %d)", ErrNotFound, seq, l.front.Load(), l.nextSeq())
 	}
 	rec, err := s.Read(seq, dst)
 	if errors.Is(err, segment.ErrReleased) {
 		if l.closed.Load() {
-			return segment.Record{}, ErrClosed
+			return Record{}, ErrClosed
 		}
-		return segment.Record{}, l.truncated(seq)
+		return Record{}, l.truncated(seq)
 	}
-	return rec, err
+	if err != nil {
+		return Record{}, err
+	}
+	return record(s, rec), nil
 }
 
 // flushTarget is the log as the flush pipeline sees it. It is a separate
@@ -728,43 +726,6 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 	return durable, flushed, nil
 }
 
-// Close makes every appended record durable, stops the log's goroutines,
-// unmaps its segments and releases the directory lock. Appends that race
-// with Close either complete (and are made durable) or fail with ErrClosed.
-// A second Close returns ErrClosed. If the log had failed, Close still
-// releases everything and returns the failure.
-func (l *Log) Close() error {
-	l.retainMu.Lock() // a truncation in progress finishes first
-	l.rotateMu.Lock()
-	if !l.closed.CompareAndSwap(false, true) {
-		l.rotateMu.Unlock()
-		l.retainMu.Unlock()
-		return ErrClosed
-	}
-	active := l.active.Load()
-	active.Close() // no more reservations; rotate refuses from now on
-	l.rotateMu.Unlock()
-	l.retainMu.Unlock()
-	l.tail.notify() // Written followers see ErrClosed
-
-	// Drain: appenders that reserved before Close finish copying within
-	// moments; then one flush makes everything durable.
-	l.drainPending()
-	err := l.pipe.Flush(context.Background(), flush.ReasonExplicit)
-	if b := l.Backlog(); err == nil && b != 0 {
-		err = fmt.Errorf("aof2: close: %d bytes still not durable after the final flush", b)
-	}
-	if err == nil {
-		err = l.writeDurableMark(active)
-	}
-	l.pipe.Close(ErrClosed)
-	l.prep.stop()
-	l.retainer.stop()
-	l.events.close()
-	telErr := l.tel.Close() // the counters' last values, read while mapped
-	return errors.Join(err, l.releaseSegments(), telErr, l.dirLock.Unlock())
-}
-
 // drainPending returns once every frame reserved in a segment not yet
 // sealed is published: the appenders still copying have finished. The
 // caller has stopped appends (closed the active segment, holding rotateMu
@@ -787,72 +748,6 @@ func (l *Log) releaseSegments() error {
 	return err
 }
 
-// Metrics is a snapshot of a log's counters and gauges, with no
-// OpenTelemetry needed. Counters count since Open.
-type Metrics struct {
-	flush.Snapshot
-	// AppendedRecords and AppendedBytes count records and frame bytes
-	// appended (frame bytes include the 32-byte frame header and padding).
-	AppendedRecords uint64
-	AppendedBytes   int64
-	// BacklogBytes is the number of bytes appended but not yet durable.
-	BacklogBytes int64
-	// DurableBytes counts bytes made durable.
-	DurableBytes int64
-	// NextSeq is the sequence number the next record will get;
-	// DurableSeq is the durable frontier (every record below it is
-	// durable).
-	NextSeq, DurableSeq uint64
-	// Segments is the number of segment files; SealedSegments counts
-	// segments sealed and RemovedSegments segment files removed by
-	// retention or TruncateBack.
-	Segments        int
-	SealedSegments  uint64
-	RemovedSegments uint64
-}
-
-// Metrics returns a snapshot of the log's counters and gauges.
-func (l *Log) Metrics() Metrics {
-	for {
-		// A TruncateBack changes the end, the durable position and the
-		// cut counters one after the other: take a snapshot no cut ran
-		// through, so counters never go backwards and the backlog is
-		// never negative.
-		gen := l.cutGen.Load()
-		if gen&1 == 0 {
-			m := l.metricsOnce()
-			if l.cutGen.Load() == gen {
-				return m
-			}
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
-}
-
-func (l *Log) metricsOnce() Metrics {
-	s := l.active.Load()
-	end, count := s.Reserved()
-	pos := s.pos + end
-	durablePos := l.durablePos.Load()
-	l.segMu.RLock()
-	nsegs := len(l.segs)
-	l.segMu.RUnlock()
-	next := s.Header().BaseSeq + count
-	cutBytes := l.cutBytes.Load()
-	return Metrics{
-		Snapshot:        l.metrics.Snapshot(),
-		AppendedRecords: next + l.cutRecords.Load() - l.openSeq,
-		AppendedBytes:   pos + cutBytes - l.openPos,
-		BacklogBytes:    pos - durablePos,
-		DurableBytes:    durablePos + cutBytes - l.report.durablePos,
-		NextSeq:         next,
-		DurableSeq:      min(l.pipe.Durable(), next), // lowered just after a cut
-		Segments:        nsegs,
-		SealedSegments:  l.sealedCount.Load(),
-		RemovedSegments: l.removedSegs.Load(),
-	}
-}
-
 // StopFlusher stops the background flusher; from then on bytes become
 // durable only on the goroutines of callers that wait for them
 // (FlushUntil, Sync, backpressure, Close). StartFlusher starts it again.
@@ -862,29 +757,4 @@ func (l *Log) StopFlusher() { l.pipe.Stop() }
 func (l *Log) StartFlusher() {
 	l.pipe.Start()
 	l.pipe.Request(flush.ReasonExplicit)
-}
-
-// Sample is one named value of a Metrics snapshot.
-type Sample struct {
-	Name  string
-	Value float64
-}
-
-// Samples returns the snapshot as named samples, for users without
-// OpenTelemetry who scrape or log plain numbers. The first three keep the
-// names the original engine's exporter used.
-func (m Metrics) Samples() []Sample {
-	return []Sample{
-		{"aof_flush_retry_attempts_total", float64(m.RetryAttempts)},
-		{"aof_flush_retry_failures_total", float64(m.RetryFailures)},
-		{"aof_flush_backlog_bytes", float64(m.BacklogBytes)},
-		{"aof_flush_fsyncs_total", float64(m.Fsyncs)},
-		{"aof_flush_async_total", float64(m.ByMode(flush.ModeAsync))},
-		{"aof_flush_sync_total", float64(m.ByMode(flush.ModeSync))},
-		{"aof_append_records_total", float64(m.AppendedRecords)},
-		{"aof_append_bytes_total", float64(m.AppendedBytes)},
-		{"aof_durable_bytes_total", float64(m.DurableBytes)},
-		{"aof_segments", float64(m.Segments)},
-		{"aof_segments_removed_total", float64(m.RemovedSegments)},
-	}
 }

@@ -171,7 +171,7 @@ func TestIntervalFlushesIdleLog(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if m := l.Metrics(); m.ByReason(0) == 0 {
-		t.Fatalf("no interval flush counted: %+v", m.Flushes)
+	if m := l.Metrics(); m.FlushesByReason(ReasonInterval) == 0 {
+		t.Fatalf("no interval flush counted: %+v", m)
 	}
 }

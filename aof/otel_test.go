@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
-	"github.com/aof2/aof2/flush"
 	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/vfs"
 )
@@ -304,8 +303,8 @@ func TestBacklogGaugeFollowsMetrics(t *testing.T) {
 	}
 	m := l.Metrics()
 	explicit := int64Value(t, ms[aofotel.MetricFlushes], aofotel.AttrFlushReason.String("explicit"), aofotel.AttrFlushMode.String("sync"))
-	if explicit == 0 || uint64(explicit) != m.Flushes[flush.ReasonExplicit][flush.ModeSync] {
-		t.Fatalf("explicit sync flushes: metric %d, Metrics %d", explicit, m.Flushes[flush.ReasonExplicit][flush.ModeSync])
+	if explicit == 0 || uint64(explicit) != m.Flushes(ReasonExplicit, ModeSync) {
+		t.Fatalf("explicit sync flushes: metric %d, Metrics %d", explicit, m.Flushes(ReasonExplicit, ModeSync))
 	}
 	if histCount(t, ms[aofotel.MetricDurableLag]) == 0 || histCount(t, ms[aofotel.MetricFlushDuration]) == 0 {
 		t.Fatal("durable lag or flush duration not recorded")

@@ -69,7 +69,7 @@ type Reader struct {
 	off int64  // offset of seq's frame in s
 	gen uint64 // the log's cutGen when positioned
 
-	rec segment.Record
+	rec Record
 	err error
 }
 
@@ -134,7 +134,7 @@ func (l *Log) successor(s *seg) *seg {
 // that retention or TruncateBack removed before the Reader got to it (a
 // *TruncatedError), once the Reader or the log is closed (ErrClosed), or,
 // for a Durable reader at its frontier, once the log has failed (the
-// *flush.FailError).
+// *FailError).
 func (r *Reader) Next() bool {
 	if r.err != nil {
 		return false
@@ -185,7 +185,7 @@ func (r *Reader) Next() bool {
 			if r.copy {
 				rec.Payload = append([]byte(nil), rec.Payload...)
 			}
-			r.rec = rec
+			r.rec = record(r.s, rec)
 			r.off = next
 			r.seq++
 			return true
@@ -250,7 +250,7 @@ func (r *Reader) fail(err error) bool {
 		err = r.released()
 	}
 	r.err = err
-	r.rec = segment.Record{}
+	r.rec = Record{}
 	r.unlease()
 	return false
 }
@@ -267,7 +267,7 @@ func (r *Reader) unlease() {
 // with Err ErrClosed. Close is idempotent.
 func (r *Reader) Close() {
 	r.unlease()
-	r.rec = segment.Record{}
+	r.rec = Record{}
 	if r.err == nil {
 		r.err = ErrClosed
 	}
@@ -276,7 +276,7 @@ func (r *Reader) Close() {
 // Record returns the record Next advanced to. Without CopyPayloads its
 // Payload is read-only and valid until the next call to Next or Close;
 // copy it to keep it longer.
-func (r *Reader) Record() segment.Record { return r.rec }
+func (r *Reader) Record() Record { return r.rec }
 
 // Err returns the error that stopped the Reader, or nil if Next returned
 // false only because it reached the frontier.
@@ -292,15 +292,15 @@ func (r *Reader) Seq() uint64 { return r.seq }
 // zero Record. Payloads are valid until the next iteration (without
 // CopyPayloads). Ranging over All again continues where the last range
 // stopped.
-func (r *Reader) All() iter.Seq2[segment.Record, error] {
-	return func(yield func(segment.Record, error) bool) {
+func (r *Reader) All() iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
 		for r.Next() {
 			if !yield(r.Record(), nil) {
 				return
 			}
 		}
 		if err := r.Err(); err != nil {
-			yield(segment.Record{}, err)
+			yield(Record{}, err)
 		}
 	}
 }
@@ -319,12 +319,12 @@ func (r *Reader) All() iter.Seq2[segment.Record, error] {
 // ctx's error, ErrClosed once the log is closed, the error of NewReader
 // (an invalid from), an ErrCorrupt naming segment and offset, a
 // *TruncatedError if retention removed records before the follower got to
-// them (its First says where to continue), or the log's *flush.FailError.
-func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...ReaderOption) iter.Seq2[segment.Record, error] {
-	return func(yield func(segment.Record, error) bool) {
+// them (its First says where to continue), or the log's *FailError.
+func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...ReaderOption) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
 		r, err := l.NewReader(from, level, opts...)
 		if err != nil {
-			yield(segment.Record{}, err)
+			yield(Record{}, err)
 			return
 		}
 		defer r.Close()
@@ -336,7 +336,7 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 			for r.Next() {
 				select {
 				case <-done: // a follower far behind still stops
-					yield(segment.Record{}, ctx.Err())
+					yield(Record{}, ctx.Err())
 					return
 				default:
 				}
@@ -345,11 +345,11 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 				}
 			}
 			if err := r.Err(); err != nil {
-				yield(segment.Record{}, err)
+				yield(Record{}, err)
 				return
 			}
 			if err := ctx.Err(); err != nil {
-				yield(segment.Record{}, err)
+				yield(Record{}, err)
 				return
 			}
 			var err error
@@ -372,7 +372,7 @@ func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...Read
 				l.tail.disarm()
 			}
 			if err != nil {
-				yield(segment.Record{}, err)
+				yield(Record{}, err)
 				return
 			}
 		}

@@ -39,9 +39,9 @@ func checkFollowPayload(p []byte) error {
 }
 
 // readAll reads r to its frontier and returns copies of the records.
-func readAll(t *testing.T, r *Reader) []segment.Record {
+func readAll(t *testing.T, r *Reader) []Record {
 	t.Helper()
-	var recs []segment.Record
+	var recs []Record
 	for rec, err := range r.All() {
 		if err != nil {
 			t.Fatalf("reader: %v", err)
@@ -54,7 +54,7 @@ func readAll(t *testing.T, r *Reader) []segment.Record {
 
 // checkSeqs checks that recs are payloadFor(seq, maxLen) for seq in
 // [first, next), in order.
-func checkSeqs(t *testing.T, recs []segment.Record, first, next uint64, maxLen int) {
+func checkSeqs(t *testing.T, recs []Record, first, next uint64, maxLen int) {
 	t.Helper()
 	if uint64(len(recs)) != next-first {
 		t.Fatalf("read %d records, want %d ([%d, %d))", len(recs), next-first, first, next)

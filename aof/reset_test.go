@@ -194,7 +194,7 @@ func TestResetReaders(t *testing.T) {
 				readers[at] = r
 			}
 			type result struct {
-				rec segment.Record
+				rec Record
 				err error
 			}
 			followed := make(chan result, 1)

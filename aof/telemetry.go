@@ -38,7 +38,7 @@ func recoverEvents(rep *RecoveryReport) []aofotel.RecoverEvent {
 func (l *Log) observe(v *aofotel.Values) {
 	m := l.Metrics()
 	*v = aofotel.Values{
-		Flush:                  m.Snapshot,
+		Flush:                  m.flush,
 		AppendedRecords:        m.AppendedRecords,
 		AppendedBytes:          m.AppendedBytes,
 		BacklogBytes:           m.BacklogBytes,

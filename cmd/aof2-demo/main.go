@@ -34,7 +34,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/aof2/aof2/aof"
-	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/otel/otelsetup"
 )
 
@@ -155,12 +154,12 @@ func run(dir string, n, writers int, kill time.Duration, flushTelemetry func()) 
 	m := l.Metrics()
 	fmt.Printf("appended:   %d records, %d bytes by %d goroutines in %v\n", m.AppendedRecords, m.AppendedBytes, writers, time.Since(start).Round(time.Millisecond))
 	fmt.Printf("durable:    seq < %d, backlog %d bytes, %d segments (%d sealed)\n", m.DurableSeq, m.BacklogBytes, m.Segments, m.SealedSegments)
-	fmt.Printf("fsyncs:     %d, %v in total, %d retries\n", m.Fsyncs, time.Duration(m.FsyncNanos).Round(time.Microsecond), m.RetryAttempts)
+	fmt.Printf("fsyncs:     %d, %v in total, %d retries\n", m.Fsyncs, m.FsyncTime.Round(time.Microsecond), m.RetryAttempts)
 	var reasons []string
-	for r := flush.ReasonInterval; r <= flush.ReasonExplicit; r++ {
-		reasons = append(reasons, fmt.Sprintf("%s=%d", r, m.ByReason(r)))
+	for _, r := range aof.FlushReasons() {
+		reasons = append(reasons, fmt.Sprintf("%s=%d", r, m.FlushesByReason(r)))
 	}
-	fmt.Printf("flushes:    %s (async=%d sync=%d)\n", strings.Join(reasons, " "), m.ByMode(flush.ModeAsync), m.ByMode(flush.ModeSync))
+	fmt.Printf("flushes:    %s (async=%d sync=%d)\n", strings.Join(reasons, " "), m.FlushesByMode(aof.ModeAsync), m.FlushesByMode(aof.ModeSync))
 	if err := l.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}

@@ -230,10 +230,8 @@ func (w *workload) rootSpan(ctx context.Context, phase string) (context.Context,
 // after it.
 func summary(phase string, took time.Duration, before, after aof.Metrics, extra string) {
 	var flushes uint64
-	for r := range after.Flushes {
-		for m := range after.Flushes[r] {
-			flushes += after.Flushes[r][m] - before.Flushes[r][m]
-		}
+	for _, m := range aof.FlushModes() {
+		flushes += after.FlushesByMode(m) - before.FlushesByMode(m)
 	}
 	fmt.Printf("%-13s %6.1fs  %7d records  %9d bytes  %5d flushes  %4d retries  %d failures  backlog %d B%s\n",
 		phase, took.Seconds(), after.AppendedRecords-before.AppendedRecords, after.AppendedBytes-before.AppendedBytes,

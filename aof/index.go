@@ -1,0 +1,133 @@
+package aof
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"runtime"
+
+	"github.com/aof2/aof2/flush"
+)
+
+// What an index-addressed user (a Raft log store, a replicated journal)
+// needs: the log's bounds in one consistent read, waiting for a sequence
+// number to be durable, and reading a range of records in batches.
+
+// Bounds returns the first sequence number the log holds and the one the
+// next Append will get, read together: the log held exactly the records
+// [first, next) at one moment during the call, even while TruncateFront,
+// TruncateBack, retention and appends run. first == next when the log
+// holds no record. (FirstSeq and NextSeq, called one after the other, can
+// straddle a truncation.)
+func (l *Log) Bounds() (first, next uint64) {
+	for {
+		// TruncateBack lowers the end while cutGen is odd, and the front
+		// only grows: a read that no cut overlapped and that saw the
+		// same front before and after its look at the end saw both
+		// together.
+		gen := l.cutGen.Load()
+		if gen&1 == 0 {
+			first = l.front.Load()
+			if l.boundsPeek != nil {
+				l.boundsPeek() // tests: change the log between the loads
+			}
+			next = l.nextSeq()
+			if l.front.Load() == first && l.cutGen.Load() == gen {
+				return first, next
+			}
+		}
+		runtime.Gosched()
+	}
+}
+
+// FlushUntilSeq is FlushUntil by sequence number, for callers that keep
+// sequence numbers rather than RecordIDs: it returns once the record seq
+// and every record before it are durable. seq must have been appended
+// (below NextSeq()), else the error wraps ErrNotFound; a seq that
+// retention or TruncateBack removed is a *TruncatedError, as for
+// FlushUntil. Its other errors are FlushUntil's: the log's *FailError,
+// ErrClosed, ctx's error.
+func (l *Log) FlushUntilSeq(ctx context.Context, seq uint64) error {
+	epoch := l.pipe.Epoch()
+	if seq > 0 && seq < l.front.Load() {
+		return l.truncated(seq)
+	}
+	if next := l.nextSeq(); seq == 0 || seq >= next {
+		return fmt.Errorf("%w: seq %d: the log holds [%d, %d)", ErrNotFound, seq, l.front.Load(), next)
+	}
+	return l.flushUntil(ctx, seq, epoch)
+}
+
+// flushUntil waits until seq, checked when the pipeline's epoch was
+// epoch, is durable (see FlushUntil).
+func (l *Log) flushUntil(ctx context.Context, seq, epoch uint64) error {
+	err := l.waitDurable(ctx, seq, epoch)
+	if errors.Is(err, flush.ErrLowered) {
+		// TruncateBack or Reset removed the record (after making it
+		// durable).
+		return &TruncatedError{Seq: seq, First: l.front.Load(), Next: l.nextSeq(), Back: true}
+	}
+	if err == nil && l.pipe.Epoch() != epoch && seq < l.front.Load() {
+		// A Reset moved the front past the record (after making it
+		// durable) while it was waited for.
+		return l.truncated(seq)
+	}
+	return err
+}
+
+// ReadRange returns an iterator over the records [lo, hi) in order, at
+// the Written level (appended, maybe not durable yet), stopping early
+// once the payloads yielded reach maxBytes: the record that crosses the
+// budget is not yielded, except the first, which always is, so every
+// call makes progress. maxBytes <= 0 means no budget. The caller sees
+// where a batch stopped from the last Seq it got, and asks for the rest
+// from there.
+//
+// lo and hi are checked against Bounds at the call: lo below the first
+// record is a *TruncatedError (its First says where the log starts); hi
+// past NextSeq() wraps ErrNotFound, as does lo > hi (hi is not clamped: a
+// range read returns all of [lo, hi) or an error). lo == hi yields
+// nothing. Each error is yielded once, with a zero Record, and ends the
+// iteration.
+//
+// Payloads are zero-copy, read-only and valid until the next iteration,
+// as for a Reader; with CopyPayloads each is a copy the caller owns.
+// While iterating, the other errors of a Reader can end the range: a
+// *TruncatedError if retention or TruncateBack removes records of the
+// range first, an error wrapping ErrCorrupt, ErrClosed. A record of the
+// range that an appender is still copying is waited for (moments).
+func (l *Log) ReadRange(lo, hi uint64, maxBytes int64, opts ...ReaderOption) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		first, next := l.Bounds()
+		switch {
+		case lo > hi:
+			yield(Record{}, fmt.Errorf("%w: range [%d, %d) is reversed", ErrNotFound, lo, hi))
+			return
+		case lo == hi:
+			return
+		case lo < first:
+			yield(Record{}, &TruncatedError{Seq: lo, First: first, Next: next})
+			return
+		case hi > next:
+			yield(Record{}, fmt.Errorf("%w: range [%d, %d): the log holds [%d, %d)", ErrNotFound, lo, hi, first, next))
+			return
+		}
+		// Every record of the range was appended: Follow returns them
+		// (waiting only for appenders still copying) or an error.
+		var size int64
+		for rec, err := range l.Follow(context.Background(), lo, Written, opts...) {
+			if err != nil {
+				yield(Record{}, err)
+				return
+			}
+			size += int64(len(rec.Payload))
+			if maxBytes > 0 && size > maxBytes && rec.Seq > lo {
+				return
+			}
+			if !yield(rec, nil) || rec.Seq+1 == hi {
+				return
+			}
+		}
+	}
+}
