@@ -467,8 +467,9 @@ func (l *Log) rotate(full *seg) error {
 // FlushUntil returns once the record id and every record before it are
 // durable, sharing syncs with concurrent callers. It returns the log's
 // *flush.FailError if a sync failed for good (never hangs), ErrClosed if
-// the log closed before the record became durable, ErrNotFound for an id
-// this log did not hand out, a *TruncatedError if retention removed the
+// the log closed before the record became durable, ErrInvalidArgument for
+// an id no Append returns (seq 0, segment 0, an offset before the first
+// frame or not aligned), ErrNotFound for an id this log did not hand out, a *TruncatedError if retention removed the
 // record (it was made durable first) or TruncateBack removed it while it
 // waited (Back set), and ctx's error if ctx ends first.
 func (l *Log) FlushUntil(ctx context.Context, id RecordID) error {
@@ -495,6 +496,9 @@ func (l *Log) waitDurable(ctx context.Context, seq, epoch uint64) error {
 
 // checkID reports whether id is one this log handed out.
 func (l *Log) checkID(id RecordID) error {
+	if id.Seq == 0 || id.Segment == 0 || id.Offset < segment.HeaderSize || id.Offset%segment.Align != 0 || id.Offset >= segment.MaxSize {
+		return fmt.Errorf("%w: %+v is no RecordID an Append returns", ErrInvalidArgument, id)
+	}
 	if id.Seq > 0 && id.Seq < l.front.Load() {
 		return l.truncated(id.Seq) // retention removed it (durable first)
 	}
@@ -544,7 +548,8 @@ func (l *Log) Sync(ctx context.Context) error {
 // ErrCorrupt naming segment and offset, and no payload is returned. A
 // record being appended concurrently is read once its Append has copied
 // it. A record that retention or TruncateBack removed is a
-// *TruncatedError; one not appended yet wraps ErrNotFound.
+// *TruncatedError; one not appended yet wraps ErrNotFound; seq 0 wraps
+// ErrInvalidArgument.
 func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
 	for {
 		gen := l.cutGen.Load()
@@ -565,6 +570,9 @@ func (l *Log) Read(seq uint64, dst []byte) (segment.Record, error) {
 func (l *Log) read(seq uint64, dst []byte) (segment.Record, error) {
 	if l.closed.Load() {
 		return segment.Record{}, ErrClosed
+	}
+	if seq == 0 {
+		return segment.Record{}, fmt.Errorf("%w: read seq 0: sequence numbers start at 1", ErrInvalidArgument)
 	}
 	if seq < l.front.Load() {
 		return segment.Record{}, l.truncated(seq)

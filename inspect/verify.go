@@ -426,7 +426,7 @@ func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
 		segs = append(segs, segment.Extent{Name: s.Name, Index: s.Index, BaseSeq: s.BaseSeq, Records: s.Records})
 	}
 	_, err := segment.CheckMarks(front, cut, segs)
-	var me *segment.MarkError
+	var me *segment.CorruptError
 	if !errors.As(err, &me) {
 		return nil
 	}
@@ -435,5 +435,5 @@ func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
 		advice = "keep a copy of the directory, then remove it to open the log as the disk has it"
 	}
 	return []Problem{{File: me.File, Offset: -1,
-		Err: fmt.Errorf("%w (aof.Open fails until it is resolved, and changes nothing before: %s)", me.Err, advice)}}
+		Err: fmt.Errorf("%w (aof.Open fails until it is resolved, and changes nothing before: %s)", me, advice)}}
 }
