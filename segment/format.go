@@ -153,7 +153,7 @@ func DecodeHeader(b []byte) (Header, error) {
 	// where they are), so a flipped bit is corruption, and a newer
 	// version is never taken for it.
 	if v := binary.LittleEndian.Uint16(b[8:]); v > formatVersion {
-		return Header{}, fmt.Errorf("%w: header: format version %d, this build reads up to %d (written by a newer aof2)", ErrUnsupportedVersion, v, formatVersion)
+		return Header{}, fmt.Errorf("%w: header: format version %d, this build reads up to %d", ErrUnsupportedVersion, v, formatVersion)
 	}
 	if v := binary.LittleEndian.Uint16(b[8:]); v != formatVersion {
 		return Header{}, corrupt(0, "header: format version %d, this build reads %d", v, formatVersion)
