@@ -143,10 +143,13 @@ func TestFlushUntilSeq(t *testing.T) {
 	if d := l.Metrics().DurableSeq; d <= 5 {
 		t.Fatalf("FlushUntilSeq(5) returned with the durable frontier at %d", d)
 	}
-	for _, seq := range []uint64{0, 11, 1 << 40} {
+	for _, seq := range []uint64{11, 1 << 40} {
 		if err := l.FlushUntilSeq(ctx, seq); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("FlushUntilSeq(%d) = %v, want ErrNotFound", seq, err)
 		}
+	}
+	if err := l.FlushUntilSeq(ctx, 0); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("FlushUntilSeq(0) = %v, want ErrInvalidArgument", err)
 	}
 	if err := l.TruncateFront(ctx, 4); err != nil {
 		t.Fatal(err)
@@ -322,10 +325,13 @@ func TestReadRange(t *testing.T) {
 	if k, err := count(n, n+1); k != 1 || err != nil {
 		t.Fatalf("last record: %d records, %v", k, err)
 	}
-	for _, r := range [][2]uint64{{1, n + 2}, {n + 1, n + 5}, {9, 8}} {
+	for _, r := range [][2]uint64{{1, n + 2}, {n + 1, n + 5}} {
 		if k, err := count(r[0], r[1]); k != 0 || !errors.Is(err, ErrNotFound) {
 			t.Fatalf("ReadRange(%d, %d): %d records, %v; want ErrNotFound", r[0], r[1], k, err)
 		}
+	}
+	if k, err := count(9, 8); k != 0 || !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("ReadRange(9, 8): %d records, %v; want ErrInvalidArgument", k, err)
 	}
 	if err := l.TruncateFront(ctx, 100); err != nil {
 		t.Fatal(err)

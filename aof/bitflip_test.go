@@ -115,6 +115,19 @@ func TestBitFlips(t *testing.T) {
 				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "offset") {
 					t.Fatalf("%s: Open: %v; want an error wrapping ErrCorrupt naming an offset", what, err)
 				}
+				// Issue 12: the *CorruptError names the file flipped
+				// (a segment: at or before the flip), or the segment
+				// the flipped DURABLE mark vouches for.
+				var ce *CorruptError
+				if !errors.As(err, &ce) || ce.File == "" || ce.Offset < 0 {
+					t.Fatalf("%s: Open: %v; want a *CorruptError naming a file and an offset, got %+v", what, err, ce)
+				}
+				if strings.HasPrefix(reg.file, "segments") {
+					index, _, _ := segment.ParseName(ce.File)
+					if ce.File != filepath.Base(reg.file) || ce.Segment != index || ce.Offset > off {
+						t.Fatalf("%s: Open: %v; want a *CorruptError naming %s at or before offset %d, got %+v", what, err, filepath.Base(reg.file), off, ce)
+					}
+				}
 				continue
 			}
 			opened++
@@ -174,6 +187,7 @@ func checkFlipped(t *testing.T, l *Log, next uint64, what string) (served, refus
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("%s: Read(%d): %v", what, seq, err)
 			}
+			checkCorruptError(t, err, what)
 			refused++
 			continue
 		}
@@ -192,6 +206,7 @@ func checkFlipped(t *testing.T, l *Log, next uint64, what string) (served, refus
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("%s: Reader at seq %d: %v", what, seq, err)
 			}
+			checkCorruptError(t, err, what)
 			return served, refused
 		}
 		if rec.Seq != seq || !bytes.Equal(rec.Payload, payloadFor(seq, bitflipMaxLen)) {
@@ -203,6 +218,20 @@ func checkFlipped(t *testing.T, l *Log, next uint64, what string) (served, refus
 		t.Fatalf("%s: Reader stopped at %d without an error, log ends at %d", what, seq, next)
 	}
 	return served, refused
+}
+
+// checkCorruptError fails the test unless err, from a read, is a
+// *CorruptError naming a segment file, its index and the offset of a frame
+// (issue 12).
+func checkCorruptError(t *testing.T, err error, what string) {
+	t.Helper()
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		t.Fatalf("%s: %v is no *CorruptError", what, err)
+	}
+	if index, _, ok := segment.ParseName(ce.File); !ok || index != ce.Segment || ce.Offset < segment.HeaderSize || ce.Offset%segment.Align != 0 {
+		t.Fatalf("%s: %v: want a *CorruptError naming a segment file, its index and a frame offset, got %+v", what, err, ce)
+	}
 }
 
 // buildFlipLog writes a log of several 64 KiB segments and maps its

@@ -24,11 +24,36 @@ var (
 	ErrNotRegular = vfs.ErrNotRegular
 	// ErrRecordTooLarge: the payload does not fit in one segment.
 	ErrRecordTooLarge = errors.New("aof2: record too large for a segment")
-	// ErrNotFound: no record has that sequence number or RecordID (not
-	// yet appended, or not in this log).
+	// ErrNotFound: a well-formed sequence number or RecordID that the
+	// log does not hold: not appended yet (Read, NewReader past the
+	// end, FlushUntil), or a RecordID this log did not hand out (its
+	// segment or offset is not where the record is). Records removed by
+	// retention or TruncateBack are a *TruncatedError instead.
+	//
+	// The rule between the two: ErrNotFound answers a read or a wait
+	// for a record that could exist but is not here; ErrInvalidArgument
+	// answers a request that no log could satisfy as asked.
 	ErrNotFound = segment.ErrNotFound
-	// ErrCorrupt: bytes on disk fail a check.
+	// ErrInvalidArgument: an argument that can never be valid, whatever
+	// the log holds: sequence number 0 (numbers start at 1) for Read,
+	// NewReader or FlushUntil; a RecordID no Append returns (segment 0,
+	// an offset before the first record or not 8-byte aligned); or a
+	// truncation outside the log's bounds: TruncateFront past the next
+	// sequence number (it would remove records not appended), or
+	// TruncateBack to a last record before FirstSeq()-1 (records already
+	// removed) or at or past NextSeq() (records not appended).
+	ErrInvalidArgument = errors.New("aof2: invalid argument")
+	// ErrCorrupt: bytes on disk fail a check. The error is a
+	// *CorruptError naming the file, the segment and the offset:
+	// errors.As(err, &ce) finds it through every layer of Open, Read
+	// and Reader.
 	ErrCorrupt = segment.ErrCorrupt
+	// ErrUnsupportedVersion: a segment file was written by a newer
+	// format version (a newer aof2) than this code reads. It is not
+	// corruption: Open fails with it in every recovery mode, and
+	// RecoverRepair never cuts, moves or rewrites such a file (nor any
+	// other file, since Open fails first).
+	ErrUnsupportedVersion = segment.ErrUnsupportedVersion
 	// ErrFailed: a write or sync failed for good, and the log refuses
 	// writes until it is reopened. The error is a *flush.FailError
 	// naming the durable frontier.
@@ -41,6 +66,14 @@ var (
 	// ends.
 	ErrTruncated = errors.New("aof2: records truncated")
 )
+
+// CorruptError is the error for bytes on disk that fail a check (it
+// wraps ErrCorrupt): File (a segment file in DIR/segments, or a mark:
+// DURABLE, FRONT, CUT in DIR), Segment (the segment's index, 0 for a
+// mark), Offset (where the bad bytes start in File, -1 when the problem is
+// not at one place, e.g. a gap between segments or a mark contradicting
+// them) and Reason.
+type CorruptError = segment.CorruptError
 
 // TruncatedError is the error for a read of records that retention or
 // TruncateBack removed. A follower that falls behind retention gets it,

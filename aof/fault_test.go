@@ -484,10 +484,20 @@ func TestBadInput(t *testing.T) {
 	if rec, err := l.Read(big.Seq, nil); err != nil || len(rec.Payload) != l.MaxRecordSize() {
 		t.Fatalf("largest record: %d bytes, %v", len(rec.Payload), err)
 	}
-	for _, id := range []RecordID{{Seq: 999, Segment: 2, Offset: 64}, {Seq: big.Seq, Segment: 7, Offset: 64}, {}} {
-		if err := l.FlushUntil(ctx, id); !errors.Is(err, ErrNotFound) {
+	for _, id := range []RecordID{{Seq: 999, Segment: 2, Offset: 64}, {Seq: big.Seq, Segment: 7, Offset: 64}} {
+		if err := l.FlushUntil(ctx, id); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("FlushUntil(%+v): %v, want ErrNotFound", id, err)
 		}
+	}
+	// An id no Append returns is an invalid argument, not "not found".
+	for _, id := range []RecordID{{}, {Seq: big.Seq, Segment: 0, Offset: big.Offset}, {Seq: big.Seq, Segment: big.Segment, Offset: 8},
+		{Seq: big.Seq, Segment: big.Segment, Offset: big.Offset + 1}, {Seq: big.Seq, Segment: big.Segment, Offset: segment.MaxSize}, {Seq: 0, Segment: 1, Offset: 64}} {
+		if err := l.FlushUntil(ctx, id); !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotFound) {
+			t.Fatalf("FlushUntil(%+v): %v, want ErrInvalidArgument", id, err)
+		}
+	}
+	if _, err := l.Read(0, nil); !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrTruncated) {
+		t.Fatalf("Read(0): %v, want ErrInvalidArgument", err)
 	}
 	if _, err := l.Read(999, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Read of a future seq: %v", err)

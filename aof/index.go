@@ -44,7 +44,8 @@ func (l *Log) Bounds() (first, next uint64) {
 // FlushUntilSeq is FlushUntil by sequence number, for callers that keep
 // sequence numbers rather than RecordIDs: it returns once the record seq
 // and every record before it are durable. seq must have been appended
-// (below NextSeq()), else the error wraps ErrNotFound; a seq that
+// (below NextSeq()), else the error wraps ErrNotFound (ErrInvalidArgument
+// for seq 0, which no Append returns); a seq that
 // retention or TruncateBack removed is a *TruncatedError, as for
 // FlushUntil. Its other errors are FlushUntil's: the log's *FailError,
 // ErrClosed, ctx's error.
@@ -53,7 +54,10 @@ func (l *Log) FlushUntilSeq(ctx context.Context, seq uint64) error {
 	if seq > 0 && seq < l.front.Load() {
 		return l.truncated(seq)
 	}
-	if next := l.nextSeq(); seq == 0 || seq >= next {
+	if seq == 0 {
+		return fmt.Errorf("%w: flush until seq 0: sequence numbers start at 1", ErrInvalidArgument)
+	}
+	if next := l.nextSeq(); seq >= next {
 		return fmt.Errorf("%w: seq %d: the log holds [%d, %d)", ErrNotFound, seq, l.front.Load(), next)
 	}
 	return l.flushUntil(ctx, seq, epoch)
@@ -86,7 +90,7 @@ func (l *Log) flushUntil(ctx context.Context, seq, epoch uint64) error {
 //
 // lo and hi are checked against Bounds at the call: lo below the first
 // record is a *TruncatedError (its First says where the log starts); hi
-// past NextSeq() wraps ErrNotFound, as does lo > hi (hi is not clamped: a
+// past NextSeq() wraps ErrNotFound, lo > hi ErrInvalidArgument (hi is not clamped: a
 // range read returns all of [lo, hi) or an error). lo == hi yields
 // nothing. Each error is yielded once, with a zero Record, and ends the
 // iteration.
@@ -102,7 +106,7 @@ func (l *Log) ReadRange(lo, hi uint64, maxBytes int64, opts ...ReaderOption) ite
 		first, next := l.Bounds()
 		switch {
 		case lo > hi:
-			yield(Record{}, fmt.Errorf("%w: range [%d, %d) is reversed", ErrNotFound, lo, hi))
+			yield(Record{}, fmt.Errorf("%w: range [%d, %d) is reversed", ErrInvalidArgument, lo, hi))
 			return
 		case lo == hi:
 			return

@@ -488,8 +488,9 @@ func (l *Log) rotate(full *seg) error {
 // FlushUntil returns once the record id and every record before it are
 // durable, sharing syncs with concurrent callers. It returns the log's
 // *FailError if a sync failed for good (never hangs), ErrClosed if
-// the log closed before the record became durable, ErrNotFound for an id
-// this log did not hand out, a *TruncatedError if retention removed the
+// the log closed before the record became durable, ErrInvalidArgument for
+// an id no Append returns (seq 0, segment 0, an offset before the first
+// frame or not aligned), ErrNotFound for an id this log did not hand out, a *TruncatedError if retention removed the
 // record (it was made durable first) or TruncateBack removed it while it
 // waited (Back set), also for a record Reset removed (Back set if it was
 // at or past Reset's next), and ctx's error if ctx ends first.
@@ -513,6 +514,9 @@ func (l *Log) waitDurable(ctx context.Context, seq, epoch uint64) error {
 
 // checkID reports whether id is one this log handed out.
 func (l *Log) checkID(id RecordID) error {
+	if id.Seq == 0 || id.Segment == 0 || id.Offset < segment.HeaderSize || id.Offset%segment.Align != 0 || id.Offset >= segment.MaxSize {
+		return fmt.Errorf("%w: %+v is no RecordID an Append returns", ErrInvalidArgument, id)
+	}
 	if id.Seq > 0 && id.Seq < l.front.Load() {
 		return l.truncated(id.Seq) // retention removed it (durable first)
 	}
@@ -562,7 +566,8 @@ func (l *Log) Sync(ctx context.Context) error {
 // ErrCorrupt naming segment and offset, and no payload is returned. A
 // record being appended concurrently is read once its Append has copied
 // it. A record that retention or TruncateBack removed is a
-// *TruncatedError; one not appended yet wraps ErrNotFound.
+// *TruncatedError; one not appended yet wraps ErrNotFound; seq 0 wraps
+// ErrInvalidArgument.
 func (l *Log) Read(seq uint64, dst []byte) (Record, error) {
 	for {
 		gen := l.cutGen.Load()
@@ -583,6 +588,9 @@ func (l *Log) Read(seq uint64, dst []byte) (Record, error) {
 func (l *Log) read(seq uint64, dst []byte) (Record, error) {
 	if l.closed.Load() {
 		return Record{}, ErrClosed
+	}
+	if seq == 0 {
+		return Record{}, fmt.Errorf("%w: read seq 0: sequence numbers start at 1", ErrInvalidArgument)
 	}
 	if seq < l.front.Load() {
 		return Record{}, l.truncated(seq)

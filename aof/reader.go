@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"path/filepath"
 	"sort"
 
 	"github.com/aof2/aof2/segment"
@@ -85,8 +86,8 @@ func CopyPayloads() ReaderOption { return func(r *Reader) { r.copy = true } }
 // next sequence number starts at the end, and the Reader returns records
 // as they are appended. A from before the first retained record is a
 // *TruncatedError naming the first available sequence number; a from past
-// the end wraps ErrNotFound. NewReader fails with ErrClosed on a closed
-// log.
+// the end wraps ErrNotFound; from 0 wraps ErrInvalidArgument. NewReader
+// fails with ErrClosed on a closed log.
 func (l *Log) NewReader(from uint64, level Level, opts ...ReaderOption) (*Reader, error) {
 	if level != Written && level != Durable {
 		return nil, fmt.Errorf("aof2: new reader: unknown level %v", level)
@@ -98,10 +99,13 @@ func (l *Log) NewReader(from uint64, level Level, opts ...ReaderOption) (*Reader
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
-	if from < l.front.Load() && from > 0 {
+	if from == 0 {
+		return nil, fmt.Errorf("%w: cannot read from seq 0: sequence numbers start at 1", ErrInvalidArgument)
+	}
+	if from < l.front.Load() {
 		return nil, l.truncated(from)
 	}
-	if next := l.nextSeq(); from > next || from == 0 {
+	if next := l.nextSeq(); from > next {
 		return nil, fmt.Errorf("%w: cannot read from seq %d: the first available is %d and the next to be appended is %d", ErrNotFound, from, l.front.Load(), next)
 	}
 	r := &Reader{l: l, level: level, seq: from, gen: gen}
@@ -179,8 +183,7 @@ func (r *Reader) Next() bool {
 		}
 		if ok {
 			if rec.Seq != r.seq {
-				return r.fail(fmt.Errorf("%w: segment %d (%s) offset %d holds seq %d, want %d",
-					ErrCorrupt, r.s.Header().Index, r.s.Path(), r.off, rec.Seq, r.seq))
+				return r.fail(segment.Corrupt(filepath.Base(r.s.Path()), r.s.Header().Index, r.off, "holds seq %d, want %d", rec.Seq, r.seq))
 			}
 			if r.copy {
 				rec.Payload = append([]byte(nil), rec.Payload...)
@@ -205,8 +208,8 @@ func (r *Reader) Next() bool {
 			if l.cutGen.Load() != r.gen {
 				return false
 			}
-			return r.fail(fmt.Errorf("%w: segment %d ends before seq %d, but segment %d starts at seq %d",
-				ErrCorrupt, r.s.Header().Index, r.seq, succ.Header().Index, base))
+			return r.fail(segment.Corrupt(filepath.Base(succ.Path()), succ.Header().Index, -1, "starts at seq %d, but segment %d before it ends before seq %d",
+				base, r.s.Header().Index, r.seq))
 		}
 		if !succ.Acquire() {
 			return r.fail(r.released())

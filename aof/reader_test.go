@@ -256,14 +256,19 @@ func TestReaderInvalidFrom(t *testing.T) {
 		mustAppend(t, l, payloadFor(i, 100))
 	}
 	for _, from := range []uint64{0, 7, 1 << 40} {
+		// Past the end is a seq not appended yet; 0 is no seq at all.
+		want, wantText := ErrNotFound, "first available is 1"
+		if from == 0 {
+			want, wantText = ErrInvalidArgument, "start at 1"
+		}
 		_, err := l.NewReader(from, Written)
-		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "first available is 1") {
-			t.Fatalf("NewReader(%d): %v, want ErrNotFound naming the first available seq", from, err)
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), wantText) {
+			t.Fatalf("NewReader(%d): %v, want %v saying %q", from, err, want, wantText)
 		}
 		var n int
 		for _, err := range l.Follow(ctx, from, Durable) {
-			if n++; !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Follow(%d): %v, want ErrNotFound", from, err)
+			if n++; !errors.Is(err, want) {
+				t.Fatalf("Follow(%d): %v, want %v", from, err, want)
 			}
 		}
 		if n != 1 {

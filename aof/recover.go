@@ -155,12 +155,19 @@ func (l *Log) recover(ctx context.Context) (err error) {
 	// files from names on aside.
 	corrupt := func(cause error, names []string) error {
 		// Not a regular file (a FIFO, a symbolic link): nothing to
-		// repair, and not to be moved or followed.
-		if l.cfg.Recovery != RecoverRepair || errors.Is(cause, ErrNotRegular) {
+		// repair, and not to be moved or followed. A segment of a newer
+		// format is not damage: never moved either.
+		if l.cfg.Recovery != RecoverRepair || errors.Is(cause, ErrNotRegular) || errors.Is(cause, ErrUnsupportedVersion) {
 			return fmt.Errorf("aof2: recover %s: %w", l.dir, cause)
+		}
+		if err := l.newerVersion(names); err != nil {
+			return err
 		}
 		repairs, repairWhy = append(repairs, names...), cause
 		return nil
+	}
+	if err := l.newerVersion(dropped); err != nil {
+		return err
 	}
 
 	// Open every segment: headers are checked, sealed footers trusted.
@@ -168,7 +175,7 @@ func (l *Log) recover(ctx context.Context) (err error) {
 		s, oerr := segment.Open(l.fs, l.segDir, f.name)
 		if oerr == nil && i > 0 && f.index != files[i-1].index+1 {
 			s.Release()
-			oerr = fmt.Errorf("%w: segment %d (%s) follows segment %d: segments in between are missing", ErrCorrupt, f.index, f.name, files[i-1].index)
+			oerr = segment.Corrupt(f.name, f.index, -1, "follows segment %d: segments in between are missing", files[i-1].index)
 		}
 		if oerr == nil {
 			segs = append(segs, &seg{Segment: s})
@@ -186,7 +193,7 @@ func (l *Log) recover(ctx context.Context) (err error) {
 			// or a later segment says otherwise.
 			err := l.laterDurable(f.name, rest[1:], vouched)
 			if mark.Index == f.index && mark.Offset > segment.HeaderSize {
-				err = fmt.Errorf("%w: %v, but the durable mark says it was durable up to offset %d", ErrCorrupt, oerr, mark.Offset)
+				err = segment.Corrupt(f.name, f.index, 0, "%v, but the durable mark says it was durable up to offset %d", oerr, mark.Offset)
 			}
 			if err != nil {
 				if err := corrupt(err, rest); err != nil {
@@ -216,7 +223,7 @@ func (l *Log) recover(ctx context.Context) (err error) {
 		s := segs[i]
 		h := s.Header()
 		if i > 0 && h.BaseSeq != nextSeq {
-			cause := fmt.Errorf("%w: segment %d (%s) starts at seq %d, but the previous segment ends before seq %d", ErrCorrupt, h.Index, filepath.Base(s.Path()), h.BaseSeq, nextSeq)
+			cause := segment.Corrupt(filepath.Base(s.Path()), h.Index, -1, "starts at seq %d, but the previous segment ends before seq %d", h.BaseSeq, nextSeq)
 			if err := corrupt(cause, segNames(segs[i:])); err != nil {
 				return err
 			}
@@ -250,7 +257,7 @@ func (l *Log) recover(ctx context.Context) (err error) {
 			// The log ends here: the later segments hold nothing
 			// durable, unless one is sealed or vouches for its syncs.
 			later := segs[i+1:]
-			if ends, cause := laterSegsDurable(s, later, vouched); cause != nil {
+			if ends, cause := laterSegsDurable(s, r.End, later, vouched); cause != nil {
 				if err := corrupt(cause, segNames(later)); err != nil {
 					return err
 				}
@@ -545,16 +552,17 @@ func holdsDurable(s *seg, vouched func(*seg) int64) (bool, int64) {
 	return r.MaxHint > segment.HeaderSize, r.End
 }
 
-// laterSegsDurable returns an error wrapping ErrCorrupt if a segment in
-// later holds durable records although the log ends in tail; otherwise the
-// end of each one's records, for the truncation report.
-func laterSegsDurable(tail *seg, later []*seg, vouched func(*seg) int64) ([]int64, error) {
+// laterSegsDurable returns a *CorruptError at end, where the good records
+// of tail end, if a segment in later holds durable records although the
+// log ends in tail; otherwise the end of each one's records, for the
+// truncation report.
+func laterSegsDurable(tail *seg, end int64, later []*seg, vouched func(*seg) int64) ([]int64, error) {
 	ends := make([]int64, len(later))
 	for i, s := range later {
 		var durable bool
 		if durable, ends[i] = holdsDurable(s, vouched); durable {
-			return nil, fmt.Errorf("%w: segment %d (%s) ends before seq %d, but segment %d (%s) after it holds durable records",
-				ErrCorrupt, tail.Header().Index, filepath.Base(tail.Path()), later[0].Header().BaseSeq, s.Header().Index, filepath.Base(s.Path()))
+			return nil, segment.Corrupt(filepath.Base(tail.Path()), tail.Header().Index, end, "the records end before seq %d, but segment %d (%s) after it holds durable records",
+				later[0].Header().BaseSeq, s.Header().Index, filepath.Base(s.Path()))
 		}
 	}
 	return ends, nil
@@ -577,8 +585,28 @@ func (l *Log) laterDurable(first string, names []string, vouched func(*seg) int6
 	}
 	for _, s := range later {
 		if durable, _ := holdsDurable(s, vouched); durable {
-			return fmt.Errorf("%w: segment %s has no header, but segment %d (%s) after it holds durable records",
-				ErrCorrupt, first, s.Header().Index, filepath.Base(s.Path()))
+			index, _, _ := segment.ParseName(first)
+			return segment.Corrupt(first, index, 0, "no header, but segment %d (%s) after it holds durable records",
+				s.Header().Index, filepath.Base(s.Path()))
+		}
+	}
+	return nil
+}
+
+// newerVersion returns an error wrapping ErrUnsupportedVersion if one of
+// the segment files named is of a newer format version, which recovery
+// must not remove, cut or move (repair mode included). Files it cannot
+// read are left to the checks that open them.
+func (l *Log) newerVersion(names []string) error {
+	for _, name := range names {
+		f, err := l.fs.OpenReadOnly(filepath.Join(l.segDir, name))
+		if err != nil {
+			continue
+		}
+		_, err = segment.ReadHeader(f, name)
+		f.Close()
+		if errors.Is(err, ErrUnsupportedVersion) {
+			return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 		}
 	}
 	return nil

@@ -152,8 +152,8 @@ func TestReset(t *testing.T) {
 func TestResetBadArguments(t *testing.T) {
 	l := openT(t, t.TempDir(), retentionCfg)
 	appendN(t, l, 1, 101)
-	if err := l.Reset(ctx, 0); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Reset(0): %v, want ErrNotFound", err)
+	if err := l.Reset(ctx, 0); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("Reset(0): %v, want ErrInvalidArgument", err)
 	}
 	if l.FirstSeq() != 1 || l.NextSeq() != 101 {
 		t.Fatalf("log [%d, %d) after a refused Reset", l.FirstSeq(), l.NextSeq())

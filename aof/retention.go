@@ -100,7 +100,7 @@ func (l *Log) truncated(seq uint64) error {
 // flusher is stopped, Config.NoBackgroundFlush, or a flush is sealing it)
 // is sealed first by a flush on the caller's goroutine. A segment also
 // holding later records stays until retention passes it again. seq must
-// be at most NextSeq(); seq at or below FirstSeq() moves nothing, but
+// be at most NextSeq() (past it, ErrInvalidArgument); seq at or below FirstSeq() moves nothing, but
 // deletes a file before the front that an earlier call failed to delete.
 // It is crash-safe: the new front is made durable first (a FRONT file),
 // and Open finishes the deletions.
@@ -136,7 +136,7 @@ func (l *Log) moveFront(ctx context.Context, seq uint64, reason string, seal boo
 		return err
 	}
 	if next := l.nextSeq(); seq > next {
-		return fmt.Errorf("%w: cannot truncate the front to seq %d: the next record to be appended is %d", ErrNotFound, seq, next)
+		return fmt.Errorf("%w: cannot truncate the front to seq %d: the next record to be appended is %d", ErrInvalidArgument, seq, next)
 	}
 	if seq > l.front.Load() {
 		// The front must never be past what a crash keeps.
@@ -242,7 +242,8 @@ func (l *Log) dropFront(gone []*seg, reason string) {
 // TruncateBack removes every record after last, so that the next Append
 // gets sequence number last+1: what a Raft log store does when a new
 // leader's entries conflict with its own. last must be in [FirstSeq()-1,
-// NextSeq()-1]; last = NextSeq()-1 changes nothing.
+// NextSeq()-1] (outside, ErrInvalidArgument); last = NextSeq()-1 changes
+// nothing.
 //
 // It makes every record durable first, then cuts: the segment holding
 // last is sealed right after it, later segments are deleted, and appends
@@ -266,7 +267,7 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 	}
 	next, first := l.nextSeq(), l.front.Load()
 	if last >= next || last+1 < first {
-		return fmt.Errorf("%w: cannot truncate back to seq %d: the log holds [%d, %d)", ErrNotFound, last, first, next)
+		return fmt.Errorf("%w: cannot truncate back to seq %d: the log holds [%d, %d)", ErrInvalidArgument, last, first, next)
 	}
 	if last+1 == next {
 		return nil
@@ -279,7 +280,7 @@ func (l *Log) TruncateBack(ctx context.Context, last uint64) error {
 // be any value from 1 on, below, inside or above the range the log holds:
 // what a Raft log store does after it installed a snapshot (next is the
 // snapshot's last index plus one). Reset on a log that is empty at next
-// already changes nothing; next 0 wraps ErrNotFound.
+// already changes nothing; next 0 wraps ErrInvalidArgument.
 //
 // Like TruncateBack it makes every record durable first, then removes
 // every segment file and continues in a fresh segment; appends wait while
@@ -310,7 +311,7 @@ func (l *Log) Reset(ctx context.Context, next uint64) error {
 		return err
 	}
 	if next == 0 {
-		return fmt.Errorf("%w: cannot reset to seq 0: sequence numbers start at 1", ErrNotFound)
+		return fmt.Errorf("%w: cannot reset to seq 0: sequence numbers start at 1", ErrInvalidArgument)
 	}
 	if l.front.Load() == next && l.nextSeq() == next {
 		return nil // empty at next already

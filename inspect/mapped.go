@@ -66,7 +66,7 @@ func openMapped(fsys vfs.FS, segDir string, file File) (_ *mapped, err error) {
 		return nil, fmt.Errorf("%s: %w", file.Name, err)
 	}
 	if size < hdr.Size {
-		return nil, fmt.Errorf("%w: %s is %d bytes, its header says %d (cut or copied short?)", segment.ErrCorrupt, file.Name, size, hdr.Size)
+		return nil, segment.Corrupt(file.Name, hdr.Index, -1, "the file is %d bytes, its header says %d (cut or copied short?)", size, hdr.Size)
 	}
 	m.hdr = hdr
 	m.limit = segment.DataLimit(hdr.Size)
@@ -146,7 +146,7 @@ func (m *mapped) checkSealed() bool {
 	}
 	f, sealed, err := segment.SealedFooter(m.hdr, m.data)
 	if err != nil {
-		m.trailerErr = err
+		m.trailerErr = segment.At(err, m.file.Name, m.hdr.Index, 0)
 		return false
 	}
 	if !sealed {
@@ -167,8 +167,8 @@ const (
 )
 
 // frameAt decodes and verifies the frame at off, which must hold seq.
-// payload is a slice of the mapping. Errors do not name the file and
-// offset: callers add them.
+// payload is a slice of the mapping. Errors do not name the file, and
+// their offset is relative to the frame: callers place them (segment.At).
 func (m *mapped) frameAt(off int64, seq uint64) (h segment.FrameHeader, payload []byte, next int64, st frameStatus, err error) {
 	if off+segment.FrameHeaderSize > m.limit {
 		return h, nil, off, frameEmpty, nil
@@ -179,8 +179,8 @@ func (m *mapped) frameAt(off int64, seq uint64) (h segment.FrameHeader, payload 
 	}
 	h = segment.DecodeFrameHeader(b)
 	if !segment.Plausible(h, off, seq, m.limit) {
-		return h, nil, off, frameBad, fmt.Errorf("%w: no valid frame for seq %d (header says seq %d, length %d, hint %d)",
-			segment.ErrCorrupt, seq, h.Seq, h.Len, h.Hint)
+		return h, nil, off, frameBad, segment.Corrupt("", 0, 0, "no valid frame for seq %d (header says seq %d, length %d, hint %d)",
+			seq, h.Seq, h.Len, h.Hint)
 	}
 	payload, err = segment.VerifyFrame(m.data[off:m.limit], h)
 	if err != nil {

@@ -191,7 +191,7 @@ func (r *Reader) Next() bool {
 		if st == frameEmpty && r.m.sealed && r.off < r.m.footer.DataEnd {
 			// A sealed segment's data is complete up to its footer:
 			// zeros before it are damage, not the end.
-			st, ferr = frameBad, fmt.Errorf("%w: zeros where the footer says records are (its data ends at offset %d)", segment.ErrCorrupt, r.m.footer.DataEnd)
+			st, ferr = frameBad, segment.Corrupt("", 0, 0, "zeros where the footer says records are (its data ends at offset %d)", r.m.footer.DataEnd)
 		}
 		if st != frameBad {
 			return false
@@ -350,7 +350,7 @@ func (r *Reader) resyncOnce(again bool) (moved, hold bool, err error) {
 	if nf.Index == cur.Index+1 && nf.BaseSeq == r.seq {
 		return true, false, nil // created since moveOn looked: open it by name
 	}
-	return false, false, fmt.Errorf("%w: segment %s starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, nf.Name, nf.BaseSeq, cur.Name, r.seq)
+	return false, false, segment.Corrupt(nf.Name, nf.Index, -1, "starts at seq %d, but %s ends before seq %d", nf.BaseSeq, cur.Name, r.seq)
 }
 
 // cutPending looks again at a log where a TruncateBack was under way when
@@ -392,7 +392,7 @@ func (r *Reader) cutTo(next, first uint64) (moved, hold bool, err error) {
 func (r *Reader) classify(ferr error) error {
 	if r.m.sealed {
 		// Inside a sealed segment's data: corruption.
-		return fmt.Errorf("%s offset %d: %w", r.m.file.Name, r.off, ferr)
+		return segment.At(ferr, r.m.file.Name, r.m.file.Index, r.off)
 	}
 	if r.classFile == r.m.file.Index && r.classOff == r.off && time.Since(r.classAt) < reclassifyAfter {
 		return r.classified

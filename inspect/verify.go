@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
@@ -39,7 +40,13 @@ func (p Problem) Corrupt() bool {
 	return !p.Torn && !p.Warning && errors.Is(p.Err, segment.ErrCorrupt)
 }
 
-// Kind is "torn", "warning", "CORRUPT" or "ERROR".
+// Newer reports whether the problem is a segment file written by a newer
+// aof2 (Err wraps segment.ErrUnsupportedVersion): not damage, a format
+// version this build does not read.
+func (p Problem) Newer() bool { return errors.Is(p.Err, segment.ErrUnsupportedVersion) }
+
+// Kind is "torn", "warning", "CORRUPT", "NEWER" (written by a newer aof2)
+// or "ERROR".
 func (p Problem) Kind() string {
 	switch {
 	case p.Torn:
@@ -48,16 +55,23 @@ func (p Problem) Kind() string {
 		return "warning"
 	case p.Corrupt():
 		return "CORRUPT"
+	case p.Newer():
+		return "NEWER"
 	}
 	return "ERROR"
 }
 
 func (p Problem) String() string {
 	kind := p.Kind()
-	if p.Offset < 0 {
-		return fmt.Sprintf("%s: %s: %v", kind, p.File, p.Err)
+	msg := p.Err.Error()
+	if ce := (*segment.CorruptError)(nil); errors.As(p.Err, &ce) && ce.File == p.File && ce.Offset == p.Offset {
+		// Name the file and offset once, at the start of the line.
+		msg = strings.Replace(msg, ce.Error(), segment.ErrCorrupt.Error()+": "+ce.Reason, 1)
 	}
-	return fmt.Sprintf("%s: %s offset %d: %v", kind, p.File, p.Offset, p.Err)
+	if p.Offset < 0 {
+		return fmt.Sprintf("%s: %s: %s", kind, p.File, msg)
+	}
+	return fmt.Sprintf("%s: %s offset %d: %s", kind, p.File, p.Offset, msg)
 }
 
 // VerifyResult is what Verify checked and found.
@@ -241,7 +255,7 @@ func gaps(infos []SegmentInfo) []Problem {
 	for i := 1; i < len(infos); i++ {
 		if prev, f := infos[i-1], infos[i]; f.Index != prev.Index+1 {
 			probs = append(probs, Problem{File: f.Name, Offset: -1,
-				Err: fmt.Errorf("%w: segment %d follows segment %d: the segments in between are missing", segment.ErrCorrupt, f.Index, prev.Index)})
+				Err: segment.Corrupt(f.Name, f.Index, -1, "follows segment %d: the segments in between are missing", prev.Index)})
 		}
 	}
 	return probs
@@ -262,7 +276,7 @@ func continuity(infos []SegmentInfo) []Problem {
 		for _, later := range infos[i:] {
 			durable = durable || later.Sealed || later.DurableEnd > segment.HeaderSize
 		}
-		err := fmt.Errorf("%w: starts at seq %d, but %s ends before seq %d", segment.ErrCorrupt, s.BaseSeq, prev.Name, prev.BaseSeq+prev.Records)
+		var err error = segment.Corrupt(s.Name, s.Index, -1, "starts at seq %d, but %s ends before seq %d", s.BaseSeq, prev.Name, prev.BaseSeq+prev.Records)
 		if !durable && !prev.Sealed {
 			err = fmt.Errorf("starts at seq %d, but %s ends before seq %d; nothing in it or after it is proven durable: the writer removes it when it opens the log", s.BaseSeq, prev.Name, prev.BaseSeq+prev.Records)
 		}
@@ -339,29 +353,35 @@ func verifySealed(m *mapped, last uint64, progress func(int64)) (info SegmentInf
 	info = SegmentInfo{File: m.file, Header: m.hdr, Sealed: true, End: ft.DataEnd, DurableEnd: ft.DataEnd,
 		Records: ft.Count, DurableRecords: ft.Count}
 	var probs []Problem
+	// bad reports a problem at off (or -1) with the error err, whose
+	// offset is relative to off (a frame's error), or an error made by
+	// corruptAt.
 	bad := func(off int64, err error) {
-		probs = append(probs, Problem{File: m.file.Name, Offset: off, Err: err})
+		probs = append(probs, Problem{File: m.file.Name, Offset: off, Err: segment.At(err, m.file.Name, m.hdr.Index, off)})
+	}
+	corruptAt := func(off int64, format string, args ...any) error {
+		return segment.Corrupt(m.file.Name, m.hdr.Index, off, format, args...)
 	}
 	off, seq := int64(segment.HeaderSize), m.hdr.BaseSeq
 	next := 0 // next index entry to meet
 	lastReport := off
 	for off < ft.DataEnd && seq <= last {
 		for next < len(ft.Index) && ft.Index[next].Offset < off {
-			bad(ft.Index[next].Offset, fmt.Errorf("%w: footer index entry for seq %d points inside a frame", segment.ErrCorrupt, ft.Index[next].Seq))
+			bad(ft.Index[next].Offset, corruptAt(ft.Index[next].Offset, "footer index entry for seq %d points inside a frame", ft.Index[next].Seq))
 			next++
 		}
 		if next < len(ft.Index) && ft.Index[next].Offset == off {
 			if ft.Index[next].Seq != seq {
-				bad(off, fmt.Errorf("%w: footer index says seq %d starts here, the frames say %d", segment.ErrCorrupt, ft.Index[next].Seq, seq))
+				bad(off, corruptAt(off, "footer index says seq %d starts here, the frames say %d", ft.Index[next].Seq, seq))
 			}
 			next++
 		}
 		_, _, n, st, err := m.frameAt(off, seq)
 		if st == frameEmpty {
-			err = fmt.Errorf("%w: zeros where the footer says records are (seq %d expected)", segment.ErrCorrupt, seq)
+			err = corruptAt(off, "zeros where the footer says records are (seq %d expected)", seq)
 		}
 		if err == nil && n > ft.DataEnd {
-			err = fmt.Errorf("%w: frame of seq %d runs past the footer's data end %d", segment.ErrCorrupt, seq, ft.DataEnd)
+			err = corruptAt(off, "frame of seq %d runs past the footer's data end %d", seq, ft.DataEnd)
 		}
 		if err != nil {
 			bad(off, err)
@@ -385,10 +405,10 @@ func verifySealed(m *mapped, last uint64, progress func(int64)) (info SegmentInf
 	progress(off - lastReport)
 	if len(probs) == 0 && off >= ft.DataEnd {
 		if seq-m.hdr.BaseSeq != ft.Count {
-			bad(-1, fmt.Errorf("%w: footer says %d records, the frames hold %d", segment.ErrCorrupt, ft.Count, seq-m.hdr.BaseSeq))
+			bad(-1, corruptAt(-1, "footer says %d records, the frames hold %d", ft.Count, seq-m.hdr.BaseSeq))
 		}
 		if sum := xxhash.Sum64(m.data[segment.HeaderSize:ft.DataEnd]); sum != ft.DataSum {
-			bad(-1, fmt.Errorf("%w: data checksum %016x, the footer says %016x", segment.ErrCorrupt, sum, ft.DataSum))
+			bad(-1, corruptAt(-1, "data checksum %016x, the footer says %016x", sum, ft.DataSum))
 		}
 	}
 	return info, good, probs
@@ -426,7 +446,7 @@ func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
 		segs = append(segs, segment.Extent{Name: s.Name, Index: s.Index, BaseSeq: s.BaseSeq, Records: s.Records})
 	}
 	_, err := segment.CheckMarks(front, cut, segs)
-	var me *segment.MarkError
+	var me *segment.CorruptError
 	if !errors.As(err, &me) {
 		return nil
 	}
@@ -435,5 +455,5 @@ func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
 		advice = "keep a copy of the directory, then remove it to open the log as the disk has it"
 	}
 	return []Problem{{File: me.File, Offset: -1,
-		Err: fmt.Errorf("%w (aof.Open fails until it is resolved, and changes nothing before: %s)", me.Err, advice)}}
+		Err: fmt.Errorf("%w (aof.Open fails until it is resolved, and changes nothing before: %s)", me, advice)}}
 }

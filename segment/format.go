@@ -2,7 +2,6 @@ package segment
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/cespare/xxhash/v2"
@@ -26,7 +25,9 @@ import (
 //	| trailer (32 B)     |  ... and the trailer in the file's last 32 bytes
 //	+--------------------+  segment size
 //
-// Header:
+// Header (every format version keeps the magic, the version and the
+// checksum of bytes [0, 56) at [56, 64) where they are, so that a reader
+// tells a newer version, ErrUnsupportedVersion, from damage):
 //
 //	0       8       10      12      16              24              32
 //	+-------+-------+-------+-------+---------------+---------------+
@@ -113,9 +114,6 @@ var (
 	trailerMagic = [8]byte{'a', 'o', 'f', '2', 'e', 'n', 'd', 0}
 )
 
-// ErrCorrupt is wrapped by every error about bytes that fail a check.
-var ErrCorrupt = errors.New("aof2: corrupt segment")
-
 // Header is the decoded segment header.
 type Header struct {
 	Index   uint64 // ordinal of the segment in its log, from 1
@@ -142,16 +140,23 @@ func EncodeHeader(b []byte, h Header) {
 // DecodeHeader decodes and verifies a header.
 func DecodeHeader(b []byte) (Header, error) {
 	if len(b) < HeaderSize {
-		return Header{}, fmt.Errorf("%w: header: %d bytes, want %d", ErrCorrupt, len(b), HeaderSize)
+		return Header{}, corrupt(0, "header: %d bytes, want %d", len(b), HeaderSize)
 	}
 	if [8]byte(b[0:8]) != headerMagic {
-		return Header{}, fmt.Errorf("%w: header: bad magic %q", ErrCorrupt, b[0:8])
+		return Header{}, corrupt(0, "header: bad magic %q", b[0:8])
 	}
 	if sum := binary.LittleEndian.Uint64(b[56:]); sum != xxhash.Sum64(b[:56]) {
-		return Header{}, fmt.Errorf("%w: header: checksum mismatch", ErrCorrupt)
+		return Header{}, corrupt(0, "header: checksum mismatch")
+	}
+	// The version is read from a header whose checksum holds (every
+	// format version keeps the magic, the version and this checksum
+	// where they are), so a flipped bit is corruption, and a newer
+	// version is never taken for it.
+	if v := binary.LittleEndian.Uint16(b[8:]); v > formatVersion {
+		return Header{}, fmt.Errorf("%w: header: format version %d, this build reads up to %d", ErrUnsupportedVersion, v, formatVersion)
 	}
 	if v := binary.LittleEndian.Uint16(b[8:]); v != formatVersion {
-		return Header{}, fmt.Errorf("%w: header: format version %d, this build reads %d", ErrCorrupt, v, formatVersion)
+		return Header{}, corrupt(0, "header: format version %d, this build reads %d", v, formatVersion)
 	}
 	h := Header{
 		Index:   binary.LittleEndian.Uint64(b[16:]),
@@ -160,7 +165,7 @@ func DecodeHeader(b []byte) (Header, error) {
 		Created: int64(binary.LittleEndian.Uint64(b[40:])),
 	}
 	if err := CheckSize(h.Size); err != nil {
-		return Header{}, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
+		return Header{}, corrupt(0, "header: %v", err)
 	}
 	return h, nil
 }
@@ -251,10 +256,10 @@ func DecodeFrameHeader(b []byte) FrameHeader {
 func VerifyFrame(b []byte, h FrameHeader) ([]byte, error) {
 	end := FrameHeaderSize + int64(h.Len)
 	if end > int64(len(b)) {
-		return nil, fmt.Errorf("%w: frame length %d runs past the data", ErrCorrupt, h.Len)
+		return nil, corrupt(0, "frame length %d runs past the data", h.Len)
 	}
 	if sum := xxhash.Sum64(b[8:end]); sum != h.Sum {
-		return nil, fmt.Errorf("%w: frame checksum mismatch (seq %d)", ErrCorrupt, h.Seq)
+		return nil, corrupt(0, "frame checksum mismatch (seq %d)", h.Seq)
 	}
 	return b[FrameHeaderSize:end:end], nil
 }
@@ -303,18 +308,18 @@ func EncodeFooter(b []byte, f Footer) {
 // DecodeFooter decodes and verifies a footer held in b.
 func DecodeFooter(b []byte) (Footer, error) {
 	if len(b) < int(FooterSize(0)) {
-		return Footer{}, fmt.Errorf("%w: footer: %d bytes is too short", ErrCorrupt, len(b))
+		return Footer{}, corrupt(0, "footer: %d bytes is too short", len(b))
 	}
 	if [8]byte(b[0:8]) != footerMagic {
-		return Footer{}, fmt.Errorf("%w: footer: bad magic", ErrCorrupt)
+		return Footer{}, corrupt(0, "footer: bad magic")
 	}
 	n := int(binary.LittleEndian.Uint32(b[48:]))
 	size := FooterSize(n)
 	if size != int64(len(b)) {
-		return Footer{}, fmt.Errorf("%w: footer: %d index entries need %d bytes, have %d", ErrCorrupt, n, size, len(b))
+		return Footer{}, corrupt(0, "footer: %d index entries need %d bytes, have %d", n, size, len(b))
 	}
 	if sum := binary.LittleEndian.Uint64(b[size-8:]); sum != xxhash.Sum64(b[:size-8]) {
-		return Footer{}, fmt.Errorf("%w: footer: checksum mismatch", ErrCorrupt)
+		return Footer{}, corrupt(0, "footer: checksum mismatch")
 	}
 	f := Footer{
 		Count:    binary.LittleEndian.Uint64(b[8:]),
@@ -325,7 +330,7 @@ func DecodeFooter(b []byte) (Footer, error) {
 		Index:    make([]IndexEntry, n),
 	}
 	if f.FirstSeq+f.Count-1 != f.LastSeq {
-		return Footer{}, fmt.Errorf("%w: footer: %d records from seq %d cannot end at %d", ErrCorrupt, f.Count, f.FirstSeq, f.LastSeq)
+		return Footer{}, corrupt(0, "footer: %d records from seq %d cannot end at %d", f.Count, f.FirstSeq, f.LastSeq)
 	}
 	p := b[footerFixedSize:]
 	for i := range f.Index {
@@ -336,7 +341,7 @@ func DecodeFooter(b []byte) (Footer, error) {
 		p = p[indexEntrySize:]
 		if f.Index[i].Offset < HeaderSize || f.Index[i].Offset >= f.DataEnd ||
 			(i > 0 && (f.Index[i].Seq <= f.Index[i-1].Seq || f.Index[i].Offset <= f.Index[i-1].Offset)) {
-			return Footer{}, fmt.Errorf("%w: footer: index entry %d out of order", ErrCorrupt, i)
+			return Footer{}, corrupt(footerFixedSize+int64(i)*indexEntrySize, "footer: index entry %d out of order", i)
 		}
 	}
 	return f, nil
@@ -364,7 +369,7 @@ func DecodeTrailer(b []byte) (t Trailer, ok bool, err error) {
 		return Trailer{}, false, nil
 	}
 	if sum := binary.LittleEndian.Uint64(b[24:]); sum != xxhash.Sum64(b[:24]) {
-		return Trailer{}, false, fmt.Errorf("%w: trailer: checksum mismatch", ErrCorrupt)
+		return Trailer{}, false, corrupt(0, "trailer: checksum mismatch")
 	}
 	return Trailer{
 		FooterOffset: int64(binary.LittleEndian.Uint64(b[8:])),
@@ -400,7 +405,7 @@ func EncodeDurableMark(b []byte, m DurableMark) {
 
 // DecodeDurableMark decodes and verifies a DurableMark.
 func DecodeDurableMark(b []byte) (DurableMark, error) {
-	x, y, err := decodeMark(b, durableMagic, "durable mark")
+	x, y, err := decodeMark(b, durableMagic, DurableFile, "durable mark")
 	return DurableMark{Index: x, Offset: int64(y)}, err
 }
 
@@ -430,7 +435,7 @@ func EncodeFrontMark(b []byte, m FrontMark) { encodeMark(b, frontMagic, m.Seq, 0
 
 // DecodeFrontMark decodes and verifies a FrontMark.
 func DecodeFrontMark(b []byte) (FrontMark, error) {
-	x, _, err := decodeMark(b, frontMagic, "front mark")
+	x, _, err := decodeMark(b, frontMagic, FrontFile, "front mark")
 	return FrontMark{Seq: x}, err
 }
 
@@ -468,10 +473,10 @@ func EncodeCutMark(b []byte, m CutMark) {
 // of a Reset.
 func DecodeCutMark(b []byte) (CutMark, error) {
 	if len(b) == DurableMarkSize && [8]byte(b[0:8]) == resetMagic {
-		x, y, err := decodeMark(b, resetMagic, "cut mark")
+		x, y, err := decodeMark(b, resetMagic, CutFile, "cut mark")
 		return CutMark{Index: x, LastSeq: y, Reset: true}, err
 	}
-	x, y, err := decodeMark(b, cutMagic, "cut mark")
+	x, y, err := decodeMark(b, cutMagic, CutFile, "cut mark")
 	return CutMark{Index: x, LastSeq: y}, err
 }
 
@@ -482,10 +487,11 @@ func encodeMark(b []byte, magic [8]byte, x, y uint64) {
 	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24]))
 }
 
-func decodeMark(b []byte, magic [8]byte, what string) (x, y uint64, err error) {
+// decodeMark decodes a mark; its error names file, where the mark is kept.
+func decodeMark(b []byte, magic [8]byte, file, what string) (x, y uint64, err error) {
 	if len(b) != DurableMarkSize || [8]byte(b[0:8]) != magic ||
 		binary.LittleEndian.Uint64(b[24:]) != xxhash.Sum64(b[:24]) {
-		return 0, 0, fmt.Errorf("%w: %s fails its checks", ErrCorrupt, what)
+		return 0, 0, Corrupt(file, 0, 0, "%s fails its checks", what)
 	}
 	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), nil
 }

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 func TestHeaderRoundTripAndChecks(t *testing.T) {
@@ -173,5 +176,39 @@ func TestTornHeaderIsNotAFlip(t *testing.T) {
 				t.Fatalf("header with bit %d of byte %d flipped taken for a torn write", bit, i)
 			}
 		}
+	}
+}
+
+// Issue 12: a header with a higher format version and a valid checksum is
+// ErrUnsupportedVersion, never ErrCorrupt; a lower one (0) is corruption,
+// and every other failed check is a *CorruptError at offset 0.
+func TestHeaderVersion(t *testing.T) {
+	var b [HeaderSize]byte
+	EncodeHeader(b[:], Header{Index: 3, BaseSeq: 10, Size: 1 << 20, Created: 1})
+	for _, c := range []struct {
+		v     uint16
+		newer bool
+	}{{formatVersion + 1, true}, {0xffff, true}, {0, false}} {
+		h := b
+		binary.LittleEndian.PutUint16(h[8:], c.v)
+		binary.LittleEndian.PutUint64(h[56:], xxhash.Sum64(h[:56]))
+		_, err := DecodeHeader(h[:])
+		if got := errors.Is(err, ErrUnsupportedVersion); got != c.newer || errors.Is(err, ErrCorrupt) == c.newer {
+			t.Errorf("version %d: %v; want newer %v", c.v, err, c.newer)
+		}
+		var ce *CorruptError
+		if !c.newer && (!errors.As(err, &ce) || ce.Offset != 0 || ce.File != "") {
+			t.Errorf("version %d: %v; want an unplaced *CorruptError at offset 0", c.v, err)
+		}
+	}
+	// At places a decoder's error in its file; Error names it once.
+	_, err := DecodeFooter(make([]byte, 4))
+	placed := At(fmt.Errorf("context: %w", err), "f.seg", 4, 1000)
+	var ce *CorruptError
+	if !errors.As(placed, &ce) || *ce != (CorruptError{File: "f.seg", Segment: 4, Offset: 1000, Reason: "footer: 4 bytes is too short"}) {
+		t.Fatalf("At: %#v", ce)
+	}
+	if want := "aof2: corrupt segment: segment 4 (f.seg) offset 1000: footer: 4 bytes is too short"; placed.Error() != want {
+		t.Fatalf("Error() = %q, want %q", placed.Error(), want)
 	}
 }

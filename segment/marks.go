@@ -17,18 +17,6 @@ type Extent struct {
 // segment when none keeps a record (m.Index 0) or m is a Reset's.
 func (m CutMark) Drops(index uint64) bool { return m.Reset || m.Index == 0 || index > m.Index }
 
-// MarkError is the error CheckMarks returns: the mark file (CutFile or
-// FrontFile) that contradicts the segments, and why. Err wraps ErrCorrupt.
-type MarkError struct {
-	File string
-	Err  error
-}
-
-func (e *MarkError) Error() string { return e.File + ": " + e.Err.Error() }
-
-// Unwrap returns Err, so errors.Is(err, ErrCorrupt) holds.
-func (e *MarkError) Unwrap() error { return e.Err }
-
 // CheckMarks is the one judgement of whether a log directory's FRONT and
 // CUT marks (nil when there is none) agree with its segments. Recovery
 // calls it before it changes anything on disk, and read-only tools call it
@@ -38,8 +26,9 @@ func (e *MarkError) Unwrap() error { return e.Err }
 // segments that the cut drops (CutMark.Drops) are left out, so with a cut
 // the last one is the segment that keeps cut.LastSeq, with its records as
 // found, before the cut. It returns the sequence number the log continues
-// at once the cut is complete, or a *MarkError (wrapping ErrCorrupt) that
-// names the mark file and the contradiction:
+// at once the cut is complete, or a *CorruptError that names
+// the mark file (CutFile or FrontFile; Segment 0, Offset -1) and the
+// contradiction:
 //
 //   - a CUT must keep a record its segment holds: the segment named by
 //     cut.Index is the last one kept and holds cut.LastSeq (TruncateBack
@@ -64,22 +53,22 @@ func CheckMarks(front *FrontMark, cut *CutMark, segs []Extent) (next uint64, err
 		// A Reset drops every segment and replaces the front: FRONT
 		// may still hold the front from before it, below or above.
 		if cut.Index != 0 {
-			return 0, &MarkError{CutFile, fmt.Errorf("%w: a reset keeps no segment, but the mark names segment %d", ErrCorrupt, cut.Index)}
+			return 0, Corrupt(CutFile, 0, -1, "a reset keeps no segment, but the mark names segment %d", cut.Index)
 		}
 		return cut.LastSeq + 1, nil
 	}
 	if cut != nil {
 		if cut.Index == 0 {
 			if len(segs) > 0 {
-				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut keeps no segment, but segment %d (%s) is kept", ErrCorrupt, segs[0].Index, segs[0].Name)}
+				return 0, Corrupt(CutFile, 0, -1, "the cut keeps no segment, but segment %d (%s) is kept", segs[0].Index, segs[0].Name)
 			}
 			if front == nil || front.Seq != cut.LastSeq+1 {
 				have := "there is no FRONT mark"
 				if front != nil {
 					have = fmt.Sprintf("%s says seq %d", FrontFile, front.Seq)
 				}
-				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut ends the log after seq %d with no segment kept, so the front must be seq %d, but %s",
-					ErrCorrupt, cut.LastSeq, cut.LastSeq+1, have)}
+				return 0, Corrupt(CutFile, 0, -1, "the cut ends the log after seq %d with no segment kept, so the front must be seq %d, but %s",
+					cut.LastSeq, cut.LastSeq+1, have)
 			}
 			next = cut.LastSeq + 1
 		} else {
@@ -89,18 +78,18 @@ func CheckMarks(front *FrontMark, cut *CutMark, segs []Extent) (next uint64, err
 			}
 			switch {
 			case keep == nil:
-				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut keeps seq %d in segment %d, but the log has no such segment (missing, or after a torn or corrupt one)",
-					ErrCorrupt, cut.LastSeq, cut.Index)}
+				return 0, Corrupt(CutFile, 0, -1, "the cut keeps seq %d in segment %d, but the log has no such segment (missing, or after a torn or corrupt one)",
+					cut.LastSeq, cut.Index)
 			case cut.LastSeq < keep.BaseSeq || cut.LastSeq >= keep.BaseSeq+keep.Records:
-				return 0, &MarkError{CutFile, fmt.Errorf("%w: the cut keeps seq %d in segment %d (%s), which holds seqs [%d, %d)",
-					ErrCorrupt, cut.LastSeq, cut.Index, keep.Name, keep.BaseSeq, keep.BaseSeq+keep.Records)}
+				return 0, Corrupt(CutFile, 0, -1, "the cut keeps seq %d in segment %d (%s), which holds seqs [%d, %d)",
+					cut.LastSeq, cut.Index, keep.Name, keep.BaseSeq, keep.BaseSeq+keep.Records)
 			}
 			next = cut.LastSeq + 1
 		}
 	}
 	if front != nil && front.Seq > next {
-		return 0, &MarkError{FrontFile, fmt.Errorf("%w: the front is seq %d, but the log ends before seq %d",
-			ErrCorrupt, front.Seq, next)}
+		return 0, Corrupt(FrontFile, 0, -1, "the front is seq %d, but the log ends before seq %d",
+			front.Seq, next)
 	}
 	return next, nil
 }

@@ -90,13 +90,16 @@ func syncedEvidence(f vfs.File, base uint64) (string, error) {
 func ReadHeader(f vfs.File, name string) (Header, error) {
 	index, base, ok := ParseName(name)
 	if !ok {
-		return Header{}, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
+		return Header{}, Corrupt(name, 0, -1, "not a segment file name")
 	}
 	var hb [HeaderSize]byte
 	if _, err := f.ReadAt(hb[:], 0); err != nil && !isEOF(err) {
 		return Header{}, fmt.Errorf("segment %s: read header: %w", name, err)
 	}
 	hdr, err := DecodeHeader(hb[:])
+	if errors.Is(err, ErrUnsupportedVersion) {
+		return Header{}, fmt.Errorf("segment %s: %w", name, err)
+	}
 	if zero := hb == ([HeaderSize]byte{}); zero || err != nil {
 		// The header is written when the segment is activated and made
 		// durable by the segment's first sync. Zeros, or a prefix of the
@@ -106,21 +109,24 @@ func ReadHeader(f vfs.File, name string) (Header, error) {
 		what := "all zeros"
 		if !zero {
 			if !tornHeader(hb[:], index, base) {
-				return Header{}, fmt.Errorf("segment %s offset 0: %w", name, err)
+				return Header{}, At(err, name, index, 0)
 			}
-			what = fmt.Sprintf("torn (%v)", err)
+			what = "torn"
+			if ce := (*CorruptError)(nil); errors.As(err, &ce) {
+				what = fmt.Sprintf("torn (%s)", ce.Reason)
+			}
 		}
 		synced, serr := syncedEvidence(f, base)
 		if serr != nil {
 			return Header{}, fmt.Errorf("segment %s: %w", name, serr)
 		}
 		if synced != "" {
-			return Header{}, fmt.Errorf("%w: segment %s offset 0: header is %s, but %s", ErrCorrupt, name, what, synced)
+			return Header{}, Corrupt(name, index, 0, "header is %s, but %s", what, synced)
 		}
 		return Header{}, fmt.Errorf("%w: %s: header is %s and nothing in the file was ever synced", ErrNoHeader, name, what)
 	}
 	if hdr.Index != index || hdr.BaseSeq != base {
-		return Header{}, fmt.Errorf("%w: segment %s offset 0: header says index %d base %d", ErrCorrupt, name, hdr.Index, hdr.BaseSeq)
+		return Header{}, Corrupt(name, index, 0, "header says index %d base %d", hdr.Index, hdr.BaseSeq)
 	}
 	return hdr, nil
 }
@@ -149,7 +155,7 @@ func OpenReadOnly(fs vfs.FS, dir, name string) (*Segment, error) {
 
 func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 	if _, _, ok := ParseName(name); !ok {
-		return nil, fmt.Errorf("%w: %s: not a segment file name", ErrCorrupt, name)
+		return nil, Corrupt(name, 0, -1, "not a segment file name")
 	}
 	path := filepath.Join(dir, name)
 	var f vfs.File
@@ -178,7 +184,7 @@ func open(fs vfs.FS, dir, name string, readOnly bool) (_ *Segment, err error) {
 		return nil, fmt.Errorf("segment %s: %w", name, err)
 	}
 	if size < hdr.Size && readOnly {
-		return nil, fmt.Errorf("%w: segment %s is %d bytes, its header says %d", ErrCorrupt, name, size, hdr.Size)
+		return nil, Corrupt(name, hdr.Index, -1, "the file is %d bytes, its header says %d", size, hdr.Size)
 	}
 	if size < hdr.Size {
 		// Shorter than its preallocation (copied or cut by a tool).
@@ -266,12 +272,12 @@ func (s *Segment) readFooter() (Footer, bool) {
 // read-only tools decide "sealed" with this one function.
 func SealedFooter(hdr Header, m []byte) (f Footer, sealed bool, err error) {
 	if int64(len(m)) < hdr.Size || hdr.Size < HeaderSize+TrailerSize {
-		return Footer{}, false, fmt.Errorf("%w: segment of %d bytes, its header says %d", ErrCorrupt, len(m), hdr.Size)
+		return Footer{}, false, Corrupt("", hdr.Index, -1, "segment of %d bytes, its header says %d", len(m), hdr.Size)
 	}
 	at := hdr.Size - TrailerSize
 	t, ok, err := DecodeTrailer(m[at:])
 	if err != nil {
-		return Footer{}, false, fmt.Errorf("offset %d: %w", at, err)
+		return Footer{}, false, At(err, "", hdr.Index, at)
 	}
 	if !ok {
 		return Footer{}, false, nil
@@ -279,14 +285,14 @@ func SealedFooter(hdr Header, m []byte) (f Footer, sealed bool, err error) {
 	// Compared without adding the two: a crafted length would overflow
 	// the sum past the check (a negative slice bound).
 	if t.FooterOffset < HeaderSize || t.FooterOffset > at || t.FooterLen < FooterSize(0) || t.FooterLen > at-t.FooterOffset {
-		return Footer{}, false, fmt.Errorf("%w: offset %d: trailer points at a footer [%d, +%d) outside the file", ErrCorrupt, at, t.FooterOffset, t.FooterLen)
+		return Footer{}, false, Corrupt("", hdr.Index, at, "trailer points at a footer [%d, +%d) outside the file", t.FooterOffset, t.FooterLen)
 	}
 	f, err = DecodeFooter(m[t.FooterOffset : t.FooterOffset+t.FooterLen])
 	if err == nil && (f.FirstSeq != hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > DataLimit(hdr.Size)) {
-		err = fmt.Errorf("%w: footer: first seq %d, data end %d do not fit the header (base %d) and trailer", ErrCorrupt, f.FirstSeq, f.DataEnd, hdr.BaseSeq)
+		err = corrupt(0, "footer: first seq %d, data end %d do not fit the header (base %d) and trailer", f.FirstSeq, f.DataEnd, hdr.BaseSeq)
 	}
 	if err != nil {
-		return Footer{}, false, fmt.Errorf("offset %d: %w", t.FooterOffset, err)
+		return Footer{}, false, At(err, "", hdr.Index, t.FooterOffset)
 	}
 	return f, true, nil
 }
@@ -343,8 +349,8 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 	r.End, r.Count = off, seq-s.hdr.BaseSeq
 	s.scanCount = r.Count
 	if vouched > off {
-		r.Corrupt = fmt.Errorf("%w: segment %d (%s) offset %d: bad record (seq %d expected) where the durable mark says data was durable up to offset %d",
-			ErrCorrupt, s.hdr.Index, filepath.Base(s.path), off, seq, vouched)
+		r.Corrupt = Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) where the durable mark says data was durable up to offset %d",
+			seq, vouched)
 	} else {
 		r.MaxHint = max(r.MaxHint, vouched)
 	}
@@ -375,8 +381,8 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 		if _, err := VerifyFrame(m[p:], h); err != nil {
 			continue
 		}
-		r.Corrupt = fmt.Errorf("%w: segment %d (%s) offset %d: bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
-			ErrCorrupt, s.hdr.Index, filepath.Base(s.path), off, seq, h.Seq, p, h.Hint)
+		r.Corrupt = Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
+			seq, h.Seq, p, h.Hint)
 		break
 	}
 	return r
@@ -467,7 +473,7 @@ func ReadMark(fs vfs.FS, path string) (b [DurableMarkSize]byte, ok bool, err err
 		return b, true, fmt.Errorf("read %s: %w", path, err)
 	}
 	if n != DurableMarkSize {
-		return b, true, fmt.Errorf("%w: %s: %d bytes, a mark has %d", ErrCorrupt, path, n, DurableMarkSize)
+		return b, true, Corrupt(filepath.Base(path), 0, -1, "%d bytes, a mark has %d", n, DurableMarkSize)
 	}
 	copy(b[:], more[:n])
 	return b, true, nil

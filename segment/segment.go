@@ -685,12 +685,12 @@ func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
 	// the data end its footer states, not merely the data limit.
 	end, _ := s.Reserved()
 	if off < HeaderSize || off+FrameHeaderSize > end {
-		return FrameHeader{}, nil, fmt.Errorf("%w: segment %d offset %d: outside the data", ErrCorrupt, s.hdr.Index, off)
+		return FrameHeader{}, nil, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "outside the data")
 	}
 	h := DecodeFrameHeader(src[off:])
 	payload, err := VerifyFrame(src[off:end], h)
 	if err != nil {
-		return h, nil, fmt.Errorf("segment %d (%s) offset %d: %w", s.hdr.Index, filepath.Base(s.path), off, err)
+		return h, nil, At(err, filepath.Base(s.path), s.hdr.Index, off)
 	}
 	return h, payload, nil
 }
@@ -710,7 +710,7 @@ func (s *Segment) Read(seq uint64, dst []byte) (Record, error) {
 		return Record{}, err
 	}
 	if h.Seq != seq {
-		return Record{}, fmt.Errorf("%w: segment %d offset %d holds seq %d, want %d", ErrCorrupt, s.hdr.Index, off, h.Seq, seq)
+		return Record{}, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "holds seq %d, want %d", h.Seq, seq)
 	}
 	return Record{Seq: seq, Timestamp: h.Timestamp, Offset: off, Payload: append(dst, payload...)}, nil
 }
@@ -730,7 +730,7 @@ func (s *Segment) find(seq uint64) (int64, error) {
 	}
 	for cur < seq {
 		if off+FrameHeaderSize > limit {
-			return 0, fmt.Errorf("%w: segment %d: walk for seq %d ran past the data at offset %d", ErrCorrupt, s.hdr.Index, seq, off)
+			return 0, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "walk for seq %d ran past the data", seq)
 		}
 		n, err := s.frameLen(off)
 		if err != nil {
@@ -740,7 +740,7 @@ func (s *Segment) find(seq uint64) (int64, error) {
 		cur++
 	}
 	if off+FrameHeaderSize > limit {
-		return 0, fmt.Errorf("%w: segment %d: walk for seq %d ran past the data at offset %d", ErrCorrupt, s.hdr.Index, seq, off)
+		return 0, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "walk for seq %d ran past the data", seq)
 	}
 	// The record itself may still be being filled by its appender.
 	if _, err := s.frameLen(off); err != nil {
@@ -811,7 +811,7 @@ func (s *Segment) viewFrame(off int64) (rec Record, next int64, ok bool, err err
 		return Record{}, off, false, nil
 	}
 	if off < HeaderSize || off+FrameHeaderSize > s.limit {
-		return Record{}, off, false, fmt.Errorf("%w: segment %d (%s) offset %d: outside the data", ErrCorrupt, s.hdr.Index, filepath.Base(s.path), off)
+		return Record{}, off, false, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "outside the data")
 	}
 	src, inBuf := s.source(off)
 	if src == nil {

@@ -176,6 +176,10 @@ func (e *env) openRecords(cmd, path string, o output) (p *printer, first, next u
 		if errors.Is(err, segment.ErrCorrupt) {
 			return nil, 0, 0, exitCorrupt
 		}
+		if errors.Is(err, segment.ErrUnsupportedVersion) {
+			e.errorf(cmd, "%s", newerHint)
+			return nil, 0, 0, exitNewer
+		}
 		return nil, 0, 0, exitError
 	}
 	return p, first, next, exitOK

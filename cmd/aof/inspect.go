@@ -81,7 +81,7 @@ func (e *env) inspect(path string) int {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "SEGMENT\tBASE SEQ\tLAST SEQ\tRECORDS\tBYTES\tSEALED\tDURABLE\tFILE\n")
 	var notes []string
-	corrupt, failed := false, false
+	corrupt, newer, failed := false, false, false
 	for _, s := range infos {
 		if s.Err != nil {
 			fmt.Fprintf(tw, "%d\t%d\t-\t-\t-\t-\t-\t%s\n", s.Index, s.BaseSeq, s.Name)
@@ -91,6 +91,9 @@ func (e *env) inspect(path string) int {
 			case errors.Is(s.Err, segment.ErrCorrupt):
 				corrupt = true
 				notes = append(notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Err))
+			case errors.Is(s.Err, segment.ErrUnsupportedVersion):
+				newer = true
+				notes = append(notes, fmt.Sprintf("segment %d: NEWER: %v", s.Index, s.Err))
 			default:
 				failed = true
 				notes = append(notes, fmt.Sprintf("segment %d: cannot be read: %v", s.Index, s.Err))
@@ -131,6 +134,10 @@ func (e *env) inspect(path string) int {
 	if corrupt {
 		e.errorf("inspect", "corruption found; run `aof verify %s` for every problem with file and offset", path)
 		return exitCorrupt
+	}
+	if newer {
+		e.errorf("inspect", "some segment files were written by a newer aof2 (see above)\n%s", newerHint)
+		return exitNewer
 	}
 	if failed {
 		e.errorf("inspect", "some segment files could not be read (see above): check their permissions and the disk")

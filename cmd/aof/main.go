@@ -16,7 +16,9 @@
 // takes DIR/LOCK away from a writer (it does not take the lock at all), and
 // works while a writer process appends. Exit status: 0 ok, 1 corruption
 // found, 2 usage error, 3 any other error, 4 records dump was printing
-// were removed by the writer meanwhile (retention or TruncateBack).
+// were removed by the writer meanwhile (retention or TruncateBack), 5 a
+// segment file was written by a newer aof2 (a format version this build
+// does not read: not corruption; use the newer aof2's tool).
 package main
 
 import (
@@ -49,7 +51,14 @@ const (
 	// while it read (retention, or the writer's TruncateBack); the
 	// message says where the log continues.
 	exitTruncated = 4
+	// exitNewer: a segment file was written by a newer aof2 (a format
+	// version this build does not read). Not corruption: the log is
+	// fine, this tool is too old for it.
+	exitNewer = 5
 )
+
+// newerHint follows the message of a file written by a newer aof2.
+const newerHint = "  written by a newer aof2: not corruption, this build is too old to read it; use the aof tool of the aof2 version that wrote the log"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -151,7 +160,7 @@ func newFlagSet(c command, help io.Writer) (*flag.FlagSet, func(*env, []string) 
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "usage: aof %s %s\n\n%s\n", c.name, c.args, c.detail)
-		fmt.Fprintf(w, "\nThe log is opened read-only: nothing in DIR is written, DIR/LOCK is not taken, and a\nwriter may be appending meanwhile. Exit status: 0 ok, 1 corruption found, 2 usage error, 3 other errors,\n4 records being read were removed meanwhile by the writer (retention, TruncateBack).\n")
+		fmt.Fprintf(w, "\nThe log is opened read-only: nothing in DIR is written, DIR/LOCK is not taken, and a\nwriter may be appending meanwhile. Exit status: 0 ok, 1 corruption found, 2 usage error, 3 other errors,\n4 records being read were removed meanwhile by the writer (retention, TruncateBack),\n5 a segment file was written by a newer aof2 (not corruption).\n")
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 		if hasFlags {
@@ -211,7 +220,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "  %-8s %s\n", "help", "aof help COMMAND, or aof COMMAND --help: a command's flags and output")
-	fmt.Fprintf(w, "\nEvery command opens the log read-only: it never writes to DIR, never takes DIR/LOCK,\nand works while a writer appends. Exit status: 0 ok, 1 corruption found, 2 usage error,\n3 other errors, 4 records being read were removed meanwhile by the writer.\n")
+	fmt.Fprintf(w, "\nEvery command opens the log read-only: it never writes to DIR, never takes DIR/LOCK,\nand works while a writer appends. Exit status: 0 ok, 1 corruption found, 2 usage error,\n3 other errors, 4 records being read were removed meanwhile by the writer,\n5 a segment file was written by a newer aof2 (not corruption).\n")
 }
 
 // openDir lists the log directory, or reports why it cannot (and returns
@@ -254,6 +263,9 @@ func (e *env) readErr(cmd, dir string, err error) int {
 	case errors.Is(err, segment.ErrCorrupt):
 		e.errorf(cmd, "%v\n  the records before this point were printed and verify; run `aof verify %s` for a full report", err, dir)
 		return exitCorrupt
+	case errors.Is(err, segment.ErrUnsupportedVersion):
+		e.errorf(cmd, "%v\n%s", err, newerHint)
+		return exitNewer
 	default:
 		e.errorf(cmd, "%v", err)
 		return exitError

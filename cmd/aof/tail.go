@@ -80,7 +80,7 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 		// Following: a torn tail may be a write in progress; wait.
 		// Corruption and errors end it.
 		if err != nil && !errors.Is(err, inspect.ErrTornTail) {
-			if errors.Is(err, segment.ErrCorrupt) {
+			if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrUnsupportedVersion) {
 				return e.readErr("tail", path, err)
 			}
 			if !errors.Is(err, inspect.ErrNoHeader) {

@@ -24,7 +24,9 @@ what a crash leaves and what the writer truncates when it opens the log) from co
 segments follow each other without gaps.
 
 Each problem is printed with its file and offset. A torn tail is reported but is not
-corruption (exit 0); any corruption exits 1. On a terminal, a progress bar is drawn on stderr.`,
+corruption (exit 0); any corruption exits 1. A segment file written by a newer aof2 (a
+format version this build does not read) is reported as NEWER, not as corruption, and
+exits 5 (when nothing is corrupt). On a terminal, a progress bar is drawn on stderr.`,
 		flags: func(fs *flag.FlagSet) func(*env, []string) int {
 			quiet := fs.Bool("q", false, "print problems only, not the summary")
 			return func(e *env, args []string) int { return e.verify(args[0], *quiet) }
@@ -52,13 +54,15 @@ func (e *env) verify(path string, quiet bool) int {
 	for _, p := range v.Problems {
 		fmt.Fprintln(e.stdout, p)
 	}
-	torn, corrupt, failed := 0, 0, 0
+	torn, corrupt, newer, failed := 0, 0, 0, 0
 	for _, p := range v.Problems {
 		switch p.Kind() {
 		case "torn":
 			torn++
 		case "CORRUPT":
 			corrupt++
+		case "NEWER":
+			newer++
 		case "ERROR":
 			failed++
 		}
@@ -70,6 +74,8 @@ func (e *env) verify(path string, quiet bool) int {
 		switch {
 		case corrupt > 0:
 			fmt.Fprintf(e.stdout, "CORRUPT: %d problem(s); %d torn\n", corrupt, torn)
+		case newer > 0:
+			fmt.Fprintf(e.stdout, "NEWER: %d segment file(s) written by a newer aof2, not verified; %d torn\n", newer, torn)
 		case failed > 0:
 			fmt.Fprintf(e.stdout, "ERROR: %d file(s) could not be read; %d torn\n", failed, torn)
 		case torn > 0:
@@ -85,6 +91,10 @@ func (e *env) verify(path string, quiet bool) int {
 			"  which cuts the log there and keeps what it cut in DIR/repair/. A sealed segment's footer is\n"+
 			"  trusted at Open, so damage inside one shows when its records are read.", corrupt, path)
 		return exitCorrupt
+	}
+	if newer > 0 {
+		e.errorf("verify", "%d segment file(s) of %s were written by a newer aof2 (see above)\n%s", newer, path, newerHint)
+		return exitNewer
 	}
 	if failed > 0 {
 		e.errorf("verify", "%d file(s) could not be read (see above): check their permissions and the disk, then verify again", failed)
