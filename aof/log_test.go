@@ -2,59 +2,13 @@ package aof
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
-
-var ctx = context.Background()
-
-// payloadFor returns the deterministic payload of record i: its size and
-// bytes depend on i, so a misplaced or corrupt record is caught.
-func payloadFor(i uint64, maxLen int) []byte {
-	r := rand.New(rand.NewPCG(i, 0x9e3779b97f4a7c15))
-	b := make([]byte, 1+r.IntN(maxLen))
-	for j := range b {
-		b[j] = byte(r.Uint32())
-	}
-	return b
-}
-
-func openT(t testing.TB, dir string, cfg Config, opts ...Option) *Log {
-	t.Helper()
-	l, err := Open(dir, cfg, opts...)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return l
-}
-
-func mustAppend(t testing.TB, l *Log, p []byte) RecordID {
-	t.Helper()
-	id, err := l.Append(ctx, p)
-	if err != nil {
-		t.Fatalf("Append: %v", err)
-	}
-	return id
-}
-
-// checkRecords reads [first, next) and compares each with payloadFor.
-func checkRecords(t testing.TB, l *Log, first, next uint64, maxLen int) {
-	t.Helper()
-	for seq := first; seq < next; seq++ {
-		rec, err := l.Read(seq, nil)
-		if err != nil {
-			t.Fatalf("Read(%d): %v", seq, err)
-		}
-		if want := payloadFor(seq, maxLen); !bytes.Equal(rec.Payload, want) {
-			t.Fatalf("Read(%d): payload of %d bytes differs from the %d appended", seq, len(rec.Payload), len(want))
-		}
-	}
-}
 
 func TestAppendFlushReadReopen(t *testing.T) {
 	dir := t.TempDir()
@@ -174,4 +128,25 @@ func TestIntervalFlushesIdleLog(t *testing.T) {
 	if m := l.Metrics(); m.FlushesByReason(ReasonInterval) == 0 {
 		t.Fatalf("no interval flush counted: %+v", m)
 	}
+}
+
+// Pins issue 11 defect 2: the interval timer keeps working across
+// StopFlusher and StartFlusher, so an idle log's last record becomes
+// durable.
+func TestDefect02IntervalTimerSurvivesStopStartFlusher(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := openT(t, t.TempDir(), Config{FlushInterval: 100 * time.Millisecond})
+		defer l.Close()
+		mustAppend(t, l, []byte("first"))
+		synctest.Wait() // the flusher armed the interval timer
+		l.StopFlusher()
+		l.StartFlusher()
+		synctest.Wait()
+		id := mustAppend(t, l, []byte("last words"))
+		time.Sleep(2 * time.Second) // twenty intervals (fake time)
+		synctest.Wait()
+		if m := l.Metrics(); m.DurableSeq <= id.Seq {
+			t.Fatalf("an idle log's last record (seq %d) is not durable 2 s after StopFlusher/StartFlusher: %+v", id.Seq, m)
+		}
+	})
 }

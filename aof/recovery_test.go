@@ -1,7 +1,8 @@
 package aof
 
-// Regression tests from a second review of the engine. Each one failed
-// before its bug was fixed; the comment above each names the cause.
+// Tests of recovery at Open: stale marks, short files, repair, headerless
+// segments and damage around durable records. Each one failed before its
+// bug was fixed; the comment above each names the cause.
 
 import (
 	"bytes"
@@ -9,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -190,42 +190,6 @@ func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 		t.Fatalf("recovery lost the durable record: %+v", rep)
 	}
 	checkRecords(t, l2, 1, 2, 200)
-}
-
-// TestRegressionFlushUntilErrorForDurableRecord: the leader of a flush that
-// made its record durable (segment 1 synced and sealed) gets the FailError
-// of a later sync in the same flush (segment 2, EIO), although the durable
-// frontier the error itself names is past its record. FlushUntil is
-// documented to return nil exactly when the record is durable. Cause:
-// Pipeline.WaitDurable returns the error of tryFlush/flush without looking
-// at the frontier again (flush/pipeline.go:347-353). The same path makes a
-// FlushUntil racing Close return ErrClosed for a record Close made durable.
-func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
-	dir := t.TempDir()
-	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
-	defer l.Close()
-	var prev, last RecordID
-	for i := uint64(1); last.Segment < 2; i++ {
-		prev = last
-		last = mustAppend(t, l, payloadFor(i, 200))
-	}
-	// The flush syncs segment 1's data, then its footer (seal), then
-	// segment 2's data: fail the third. (The hook cannot go by file name:
-	// every file keeps the temporary name it was created with, see
-	// vfs.File.Name.)
-	var calls atomic.Int32
-	fs.SetSyncHook(func(int, string) error {
-		if calls.Add(1) == 3 {
-			return unix.EIO
-		}
-		return nil
-	})
-	err := l.FlushUntil(ctx, prev) // prev is segment 1's last record
-	durable := l.Metrics().DurableSeq
-	if err != nil && durable > prev.Seq {
-		t.Fatalf("FlushUntil(seq %d) = %v, but the record is durable (frontier %d)", prev.Seq, err, durable)
-	}
 }
 
 // TestRegressionDropAfterIgnoresDurableMark: segment 1 is sealed, segment 2
