@@ -477,8 +477,8 @@ func TestBackpressureFlushesOnCaller(t *testing.T) {
 // of a later sync in the same flush (segment 2, EIO), although the durable
 // frontier the error itself names is past its record. FlushUntil is
 // documented to return nil exactly when the record is durable. Cause:
-// Pipeline.WaitDurable returns the error of tryFlush/flush without looking
-// at the frontier again (flush/pipeline.go:347-353). The same path makes a
+// Pipeline.WaitDurable returned the error of tryFlush/flush without looking
+// at the frontier again. The same path made a
 // FlushUntil racing Close return ErrClosed for a record Close made durable.
 func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
 	fs := vfs.NewFaultFS(nil)

@@ -30,7 +30,7 @@ func fixedPayload(session byte, i int) []byte {
 // TestRegressionStaleMarkLeavesGarbageThatResurrects: when a scan's good prefix
 // ends exactly at the offset of a stale DURABLE mark (left by an earlier
 // clean Close), Segment.Scan returns before it measures the garbage after
-// it (segment/recover.go:173-177), so a torn tail there is neither reported
+// it (in Segment.Scan), so a torn tail there is neither reported
 // nor zeroed. The next session appends over the start of it; frames of the
 // lost session that lie further on survive and, once the new frames reach
 // them with matching sequence numbers (always, with fixed-size records),
@@ -96,9 +96,9 @@ func TestRegressionStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 // durable up to the end of record 100, but the file now ends at record 90
 // (cut by a tool; Open even re-allocates short files). Scan reports
 // Corrupt, but because everything past the good prefix is zero its Garbage
-// is 0 (segment/recover.go:179-181) and cutScanned returns before it looks
-// at Corrupt (aof/recover.go:254-256). Strict Open succeeds and silently
-// drops ten acknowledged, durable records.
+// is 0 (Segment.Scan) and cutScanned returned before it looked at
+// Corrupt (in aof's recovery). Strict Open succeeded and silently
+// dropped ten acknowledged, durable records.
 func TestRegressionTruncatedBelowMarkIsAccepted(t *testing.T) {
 	dir := t.TempDir()
 	ids := buildLog(t, dir, 100, true)
@@ -163,7 +163,7 @@ func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 // the machine loses power: both new segment files exist (the renames were
 // committed) but neither header reached the disk. Nothing in either was ever
 // durable, yet Open fails: recovery only forgives a headerless segment when
-// it is the very last file (aof/recover.go:121).
+// it is the very last file (a check in aof's recovery).
 func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}
@@ -198,7 +198,7 @@ func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 // them). Segment 1 is then damaged twice (trailer and one record). Recovery
 // scans segment 1, takes the damage for a torn tail, and dropAfter removes
 // segment 2 as "nothing in it was durable": it scans it with Scan(0) and
-// never consults the mark (aof/recover.go:283-286). Strict Open succeeds and
+// never consulted the mark (aof's recovery). Strict Open succeeded and
 // the acknowledged records of segment 2 are deleted from disk.
 func TestRegressionDropAfterIgnoresDurableMark(t *testing.T) {
 	dir := t.TempDir()
@@ -233,8 +233,8 @@ func TestRegressionDropAfterIgnoresDurableMark(t *testing.T) {
 // records vouch for their own syncs (hints), so dropAfter does find it
 // durable and strict Open fails with ErrCorrupt, as it should. But by then
 // cutScanned has already zeroed segment 1 from the damaged record on
-// (aof/recover.go:182 runs before the check at 185-194): the strict mode
-// that promises "Nothing is changed on disk" destroyed ~300 good records
+// (the zeroing ran before the strict check): the strict mode that
+// promised "Nothing is changed on disk" destroyed ~300 good records
 // that repair mode would have kept a copy of.
 func TestRegressionStrictOpenChangesDisk(t *testing.T) {
 	dir := t.TempDir()
@@ -283,10 +283,9 @@ func TestRegressionStrictOpenChangesDisk(t *testing.T) {
 // scanned) segment whose length field is damaged makes Read of the next
 // record panic with "slice bounds out of range" instead of returning
 // ErrCorrupt. Segment.find walks frame lengths from the sparse index and
-// checks the bound only before each step (segment/segment.go:579-589); after
-// the last step it calls frameLen(off) (segment.go:591, reading
-// src[off+8:] at segment.go:605) with off far past the mapping. frameAt's
-// src[off:s.limit] (segment.go:539) panics the same way for an off between
+// checked the bound only before each step; after the last step it called
+// frameLen(off) (which reads src[off+8:]) with off far past the mapping.
+// frameAt's src[off:s.limit] panicked the same way for an off between
 // the data limit and the file size.
 func TestRegressionCorruptLengthPanicsRead(t *testing.T) {
 	dir := t.TempDir()
