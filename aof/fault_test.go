@@ -503,7 +503,17 @@ func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
 	})
 	err := l.FlushUntil(ctx, prev) // prev is segment 1's last record
 	durable := l.Metrics().DurableSeq
-	if err != nil && durable > prev.Seq {
+	if n := calls.Load(); n < 3 {
+		t.Fatalf("the flush made %d syncs: the EIO on the third never fired", n)
+	}
+	if durable <= prev.Seq {
+		t.Fatalf("record %d not durable (frontier %d): the EIO hit segment 1, not segment 2", prev.Seq, durable)
+	}
+	if err != nil {
 		t.Fatalf("FlushUntil(seq %d) = %v, but the record is durable (frontier %d)", prev.Seq, err, durable)
+	}
+	// The EIO fail-stopped the log: the record it left behind gets it.
+	if err := l.FlushUntil(ctx, last); !errors.Is(err, unix.EIO) || !errors.Is(err, ErrFailed) {
+		t.Fatalf("FlushUntil(seq %d) after the EIO = %v, want a FailError wrapping EIO", last.Seq, err)
 	}
 }

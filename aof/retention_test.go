@@ -286,11 +286,17 @@ func TestCopyPayloads(t *testing.T) {
 	l := openT(t, t.TempDir(), retentionCfg)
 	defer l.Close()
 	appendN(t, l, 1, 101)
-	r, _ := l.NewReader(1, Written, CopyPayloads())
+	r, err := l.NewReader(1, Written, CopyPayloads())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	var kept [][]byte
 	for r.Next() {
 		kept = append(kept, r.Record().Payload)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("reader stopped after %d records: %v", len(kept), err)
 	}
 	for i, p := range kept {
 		p[0] ^= 0xff // owned: writable
