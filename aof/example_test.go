@@ -372,7 +372,7 @@ func ExampleConfig_retention() {
 	ctx := context.Background()
 	log, err := aof.Open(dir, aof.Config{
 		SegmentSize: 64 << 10,
-		RetainBytes: 4 * 64 << 10,        // keep the segment files under 256 KiB
+		RetainBytes: 4 * 64 << 10,       // keep the segment files under 256 KiB
 		RetainAge:   7 * 24 * time.Hour, // and nothing older than a week
 	})
 	if err != nil {
