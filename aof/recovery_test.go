@@ -316,3 +316,53 @@ func TestRegressionCorruptLengthPanicsRead(t *testing.T) {
 		}
 	}()
 }
+
+// TestSegmentNameDisagreesWithHeader: a segment file renamed so that its
+// name (index, base sequence) disagrees with its header is corruption
+// naming the file, segment and offset 0: strict Open fails and changes
+// nothing on disk; repair mode cuts there and keeps a copy.
+func TestSegmentNameDisagreesWithHeader(t *testing.T) {
+	for _, tc := range []struct {
+		what         string
+		index, base  uint64
+		wantSegIndex uint64
+	}{
+		{"base sequence", 1, 7, 1},
+		{"index", 3, 1, 3},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, Config{SegmentSize: 64 << 10})
+			appendN(t, l, 1, 11)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("%020d-%020d.seg", tc.index, tc.base)
+			if err := os.Rename(segPath(t, dir, 1), filepath.Join(dir, "segments", name)); err != nil {
+				t.Fatal(err)
+			}
+			before := dirState(t, dir)
+			_, err := Open(dir, Config{SegmentSize: 64 << 10})
+			var ce *CorruptError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("strict Open = %v, want a *CorruptError", err)
+			}
+			if ce.File != name || ce.Segment != tc.wantSegIndex || ce.Offset != 0 {
+				t.Fatalf("%+v, want file %s, segment %d, offset 0", ce, name, tc.wantSegIndex)
+			}
+			sameState(t, dir, before, "failed strict Open")
+
+			// Repair mode cuts there: the file goes to repair/ and the
+			// report names it as corrupt.
+			rl := openT(t, dir, Config{SegmentSize: 64 << 10, Recovery: RecoverRepair})
+			defer rl.Close()
+			tr := rl.Recovery().Truncations
+			if len(tr) != 1 || tr[0].File != name || !tr[0].Corrupt || tr[0].KeptAt == "" {
+				t.Fatalf("repair report %+v, want the renamed file cut as corrupt and kept", tr)
+			}
+			if _, err := os.Stat(tr[0].KeptAt); err != nil {
+				t.Fatalf("repair copy: %v", err)
+			}
+		})
+	}
+}
