@@ -17,8 +17,12 @@ import (
 type RecoveryMode uint8
 
 const (
-	// RecoverStrict makes Open fail with an error wrapping ErrCorrupt that
-	// names the file and offset. Nothing is changed on disk. The default.
+	// RecoverStrict makes Open fail on corruption with a *CorruptError
+	// (errors.Is ErrCorrupt) naming the file, segment and offset; an Open
+	// that fails leaves the directory as it found it (LOCK aside). A torn
+	// tail (bad bytes that nothing shows were durable) is not corruption:
+	// a strict Open that succeeds zeroes it and reports it in the
+	// RecoveryReport. The default.
 	RecoverStrict RecoveryMode = iota
 	// RecoverRepair cuts the log at the corrupt record: the bad bytes and
 	// everything after them (later segments included) are moved or copied

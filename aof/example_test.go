@@ -5,7 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/aof2/aof2/aof"
 )
@@ -243,4 +249,305 @@ func ExampleLog_CloseContext() {
 	}
 	fmt.Println(err)
 	// Output: <nil>
+}
+
+// TruncateFront drops the records before a sequence number (a snapshot
+// made them redundant); reading one of them is a *TruncatedError.
+func ExampleLog_TruncateFront() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	log, err := aof.Open(dir, aof.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer log.Close()
+	for i := range 5 {
+		if _, err := log.Append(ctx, fmt.Appendf(nil, "entry %d", i+1)); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	if err := log.TruncateFront(ctx, 3); err != nil { // durable before it returns
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("first", log.FirstSeq(), "next", log.NextSeq())
+	_, err = log.Read(2, nil)
+	var te *aof.TruncatedError
+	if errors.As(err, &te) {
+		fmt.Println("seq 2 removed; continue from", te.First)
+	}
+	// Output:
+	// first 3 next 6
+	// seq 2 removed; continue from 3
+}
+
+// TruncateBack drops the records after last (Raft: a new leader's entries
+// conflict); the next append gets last+1.
+func ExampleLog_TruncateBack() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	log, err := aof.Open(dir, aof.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer log.Close()
+	for i := range 5 {
+		if _, err := log.Append(ctx, fmt.Appendf(nil, "term 1 entry %d", i+1)); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	if err := log.TruncateBack(ctx, 3); err != nil {
+		fmt.Println(err)
+		return
+	}
+	id, err := log.Append(ctx, []byte("term 2 entry 4"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for rec, err := range log.ReadRange(1, log.NextSeq(), 0) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(rec.Seq, string(rec.Payload))
+	}
+	fmt.Println("appended", id.Seq)
+	// Output:
+	// 1 term 1 entry 1
+	// 2 term 1 entry 2
+	// 3 term 1 entry 3
+	// 4 term 2 entry 4
+	// appended 4
+}
+
+// Reset drops every record and continues at a given sequence number (Raft:
+// a snapshot was installed); next 0 is ErrInvalidArgument.
+func ExampleLog_Reset() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	log, err := aof.Open(dir, aof.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer log.Close()
+	for range 5 {
+		if _, err := log.Append(ctx, []byte("old")); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	if err := log.Reset(ctx, 100); err != nil {
+		fmt.Println(err)
+		return
+	}
+	first, next := log.Bounds()
+	fmt.Println("empty:", first, next)
+	id, err := log.Append(ctx, []byte("after the snapshot"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("appended", id.Seq)
+	fmt.Println(errors.Is(log.Reset(ctx, 0), aof.ErrInvalidArgument))
+	// Output:
+	// empty: 100 100
+	// appended 100
+	// true
+}
+
+// RetainBytes and RetainAge remove whole sealed segments, oldest first, on
+// a goroutine of the log; a subscriber sees each removal and its reason.
+func ExampleConfig_retention() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	log, err := aof.Open(dir, aof.Config{
+		SegmentSize: 64 << 10,
+		RetainBytes: 4 * 64 << 10,       // keep the segment files under 256 KiB
+		RetainAge:   7 * 24 * time.Hour, // and nothing older than a week
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer log.Close()
+	sub := log.Subscribe()
+	defer sub.Close()
+	payload := make([]byte, 1000)
+	for range 500 { // about 500 KiB: more than RetainBytes
+		if _, err := log.Append(ctx, payload); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if ev.Kind == aof.EventRemoved {
+			fmt.Println(ev.Kind, "segment", ev.Segment, "records from", ev.FirstSeq, "reason", ev.Reason)
+			break
+		}
+	}
+	fmt.Println("first record kept:", log.FirstSeq() > 1)
+	// Output:
+	// removed segment 1 records from 1 reason retain-bytes
+	// first record kept: true
+}
+
+// Subscribe delivers every segment lifecycle event, in order, without loss;
+// Next returns ErrClosed once the log closed and every event was delivered.
+func ExampleLog_Subscribe() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	// No background flush: the seal happens in Close, after the rollover,
+	// so the order printed below is fixed.
+	log, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10, NoBackgroundFlush: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sub := log.Subscribe()
+	defer sub.Close()
+	var last aof.RecordID
+	for last.Segment < 2 { // until the first rollover
+		if last, err = log.Append(ctx, make([]byte, 1000)); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	if err := log.Close(); err != nil { // makes everything durable, seals the full segment
+		fmt.Println(err)
+		return
+	}
+	for {
+		ev, err := sub.Next(ctx)
+		if errors.Is(err, aof.ErrClosed) {
+			fmt.Println("closed")
+			return
+		}
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(ev.Kind, ev.Segment, ev.File)
+	}
+	// Output:
+	// activated 2 00000000000000000002-00000000000000000064.seg
+	// sealing 1 00000000000000000001-00000000000000000001.seg
+	// sealed 1 00000000000000000001-00000000000000000001.seg
+	// closed
+}
+
+// Metrics.Samples gives the snapshot as named numbers, for users without
+// OpenTelemetry who scrape or log plain values.
+func ExampleMetrics_Samples() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	log, err := aof.Open(dir, aof.Config{NoBackgroundFlush: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer log.Close()
+	if _, err := log.Append(ctx, []byte("x")); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := log.Sync(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range log.Metrics().Samples() {
+		fmt.Println(s.Name)
+	}
+	// Output:
+	// aof_flush_retry_attempts_total
+	// aof_flush_retry_failures_total
+	// aof_flush_backlog_bytes
+	// aof_flush_fsyncs_total
+	// aof_flush_async_total
+	// aof_flush_sync_total
+	// aof_append_records_total
+	// aof_append_bytes_total
+	// aof_durable_bytes_total
+	// aof_segments
+	// aof_segments_removed_total
+}
+
+// WithTracerProvider, WithMeterProvider and WithName hand the log an
+// OpenTelemetry SDK (here an in-process one; by default the global
+// providers, no-ops until an SDK is installed) and the aof.log attribute of
+// its series. An append is traced when the caller's context carries a
+// sampled span.
+func ExampleWithTracerProvider() {
+	dir, done := tempDir()
+	defer done()
+	ctx := context.Background()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(ctx)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(ctx)
+
+	log, err := aof.Open(dir, aof.Config{NoBackgroundFlush: true},
+		aof.WithTracerProvider(tp),
+		aof.WithMeterProvider(mp),
+		aof.WithName("orders-wal"),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer log.Close()
+
+	sctx, span := tp.Tracer("app").Start(ctx, "handle order")
+	id, err := log.Append(sctx, []byte("order 1"))
+	if err == nil {
+		err = log.FlushUntil(sctx, id)
+	}
+	span.End()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	var names []string // the kinds of span the log recorded
+	for _, s := range spans.Ended() {
+		names = append(names, s.Name())
+	}
+	slices.Sort(names)
+	fmt.Println(slices.Compact(names))
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "aof.append.records" {
+				for _, p := range sum.DataPoints {
+					name, _ := p.Attributes.Value("aof.log")
+					fmt.Println(m.Name, name.AsString(), p.Value)
+				}
+			}
+		}
+	}
+	// Output:
+	// [aof.append aof.flush aof.flush_until aof.fsync aof.recover handle order]
+	// aof.append.records orders-wal 1
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -17,71 +17,6 @@ import (
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
-
-// segPath returns the path of the segment file with the given index.
-func segPath(t testing.TB, dir string, index uint64) string {
-	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "segments", fmt.Sprintf("%020d-*.seg", index)))
-	if err != nil || len(m) != 1 {
-		t.Fatalf("segment %d in %s: %v %v", index, dir, m, err)
-	}
-	return m[0]
-}
-
-// crashCopy copies the log directory as it is now, while the log is open:
-// the image a kill -9 would leave (the page cache survives; the process's
-// memory does not).
-func crashCopy(t testing.TB, dir string) string {
-	t.Helper()
-	dst := t.TempDir()
-	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if info.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		src, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		out, err := os.Create(filepath.Join(dst, rel))
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		_, err = io.Copy(out, src)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
-// patch overwrites bytes of a file at off.
-func patch(t testing.TB, path string, off int64, b []byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func flipBit(t testing.TB, path string, off int64) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch(t, path, off, []byte{b[off] ^ 0x10})
-}
 
 func TestAppendDuringSyncIsNotDurable(t *testing.T) {
 	fs := vfs.NewFaultFS(nil)
@@ -277,38 +212,6 @@ func TestRecoverySeedsBacklog(t *testing.T) {
 			}
 		})
 	}
-}
-
-// buildLog appends n records of payloadFor(i, 200), syncs and closes, and
-// returns their IDs. The DURABLE mark is removed unless keepMark, so the
-// directory looks like one after a crash that followed the sync.
-func buildLog(t *testing.T, dir string, n uint64, keepMark bool) []RecordID {
-	t.Helper()
-	l := openT(t, dir, Config{})
-	ids := []RecordID{{}}
-	for i := uint64(1); i <= n; i++ {
-		ids = append(ids, mustAppend(t, l, payloadFor(i, 200)))
-		if i == n/2 {
-			// Records after this one vouch that the first half
-			// was durable.
-			if err := l.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if !keepMark {
-		if err := os.Remove(filepath.Join(dir, "DURABLE")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return ids
-}
-
-func frameEnd(id RecordID) int64 {
-	return id.Offset + segment.FrameSize(len(payloadFor(id.Seq, 200)))
 }
 
 func TestTornTailIsTruncatedAndReported(t *testing.T) {
@@ -566,5 +469,51 @@ func TestBackpressureFlushesOnCaller(t *testing.T) {
 	}
 	if m := l.Metrics(); m.FlushesByReason(ReasonBackpressure) == 0 {
 		t.Fatalf("no backpressure flush: %+v", m)
+	}
+}
+
+// TestRegressionFlushUntilErrorForDurableRecord: the leader of a flush that
+// made its record durable (segment 1 synced and sealed) gets the FailError
+// of a later sync in the same flush (segment 2, EIO), although the durable
+// frontier the error itself names is past its record. FlushUntil is
+// documented to return nil exactly when the record is durable. Cause:
+// Pipeline.WaitDurable returned the error of tryFlush/flush without looking
+// at the frontier again. The same path made a
+// FlushUntil racing Close return ErrClosed for a record Close made durable.
+func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
+	fs := vfs.NewFaultFS(nil)
+	dir := t.TempDir()
+	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
+	defer l.Close()
+	var prev, last RecordID
+	for i := uint64(1); last.Segment < 2; i++ {
+		prev = last
+		last = mustAppend(t, l, payloadFor(i, 200))
+	}
+	// The flush syncs segment 1's data, then its footer (seal), then
+	// segment 2's data: fail the third. (The hook cannot go by file name:
+	// every file keeps the temporary name it was created with, see
+	// vfs.File.Name.)
+	var calls atomic.Int32
+	fs.SetSyncHook(func(int, string) error {
+		if calls.Add(1) == 3 {
+			return unix.EIO
+		}
+		return nil
+	})
+	err := l.FlushUntil(ctx, prev) // prev is segment 1's last record
+	durable := l.Metrics().DurableSeq
+	if n := calls.Load(); n < 3 {
+		t.Fatalf("the flush made %d syncs: the EIO on the third never fired", n)
+	}
+	if durable <= prev.Seq {
+		t.Fatalf("record %d not durable (frontier %d): the EIO hit segment 1, not segment 2", prev.Seq, durable)
+	}
+	if err != nil {
+		t.Fatalf("FlushUntil(seq %d) = %v, but the record is durable (frontier %d)", prev.Seq, err, durable)
+	}
+	// The EIO fail-stopped the log: the record it left behind gets it.
+	if err := l.FlushUntil(ctx, last); !errors.Is(err, unix.EIO) || !errors.Is(err, ErrFailed) {
+		t.Fatalf("FlushUntil(seq %d) after the EIO = %v, want a FailError wrapping EIO", last.Seq, err)
 	}
 }

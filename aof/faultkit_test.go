@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -92,19 +94,40 @@ func TestStalledSyncRespectsContext(t *testing.T) {
 }
 
 // TestStallForDelaysSyncs: the timed stall hook delays syncs without
-// failing them.
+// failing them: under fake time, FlushUntil is still waiting (the record
+// not durable) while the stall lasts, and returns nil once it has passed.
 func TestStallForDelaysSyncs(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
-	l := openT(t, t.TempDir(), Config{SegmentSize: 64 << 10}, WithFS(fs))
-	defer l.Close()
-	fs.SetSyncHook(vfs.StallFor(2 * 1e6))
-	id := mustAppend(t, l, []byte("slow disk"))
-	if err := l.FlushUntil(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Syncs() == 0 {
-		t.Fatal("no sync went through the hook")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const stall = time.Hour // fake time: costs nothing
+		fs := vfs.NewFaultFS(nil)
+		l := openT(t, t.TempDir(), Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
+		defer l.Close()
+		id := mustAppend(t, l, []byte("slow disk"))
+		before := fs.Syncs()
+		fs.SetSyncHook(vfs.StallFor(stall))
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- l.FlushUntil(ctx, id) }()
+		synctest.Wait() // FlushUntil is inside the stalled sync
+		select {
+		case err := <-done:
+			t.Fatalf("FlushUntil returned %v while its sync was stalled", err)
+		default:
+		}
+		if m := l.Metrics(); m.DurableSeq > id.Seq {
+			t.Fatalf("record %d durable while its sync was stalled: %+v", id.Seq, m)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("FlushUntil after the stall: %v", err)
+		}
+		if waited := time.Since(start); waited < stall {
+			t.Fatalf("FlushUntil returned after %v, before the %v stall ended", waited, stall)
+		}
+		if fs.Syncs() == before {
+			t.Fatal("no sync went through the hook")
+		}
+		fs.SetSyncHook(nil)
+	})
 }
 
 // TestEIOOnNthSync fails the Nth file sync (and, separately, the Nth

@@ -2,59 +2,13 @@ package aof
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
-
-var ctx = context.Background()
-
-// payloadFor returns the deterministic payload of record i: its size and
-// bytes depend on i, so a misplaced or corrupt record is caught.
-func payloadFor(i uint64, maxLen int) []byte {
-	r := rand.New(rand.NewPCG(i, 0x9e3779b97f4a7c15))
-	b := make([]byte, 1+r.IntN(maxLen))
-	for j := range b {
-		b[j] = byte(r.Uint32())
-	}
-	return b
-}
-
-func openT(t testing.TB, dir string, cfg Config, opts ...Option) *Log {
-	t.Helper()
-	l, err := Open(dir, cfg, opts...)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return l
-}
-
-func mustAppend(t testing.TB, l *Log, p []byte) RecordID {
-	t.Helper()
-	id, err := l.Append(ctx, p)
-	if err != nil {
-		t.Fatalf("Append: %v", err)
-	}
-	return id
-}
-
-// checkRecords reads [first, next) and compares each with payloadFor.
-func checkRecords(t testing.TB, l *Log, first, next uint64, maxLen int) {
-	t.Helper()
-	for seq := first; seq < next; seq++ {
-		rec, err := l.Read(seq, nil)
-		if err != nil {
-			t.Fatalf("Read(%d): %v", seq, err)
-		}
-		if want := payloadFor(seq, maxLen); !bytes.Equal(rec.Payload, want) {
-			t.Fatalf("Read(%d): payload of %d bytes differs from the %d appended", seq, len(rec.Payload), len(want))
-		}
-	}
-}
 
 func TestAppendFlushReadReopen(t *testing.T) {
 	dir := t.TempDir()
@@ -174,4 +128,95 @@ func TestIntervalFlushesIdleLog(t *testing.T) {
 	if m := l.Metrics(); m.FlushesByReason(ReasonInterval) == 0 {
 		t.Fatalf("no interval flush counted: %+v", m)
 	}
+}
+
+// Pins issue 11 defect 2: the interval timer keeps working across
+// StopFlusher and StartFlusher, so an idle log's last record becomes
+// durable.
+func TestDefect02IntervalTimerSurvivesStopStartFlusher(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := openT(t, t.TempDir(), Config{FlushInterval: 100 * time.Millisecond})
+		defer l.Close()
+		mustAppend(t, l, []byte("first"))
+		synctest.Wait() // the flusher armed the interval timer
+		l.StopFlusher()
+		l.StartFlusher()
+		synctest.Wait()
+		id := mustAppend(t, l, []byte("last words"))
+		time.Sleep(2 * time.Second) // twenty intervals (fake time)
+		synctest.Wait()
+		if m := l.Metrics(); m.DurableSeq <= id.Seq {
+			t.Fatalf("an idle log's last record (seq %d) is not durable 2 s after StopFlusher/StartFlusher: %+v", id.Seq, m)
+		}
+	})
+}
+
+// TestRecordOffsetAndTimestamp: a record's Offset, Segment and Size place
+// its frame (the first at the 64-byte header, each next one right after
+// the previous frame, a rollover starting again at 64), and its Timestamp
+// is the append time: within the wall-clock bounds taken around Append,
+// and never decreasing, through Read, a Reader and a reopen.
+func TestRecordOffsetAndTimestamp(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{SegmentSize: 64 << 10}
+	l := openT(t, dir, cfg)
+	type bound struct{ lo, hi int64 }
+	var ids []RecordID
+	var at []bound
+	for i := uint64(1); len(ids) == 0 || ids[len(ids)-1].Segment < 3; i++ {
+		lo := time.Now().UnixNano()
+		ids = append(ids, mustAppend(t, l, payloadFor(i, 2000)))
+		at = append(at, bound{lo, time.Now().UnixNano()})
+	}
+	check := func(what string, get func(seq uint64) Record) {
+		t.Helper()
+		var prev Record
+		for i, id := range ids {
+			rec := get(id.Seq)
+			if rec.ID() != id {
+				t.Fatalf("%s: record %d at %+v, Append returned %+v", what, id.Seq, rec.ID(), id)
+			}
+			want := int64(64) // segment.HeaderSize: the first frame of a segment
+			if i > 0 && prev.Segment == rec.Segment {
+				want = prev.Offset + prev.Size
+			}
+			if rec.Offset != want || rec.Size != (32+int64(len(rec.Payload))+7)&^7 {
+				t.Fatalf("%s: record %d at offset %d size %d (payload %d), want offset %d", what, rec.Seq, rec.Offset, rec.Size, len(rec.Payload), want)
+			}
+			if rec.Timestamp < at[i].lo || rec.Timestamp > at[i].hi {
+				t.Fatalf("%s: record %d timestamp %d outside its Append [%d, %d]", what, rec.Seq, rec.Timestamp, at[i].lo, at[i].hi)
+			}
+			if i > 0 && rec.Timestamp < prev.Timestamp {
+				t.Fatalf("%s: record %d timestamp %d before record %d's %d", what, rec.Seq, rec.Timestamp, prev.Seq, prev.Timestamp)
+			}
+			prev = rec
+		}
+	}
+	read := func(l *Log) func(uint64) Record {
+		return func(seq uint64) Record {
+			rec, err := l.Read(seq, nil)
+			if err != nil {
+				t.Fatalf("Read(%d): %v", seq, err)
+			}
+			return rec
+		}
+	}
+	check("Read", read(l))
+	r, err := l.NewReader(1, Written, CopyPayloads())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Reader", func(seq uint64) Record {
+		if !r.Next() {
+			t.Fatalf("Reader stopped before %d: %v", seq, r.Err())
+		}
+		return r.Record()
+	})
+	r.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, dir, cfg)
+	defer l.Close()
+	check("Read after reopen", read(l))
 }

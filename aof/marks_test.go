@@ -1,10 +1,7 @@
 package aof
 
 import (
-	"crypto/sha256"
 	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,61 +12,6 @@ import (
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
-
-// dirState records every file under dir: type, size and content hash, so a
-// test can check that a failed Open changed nothing.
-func dirState(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		sum := ""
-		if info.Mode().IsRegular() && d.Name() != "LOCK" {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sum = fmt.Sprintf("%x", sha256.Sum256(b))
-		}
-		m[path] = fmt.Sprintf("%s %d %s", info.Mode().Type(), info.Size(), sum)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(m, filepath.Join(dir, "LOCK")) // Open may create it
-	return m
-}
-
-// sameState fails the test if dir differs from before.
-func sameState(t testing.TB, dir string, before map[string]string, what string) {
-	t.Helper()
-	after := dirState(t, dir)
-	for path, s := range before {
-		if after[path] != s {
-			t.Errorf("%s: %s changed: %q -> %q", what, path, s, after[path])
-		}
-	}
-	for path := range after {
-		if _, ok := before[path]; !ok {
-			t.Errorf("%s: %s appeared", what, path)
-		}
-	}
-}
-
-// writeMarkFile writes a mark file (DURABLE, FRONT, CUT) with b.
-func writeMarkFile(t testing.TB, dir, name string, b []byte) {
-	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // sealedRecords returns how many records the first segment of a closed log
 // holds, and its base sequence number.

@@ -125,8 +125,10 @@ type Sample struct {
 }
 
 // Samples returns the snapshot as named samples, for users without
-// OpenTelemetry who scrape or log plain numbers. The first three keep the
-// names the original engine's exporter used.
+// OpenTelemetry who scrape or log plain numbers. The names are
+// Prometheus-style; the first three differ from the names of the
+// OpenTelemetry instruments that carry the same numbers
+// (aof.fsync.retries, aof.fsync.failures and aof.backlog.size).
 func (m Metrics) Samples() []Sample {
 	return []Sample{
 		{"aof_flush_retry_attempts_total", float64(m.RetryAttempts)},

@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -21,53 +20,6 @@ import (
 	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/vfs"
 )
-
-// telemetryT is an in-process SDK: spans recorded synchronously, metrics
-// collected on demand.
-type telemetryT struct {
-	spans  *tracetest.SpanRecorder
-	tp     *sdktrace.TracerProvider
-	reader *sdkmetric.ManualReader
-	mp     *sdkmetric.MeterProvider
-}
-
-func newTelemetry(t *testing.T) *telemetryT {
-	sr := tracetest.NewSpanRecorder()
-	rd := sdkmetric.NewManualReader()
-	tt := &telemetryT{
-		spans:  sr,
-		tp:     sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr)),
-		reader: rd,
-		mp:     sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd)),
-	}
-	t.Cleanup(func() {
-		tt.tp.Shutdown(context.Background())
-		tt.mp.Shutdown(context.Background())
-	})
-	return tt
-}
-
-func (tt *telemetryT) opts() []Option {
-	return []Option{WithTracerProvider(tt.tp), WithMeterProvider(tt.mp)}
-}
-
-// collect returns the metrics by name.
-func (tt *telemetryT) collect(t *testing.T) map[string]metricdata.Metrics {
-	var rm metricdata.ResourceMetrics
-	if err := tt.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]metricdata.Metrics{}
-	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name != aofotel.ScopeName {
-			t.Fatalf("scope %q, want %q", sm.Scope.Name, aofotel.ScopeName)
-		}
-		for _, m := range sm.Metrics {
-			out[m.Name] = m
-		}
-	}
-	return out
-}
 
 // int64Value sums the data points of an int64 sum or gauge whose
 // attributes include every one of want.
@@ -108,16 +60,6 @@ func histCount(t *testing.T, m metricdata.Metrics) uint64 {
 		n += p.Count
 	}
 	return n
-}
-
-func spansNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
-	var out []sdktrace.ReadOnlySpan
-	for _, s := range spans {
-		if s.Name() == name {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func TestAppendAndFlushSpansAreLinked(t *testing.T) {
@@ -679,5 +621,38 @@ func TestDefect19ReopenDoesNotResetCounters(t *testing.T) {
 	// counting; never a smaller value under the old start time.
 	if second.StartTime.Equal(first.StartTime) && second.Value != 7 {
 		t.Fatalf("after reopen: %d records since %v, want 7 (5 before the reopen, 2 after)", second.Value, second.StartTime)
+	}
+}
+
+// Pins a gap in the fix of issue 11 defect 15: aof.flush_until was not
+// linked to the flush that made its record durable when that flush ran
+// in the same trace, although another span (an earlier wait) led it.
+func TestFlushUntilLinksAFlushOfItsOwnTraceLedByAnotherWait(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, tt.opts()...)
+	defer l.Close()
+	tctx, parent := tt.tp.Tracer("test").Start(ctx, "request")
+	id, err := l.Append(tctx, []byte("one request"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(tctx); err != nil { // leads the flush: its child
+		t.Fatal(err)
+	}
+	if err := l.FlushUntil(tctx, id); err != nil { // already durable
+		t.Fatal(err)
+	}
+	parent.End()
+	spans := tt.spans.Ended()
+	flushes := spansNamed(spans, aofotel.SpanFlush)
+	waits := spansNamed(spans, aofotel.SpanFlushUntil)
+	if len(flushes) != 1 || len(waits) != 2 {
+		t.Fatalf("%d flush spans and %d flush_until spans, want 1 and 2", len(flushes), len(waits))
+	}
+	if flushes[0].Parent().SpanID() != waits[0].SpanContext().SpanID() || len(waits[0].Links()) != 0 {
+		t.Fatalf("Sync's wait: want the flush's parent, with no link; links %v", waits[0].Links())
+	}
+	if l := waits[1].Links(); len(l) != 1 || l[0].SpanContext.SpanID() != flushes[0].SpanContext().SpanID() {
+		t.Fatalf("FlushUntil's wait links %v, want the flush that made seq %d durable (%v), led by Sync's wait", l, id.Seq, flushes[0].SpanContext().SpanID())
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
 
@@ -329,12 +331,6 @@ func endOf(m map[uint64]uint64, def uint64) uint64 {
 	return end
 }
 
-func fillRand(r *rand.Rand, p []byte) {
-	for i := range p {
-		p[i] = byte(r.Uint32())
-	}
-}
-
 // powerVerify opens the image of a log at dir and checks it (see the
 // comment at the top of this file). It returns the xxhash64 of each record
 // found, by sequence number (index 0 unused).
@@ -434,4 +430,147 @@ func powerVerify(t *testing.T, dir string, cfg Config, expect func(uint64) (uint
 		bad("reopen after a clean Close: NextSeq %d (was %d), truncations %+v, backlog %d", r2.NextSeq, rep.NextSeq, r2.Truncations, r2.BacklogBytes)
 	}
 	return sums
+}
+
+// TestRegressionNewLogDirNotDurable: Open created DIR and DIR/segments with
+// MkdirAll and never synced their parents. The flusher syncs segments/
+// (making the segment files' names durable) but a directory's own name
+// lives in its parent: on a file system that does not commit every
+// pending name with any fsync, a power cut could lose the whole log
+// directory, with records FlushUntil had acknowledged.
+func TestRegressionNewLogDirNotDurable(t *testing.T) {
+	root := t.TempDir()
+	pfs, err := vfs.NewPowerFS(nil, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "a", "log")
+	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(pfs))
+	id := mustAppend(t, l, []byte("acknowledged"))
+	if err := l.FlushUntil(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	img := pfs.Snapshot() // the power goes now
+	l.Close()
+	out := t.TempDir()
+	if _, err := img.Write(out, vfs.LoseAll, rand.New(rand.NewPCG(1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, filepath.Join(out, "a", "log"), Config{SegmentSize: 64 << 10})
+	defer l.Close()
+	if rec, err := l.Read(id.Seq, nil); err != nil || string(rec.Payload) != "acknowledged" {
+		t.Fatalf("acknowledged record after the power cut: %q, %v (recovery %+v)", rec.Payload, err, l.Recovery())
+	}
+}
+
+// rolledOverImage appends until the log rolls over to segment 2, makes
+// everything in segment 1 durable and nothing of segment 2 (whose header
+// is then written but not synced), and returns a copy of the directory.
+func rolledOverImage(t *testing.T) (dir string, last RecordID) {
+	t.Helper()
+	src := t.TempDir()
+	fs := vfs.NewFaultFS(nil)
+	l := openT(t, src, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
+	var prev RecordID
+	for i := uint64(1); last.Segment < 2; i++ {
+		prev, last = last, mustAppend(t, l, payloadFor(i, 200))
+	}
+	if err := l.FlushUntil(ctx, prev); err != nil {
+		t.Fatal(err)
+	}
+	image := crashCopy(t, src)
+	l.Close()
+	return image, prev
+}
+
+// TestRegressionTornHeaderFailsOpen: a power cut right after a rollover,
+// before the new segment's first sync, can leave its 64-byte header torn
+// (part written, part zeros), not only all zeros. Open took that for
+// corruption and failed in strict mode, although nothing in the file was
+// ever durable. Now a header that is zeros or torn is forgiven only when
+// nothing in the file shows a sync of it completed; otherwise it is still
+// corruption (the second half of the test).
+func TestRegressionTornHeaderFailsOpen(t *testing.T) {
+	dir, durable := rolledOverImage(t)
+	path := segPath(t, dir, 2)
+	patch(t, path, 20, make([]byte, segment.HeaderSize-20)) // torn after 20 bytes
+	l, err := Open(dir, Config{SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatalf("Open after a power cut tore a new segment's header: %v", err)
+	}
+	rep := l.Recovery()
+	removed := false
+	for _, name := range rep.Removed {
+		removed = removed || strings.HasPrefix(name, "00000000000000000002-")
+	}
+	if rep.NextSeq != durable.Seq+1 || !removed {
+		t.Fatalf("recovery: %+v", rep)
+	}
+	checkRecords(t, l, 1, durable.Seq+1, 200)
+	l.Close()
+
+	// The same damage to a segment that was synced (one of its records
+	// vouches for it) is corruption, and so is a header of zeros there.
+	for _, damage := range [][]byte{make([]byte, segment.HeaderSize-20), make([]byte, segment.HeaderSize)} {
+		dir := t.TempDir()
+		l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true})
+		a := mustAppend(t, l, payloadFor(1, 200))
+		if err := l.FlushUntil(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		b := mustAppend(t, l, payloadFor(2, 200)) // vouches for a
+		if err := l.FlushUntil(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		image := crashCopy(t, dir)
+		l.Close()
+		patch(t, segPath(t, image, 1), segment.HeaderSize-int64(len(damage)), damage)
+		if _, err := Open(image, Config{SegmentSize: 64 << 10}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "offset 0") {
+			t.Fatalf("Open with %d bytes of a synced segment's header zeroed: %v, want ErrCorrupt naming offset 0", len(damage), err)
+		}
+	}
+}
+
+// TestReviewFrontAtEndPowerLoss: TruncateFront(NextSeq()) right after a
+// rollover removes every sealed segment and leaves only the active one,
+// which holds no record: its header was written but never synced (a
+// segment's first sync comes with its first record). A power loss then
+// keeps the directory entry and loses the header. Recovery removes the
+// headerless file and, with no segment left, used to start a new log at
+// seq 1 instead of at the durable front.
+func TestReviewFrontAtEndPowerLoss(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 1001)
+	// TruncateBack leaves a fresh, empty active segment; TruncateFront
+	// to its first sequence number then deletes every other segment.
+	if err := l.TruncateBack(ctx, 900); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.TruncateFront(ctx, 901); err != nil {
+		t.Fatal(err)
+	}
+	files := segmentFiles(t, dir)
+	if len(files) != 1 {
+		t.Fatalf("segment files %v, want only the empty active one", files)
+	}
+	// The power loss, with the log still open: the empty segment's
+	// header was never synced (nothing was flushed into it) and is gone.
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+	path := filepath.Join(crashed, "segments", files[0])
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, segment.HeaderSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	l2 := openT(t, crashed, retentionCfg)
+	defer l2.Close()
+	if first, n := l2.FirstSeq(), l2.NextSeq(); first != 901 || n != 901 {
+		t.Fatalf("after a power loss: log [%d, %d), want [901, 901)", first, n)
+	}
 }

@@ -38,20 +38,6 @@ func checkFollowPayload(p []byte) error {
 	return nil
 }
 
-// readAll reads r to its frontier and returns copies of the records.
-func readAll(t *testing.T, r *Reader) []Record {
-	t.Helper()
-	var recs []Record
-	for rec, err := range r.All() {
-		if err != nil {
-			t.Fatalf("reader: %v", err)
-		}
-		rec.Payload = bytes.Clone(rec.Payload)
-		recs = append(recs, rec)
-	}
-	return recs
-}
-
 // checkSeqs checks that recs are payloadFor(seq, maxLen) for seq in
 // [first, next), in order.
 func checkSeqs(t *testing.T, recs []Record, first, next uint64, maxLen int) {

@@ -8,52 +8,25 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
 )
 
 // retentionCfg makes segments of 64 KiB: about 350 records of payloadFor(i,
 // 300) each.
 var retentionCfg = Config{SegmentSize: 64 << 10}
-
-// appendN appends payloadFor(i, 300) for i in [from, to) and syncs.
-func appendN(t testing.TB, l *Log, from, to uint64) {
-	t.Helper()
-	for i := from; i < to; i++ {
-		if id := mustAppend(t, l, payloadFor(i, 300)); id.Seq != i {
-			t.Fatalf("Append: seq %d, want %d", id.Seq, i)
-		}
-	}
-	if err := l.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func segmentFiles(t testing.TB, dir string) []string {
-	t.Helper()
-	names, err := os.ReadDir(filepath.Join(dir, "segments"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var segs []string
-	for _, n := range names {
-		if _, _, ok := segment.ParseName(n.Name()); ok {
-			segs = append(segs, n.Name())
-		}
-	}
-	return segs
-}
-
-func wantTruncated(t testing.TB, err error, first uint64, back bool) {
-	t.Helper()
-	var te *TruncatedError
-	if !errors.As(err, &te) || !errors.Is(err, ErrTruncated) || te.First != first || te.Back != back {
-		t.Fatalf("error %v, want a *TruncatedError with First %d, Back %v", err, first, back)
-	}
-}
 
 func TestTruncateFront(t *testing.T) {
 	dir := t.TempDir()
@@ -313,11 +286,17 @@ func TestCopyPayloads(t *testing.T) {
 	l := openT(t, t.TempDir(), retentionCfg)
 	defer l.Close()
 	appendN(t, l, 1, 101)
-	r, _ := l.NewReader(1, Written, CopyPayloads())
+	r, err := l.NewReader(1, Written, CopyPayloads())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	var kept [][]byte
 	for r.Next() {
 		kept = append(kept, r.Record().Payload)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("reader stopped after %d records: %v", len(kept), err)
 	}
 	for i, p := range kept {
 		p[0] ^= 0xff // owned: writable
@@ -586,5 +565,525 @@ func TestFollowersWhileAppendingAndTruncating(t *testing.T) {
 	}
 	if l.FirstSeq() == 1 {
 		t.Fatal("retention never moved the front")
+	}
+}
+
+// Pins issue 11 defect 1: TruncateBack waits for the appenders of every
+// pending segment, not only the active one's, before it cuts.
+func TestDefect01TruncateBackWaitsForEveryPendingSegment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// last is where the cut ends the log, given the first record of
+		// segment A (the one whose last frame X reserved).
+		last func(baseA uint64) uint64
+	}{
+		{"keeps-A", func(baseA uint64) uint64 { return baseA + 5 }},
+		{"removes-A", func(baseA uint64) uint64 { return baseA - 5 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var (
+				mu        sync.Mutex
+				xPub      = true // X's frame published when the cut began
+				draining  = make(chan struct{})
+				drainOnce sync.Once
+				xs        *seg
+				xOff      int64
+			)
+			l := openT(t, dir, retentionCfg, withCrashPoint(func(p string) {
+				switch p {
+				case crashCutDrain:
+					drainOnce.Do(func() { close(draining) })
+				case crashCutBegin:
+					// Everything is flushed by now: X's frame is
+					// durable if X had copied it.
+					mu.Lock()
+					xPub = xs.Durable() >= xOff+segment.FrameSize(300)
+					mu.Unlock()
+				}
+			}))
+			defer l.Close()
+			appendN(t, l, 1, 401) // segment 1 full, segment 2 begun
+			fillActive(t, l, 300)
+			// X reserves the last frame of segment A and pauses before
+			// its copy.
+			a := l.active.Load()
+			baseA := a.Header().BaseSeq
+			off, xSeq, err := a.Reserve(segment.FrameSize(300), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Free() >= segment.FrameSize(300) {
+				t.Fatalf("segment A has room for %d more bytes after X", a.Free())
+			}
+			mu.Lock()
+			xs, xOff = a, off
+			mu.Unlock()
+			// Y finds A full and rolls over to B.
+			y := mustAppend(t, l, make([]byte, 300))
+			if y.Segment == a.Header().Index {
+				t.Fatal("Y did not roll over")
+			}
+			last := tc.last(baseA)
+			done := make(chan error, 1)
+			go func() { done <- l.TruncateBack(ctx, last) }()
+			var cutErr error
+			filled := false
+			select {
+			case <-draining:
+				// X finishes its copy while TruncateBack drains.
+				a.Fill(off, xSeq, make([]byte, 300), time.Now().UnixNano())
+				filled = true
+				cutErr = <-done
+			case cutErr = <-done:
+				// TruncateBack did not wait for X. Let X finish
+				// unless A was released (its buffer unmapped), so
+				// that Close does not wait for X forever.
+				if cutErr != nil {
+					a.Fill(off, xSeq, make([]byte, 300), time.Now().UnixNano())
+				}
+			}
+			mu.Lock()
+			pub := xPub
+			mu.Unlock()
+			if !pub {
+				t.Errorf("TruncateBack(%d) began its cut while X (seq %d) was still copying into segment %d", last, xSeq, a.Header().Index)
+			}
+			if cutErr != nil {
+				t.Fatalf("TruncateBack(%d) of a healthy log: %v", last, cutErr)
+			}
+			if !filled {
+				t.FailNow()
+			}
+			if next := l.NextSeq(); next != last+1 {
+				t.Fatalf("NextSeq after TruncateBack(%d): %d", last, next)
+			}
+			appendN(t, l, last+1, last+101)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, mode := range []RecoveryMode{RecoverStrict, RecoverRepair} {
+				l2, err := Open(dir, Config{SegmentSize: retentionCfg.SegmentSize, Recovery: mode})
+				if err != nil {
+					t.Fatalf("reopen (recovery mode %d) after TruncateBack(%d): %v", mode, last, err)
+				}
+				if next := l2.NextSeq(); next != last+101 {
+					t.Errorf("reopened log ends before %d, want %d", next, last+101)
+				}
+				checkRecords(t, l2, last+1, last+101, 300)
+				l2.Close()
+			}
+		})
+	}
+}
+
+// Pins issue 11 defect 3: TruncateFront removes a segment whose records are
+// all before the new front although its seal was still pending (no
+// background flusher, or the flusher stopped).
+func TestDefect03TruncateFrontRemovesSegmentWithPendingSeal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		stop bool
+	}{
+		{"no-background-flush", Config{SegmentSize: retentionCfg.SegmentSize, NoBackgroundFlush: true}, false},
+		{"flusher-stopped", retentionCfg, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, tc.cfg)
+			defer l.Close()
+			if tc.stop {
+				l.StopFlusher()
+			}
+			sub := l.Subscribe()
+			defer sub.Close()
+			next := fillActive(t, l, 300)
+			if err := l.Sync(ctx); err != nil { // segment 1 durable, not closed
+				t.Fatal(err)
+			}
+			first := l.active.Load()
+			// Roll over: segment 1 closes; its seal waits for a flush.
+			id := mustAppend(t, l, make([]byte, 2*int(first.Free())))
+			if id.Seq != next || id.Segment == first.Header().Index {
+				t.Fatalf("no rollover: %+v", id)
+			}
+			if first.Sealed() {
+				t.Fatal("segment 1 sealed without a flush")
+			}
+			for range 2 { // a repeated TruncateFront changes nothing more
+				if err := l.TruncateFront(ctx, next); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(first.Path()); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("TruncateFront(%d) left %s, whose records are all removed (stat: %v)", next, filepath.Base(first.Path()), err)
+				}
+			}
+			if m := l.Metrics(); m.RemovedSegments != 1 || m.Segments != 1 {
+				t.Fatalf("after TruncateFront: %d segments, %d removed; want 1 and 1", m.Segments, m.RemovedSegments)
+			}
+			var kinds []EventKind
+			for {
+				nctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				ev, err := sub.Next(nctx)
+				cancel()
+				if err != nil {
+					break
+				}
+				if ev.Segment == first.Header().Index {
+					kinds = append(kinds, ev.Kind)
+				}
+			}
+			if want := []EventKind{EventSealing, EventSealed, EventRemoved}; !slices.Equal(kinds, want) {
+				t.Fatalf("events of segment 1: %v, want %v", kinds, want)
+			}
+			if _, err := l.Read(next-1, nil); !errors.Is(err, ErrTruncated) {
+				t.Fatalf("Read(%d) below the front: %v", next-1, err)
+			}
+			if _, err := l.Read(next, nil); err != nil {
+				t.Fatalf("Read(%d) at the front: %v", next, err)
+			}
+		})
+	}
+}
+
+// blockingSeal is a span processor that holds the flush which sealed a
+// segment inside the seal span's end: after FinishSeal, before the flush
+// publishes EventSealed.
+type blockingSeal struct {
+	sealed  chan struct{} // closed when the first seal span ends
+	release chan struct{} // closed to let that flush go on
+	once    sync.Once
+}
+
+func (b *blockingSeal) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+func (b *blockingSeal) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.Name() != aofotel.SpanSeal {
+		return
+	}
+	b.once.Do(func() {
+		close(b.sealed)
+		<-b.release
+	})
+}
+
+func (b *blockingSeal) Shutdown(context.Context) error { return nil }
+
+func (b *blockingSeal) ForceFlush(context.Context) error { return nil }
+
+// Pins issue 11 defect 4: retention never removes a segment before its
+// EventSealed was published, so a subscriber sees sealing, sealed, removed
+// in that order.
+func TestDefect04RemovedNeverPrecedesSealed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bs := &blockingSeal{sealed: make(chan struct{}), release: make(chan struct{})}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(bs))
+		defer tp.Shutdown(ctx)
+		l := openT(t, t.TempDir(), retentionCfg, WithTracerProvider(tp))
+		defer l.Close()
+		sub := l.Subscribe()
+		defer sub.Close()
+		next := fillActive(t, l, 300)
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		first := l.active.Load()
+		mustAppend(t, l, make([]byte, 2*int(first.Free()))) // roll over: the flusher seals segment 1
+		<-bs.sealed
+		if !first.Sealed() {
+			t.Fatal("seal span ended before FinishSeal")
+		}
+		// A retention pass while the flush that sealed segment 1 has
+		// not yet published EventSealed.
+		done := make(chan error, 1)
+		go func() { done <- l.TruncateFront(ctx, next) }()
+		synctest.Wait() // TruncateFront finished, or waits for that flush
+		close(bs.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		var kinds []EventKind
+		for {
+			nctx, cancel := context.WithTimeout(ctx, time.Second)
+			ev, err := sub.Next(nctx)
+			cancel()
+			if err != nil {
+				break
+			}
+			if ev.Segment == first.Header().Index {
+				kinds = append(kinds, ev.Kind)
+			}
+		}
+		if want := []EventKind{EventSealing, EventSealed, EventRemoved}; !slices.Equal(kinds, want) {
+			t.Fatalf("events of segment 1: %v, want %v", kinds, want)
+		}
+	})
+}
+
+// Pins a regression of issue 11 defects 3/4: the retainer sealed a segment
+// before the front with a flush of its own, holding retainMu while a
+// stalled sync held the flush lock, so TruncateFront ignored its context.
+func TestRetainerNeverWaitsForAFlushUnderRetainMu(t *testing.T) {
+	fs := vfs.NewFaultFS(nil)
+	dir := t.TempDir()
+	var frontMarked sync.Once
+	marked := make(chan struct{})
+	cfg := retentionCfg
+	cfg.RetainBytes = 1 // only the active segment is kept
+	l := openT(t, dir, cfg, WithFS(fs), withCrashPoint(func(p string) {
+		if p == crashFrontMarked {
+			frontMarked.Do(func() { close(marked) })
+		}
+	}))
+	defer l.Close()
+	release := make(chan struct{})
+	var released sync.Once
+	defer released.Do(func() { close(release) }) // before Close
+	sub := l.Subscribe()
+	defer sub.Close()
+	fillActive(t, l, 300)
+	first := l.active.Load()
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Roll over with no flusher, then let one segment sync through (the
+	// seal of segment 1) and stall the next (segment 2's records): the
+	// flush seals segment 1, kicks the retainer, and stalls holding the
+	// flush lock.
+	l.StopFlusher()
+	mustAppend(t, l, make([]byte, 2*int(first.Free())))
+	entered := make(chan int, 1)
+	stall := vfs.StallUntil(release, entered)
+	var segSyncs atomic.Int32
+	fs.SetSyncHook(func(n int, name string) error {
+		if !strings.HasPrefix(name, l.segDir) || segSyncs.Add(1) == 1 {
+			return nil
+		}
+		return stall(n, name)
+	})
+	l.StartFlusher()
+	<-entered
+	<-marked // the retainer moved the front past segment 1
+
+	c, cancel := context.WithCancel(ctx)
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- l.TruncateFront(c, l.FirstSeq()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("TruncateFront with a cancelled context: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("TruncateFront with a cancelled context still waits after a minute: the retainer holds retention behind a stalled flush")
+	}
+	if !first.Sealed() {
+		t.Fatal("segment 1 not sealed by the stalled flush")
+	}
+	// Once the flush is done with segment 1, the retainer removes it.
+	released.Do(func() { close(release) })
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	for {
+		ev, err := sub.Next(wctx)
+		if err != nil {
+			t.Fatalf("segment 1 not removed after the stall: %v", err)
+		}
+		if ev.Kind == EventRemoved && ev.Segment == first.Header().Index {
+			break
+		}
+	}
+}
+
+// TestReviewLeasedAppendBufferOutlivesRemoval: a zero-copy payload read
+// from the append buffer of the active segment stays mapped after that
+// segment is sealed (the buffer is retired, not unmapped, while a lease
+// holds it) and then removed by retention. The owner's Release used to
+// unmap the retired buffer although the Reader's lease still held it:
+// reading the payload then faulted (SIGSEGV).
+func TestReviewLeasedAppendBufferOutlivesRemoval(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, retentionCfg)
+	defer l.Close()
+	mustAppend(t, l, payloadFor(1, 300))
+	r, err := l.NewReader(1, Written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Next() {
+		t.Fatal(r.Err())
+	}
+	held := r.Record().Payload // a slice of segment 1's append buffer
+	// Roll over and seal segment 1 while the Reader leases it.
+	appendN(t, l, 2, 1001)
+	if l.sealedCount.Load() == 0 {
+		t.Fatal("no segment sealed")
+	}
+	// Remove it: the owner releases it, the lease remains.
+	if err := l.TruncateFront(ctx, 900); err != nil {
+		t.Fatal(err)
+	}
+	if _, base, _ := parseFirst(t, dir); base == 1 {
+		t.Fatal("segment 1 was not removed")
+	}
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("reading a leased payload faulted: %v", p)
+			}
+		}()
+		if !bytes.Equal(held, payloadFor(1, 300)) {
+			t.Fatal("leased payload changed")
+		}
+	}()
+}
+
+func parseFirst(t *testing.T, dir string) (uint64, uint64, bool) {
+	t.Helper()
+	files := segmentFiles(t, dir)
+	if len(files) == 0 {
+		t.Fatal("no segment files")
+	}
+	return segment.ParseName(files[0])
+}
+
+// TestReviewReaderPastCutAfterRefill: a Reader that returned records
+// which TruncateBack then removed must get a *TruncatedError (Back set),
+// also when appends after the cut have already reached its position. It
+// used to compare its position with the current NextSeq only, so once new
+// records filled the numbers again it carried on with them: the caller
+// got old records up to its position, then new ones after it, a mix of
+// two histories.
+func TestReviewReaderPastCutAfterRefill(t *testing.T) {
+	l := openT(t, t.TempDir(), retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 1001)
+	r, _ := l.NewReader(1, Written)
+	defer r.Close()
+	for i := 0; i < 900; i++ {
+		if !r.Next() {
+			t.Fatal(r.Err())
+		}
+	}
+	if err := l.TruncateBack(ctx, 500); err != nil {
+		t.Fatal(err)
+	}
+	// New records with the same numbers, different payloads, past the
+	// reader's position.
+	for i := uint64(501); i < 1001; i++ {
+		mustAppend(t, l, payloadFor(i+1e6, 300))
+	}
+	if r.Next() {
+		t.Fatalf("reader that returned removed records 501..900 went on with seq %d of the new history", r.Record().Seq)
+	}
+	wantTruncated(t, r.Err(), 1, true)
+}
+
+// TestReviewDurableFollowerAcrossCut: a Durable follower waiting past the
+// cut point is told at once that its records were removed. It used to
+// wait for the durable frontier to pass its old position, which after a
+// cut only new appends can do (never, on an idle log), and then carried
+// on with the new records.
+func TestReviewDurableFollowerAcrossCut(t *testing.T) {
+	l := openT(t, t.TempDir(), retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 1001)
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got := make(chan error, 1)
+	seen := make(chan struct{})
+	go func() {
+		for rec, err := range l.Follow(fctx, 1, Durable) {
+			if err != nil {
+				got <- err
+				return
+			}
+			if rec.Seq == 1000 {
+				close(seen)
+			}
+		}
+		got <- nil
+	}()
+	<-seen
+	time.Sleep(20 * time.Millisecond) // the follower waits at 1001
+	if err := l.TruncateBack(ctx, 500); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		wantTruncated(t, err, 1, true)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the Durable follower past the cut is still waiting 2s after TruncateBack")
+	}
+}
+
+// TestReviewFlushUntilOfCutRecord: a FlushUntil waiting for a record that
+// TruncateBack removes returns (the record was made durable, then cut)
+// instead of spinning, flush after empty flush, until a new record with
+// the same number is appended and made durable.
+func TestReviewFlushUntilOfCutRecord(t *testing.T) {
+	fs := vfs.NewFaultFS(vfs.Default)
+	l := openT(t, t.TempDir(), retentionCfg, WithFS(fs))
+	defer l.Close()
+	appendN(t, l, 1, 101)
+	l.StopFlusher()
+	var id RecordID
+	for i := uint64(101); i <= 200; i++ {
+		id = mustAppend(t, l, payloadFor(i, 300))
+	}
+	// TruncateBack's flush stalls in its sync until the waiter waits.
+	stall, stalled := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fs.SetSyncHook(func(int, string) error {
+		once.Do(func() { close(stalled); <-stall })
+		return nil
+	})
+	cut := make(chan error, 1)
+	go func() { cut <- l.TruncateBack(ctx, 150) }()
+	<-stalled
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- l.FlushUntil(wctx, id) }()
+	time.Sleep(50 * time.Millisecond) // the waiter waits for the flush lock
+	close(stall)
+	if err := <-cut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("FlushUntil of seq %d, removed by TruncateBack(150), still waiting after 2s", id.Seq)
+	} else if err != nil && !errors.Is(err, ErrTruncated) {
+		t.Fatalf("FlushUntil of a record TruncateBack removed: %v", err)
+	}
+}
+
+// TestReviewMetricsAfterCutInActiveSegment: the "since open" counters
+// never go backwards. TruncateBack measured what it cut after cutting the
+// kept segment: when that was the active segment, its end was already the
+// new one, so the cut counted 0 records and 0 bytes, and AppendedRecords,
+// AppendedBytes and DurableBytes dropped by what was cut.
+func TestReviewMetricsAfterCutInActiveSegment(t *testing.T) {
+	l := openT(t, t.TempDir(), retentionCfg)
+	defer l.Close()
+	appendN(t, l, 1, 101)
+	before := l.Metrics()
+	if err := l.TruncateBack(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	after := l.Metrics()
+	if after.AppendedRecords < before.AppendedRecords || after.AppendedBytes < before.AppendedBytes ||
+		after.DurableBytes < before.DurableBytes || after.BacklogBytes != 0 {
+		t.Fatalf("after TruncateBack(50) of 100 records: appended %d records, %d bytes, durable %d bytes, backlog %d; before: %d, %d, %d",
+			after.AppendedRecords, after.AppendedBytes, after.DurableBytes, after.BacklogBytes,
+			before.AppendedRecords, before.AppendedBytes, before.DurableBytes)
+	}
+	appendN(t, l, 51, 61)
+	if m := l.Metrics(); m.AppendedRecords != 110 || m.NextSeq != 61 || m.DurableSeq != 61 {
+		t.Fatalf("after 10 more: appended %d records (want 110), NextSeq %d, DurableSeq %d (want 61)", m.AppendedRecords, m.NextSeq, m.DurableSeq)
 	}
 }

@@ -13,8 +13,9 @@
 //     publishes it by storing the frame's publish word atomically, last.
 //     Appenders never take a lock and never touch the file.
 //   - One flusher at a time: the caller must serialise [Segment.Advance],
-//     [Segment.WriteOut], [Segment.Sync], [Segment.MarkDurable] and
-//     [Segment.Seal] (the log does so with its flush lock). Advance walks
+//     [Segment.WriteOut], [Segment.Sync], [Segment.MarkDurable],
+//     [Segment.WriteFooter] and [Segment.FinishSeal] (the log does so with
+//     its flush lock). Advance walks
 //     published frames in order and stops at the first unpublished one, so
 //     only a complete prefix is ever written; WriteOut writes it with
 //     pwrite; MarkDurable records an offset that was in place before the

@@ -113,6 +113,9 @@ type osFile struct {
 	// noDatasync is set once fdatasync reported it is unsupported here, so
 	// later syncs go straight to fsync.
 	noDatasync atomic.Bool
+	// fdatasync, when not nil, replaces unix.Fdatasync (tests only: a
+	// file system without fdatasync).
+	fdatasync func(fd int) error
 }
 
 func (osFS) Create(path string, perm fs.FileMode) (File, error) {
@@ -270,7 +273,11 @@ func (f *osFile) Sync() error {
 	if !f.noDatasync.Load() {
 		// EINTR is returned, not retried here: the caller's retry
 		// policy decides, and counts it.
-		err := unix.Fdatasync(fd)
+		datasync := unix.Fdatasync
+		if f.fdatasync != nil {
+			datasync = f.fdatasync
+		}
+		err := datasync(fd)
 		if err != unix.EINVAL && err != unix.ENOTSUP {
 			return pathErr("fdatasync", f.f.Name(), err)
 		}

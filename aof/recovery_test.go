@@ -1,7 +1,8 @@
 package aof
 
-// Regression tests from a second review of the engine. Each one failed
-// before its bug was fixed; the comment above each names the cause.
+// Tests of recovery at Open: stale marks, short files, repair, headerless
+// segments and damage around durable records. Each one failed before its
+// bug was fixed; the comment above each names the cause.
 
 import (
 	"bytes"
@@ -9,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -30,7 +30,7 @@ func fixedPayload(session byte, i int) []byte {
 // TestRegressionStaleMarkLeavesGarbageThatResurrects: when a scan's good prefix
 // ends exactly at the offset of a stale DURABLE mark (left by an earlier
 // clean Close), Segment.Scan returns before it measures the garbage after
-// it (segment/recover.go:173-177), so a torn tail there is neither reported
+// it (in Segment.Scan), so a torn tail there is neither reported
 // nor zeroed. The next session appends over the start of it; frames of the
 // lost session that lie further on survive and, once the new frames reach
 // them with matching sequence numbers (always, with fixed-size records),
@@ -96,9 +96,9 @@ func TestRegressionStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 // durable up to the end of record 100, but the file now ends at record 90
 // (cut by a tool; Open even re-allocates short files). Scan reports
 // Corrupt, but because everything past the good prefix is zero its Garbage
-// is 0 (segment/recover.go:179-181) and cutScanned returns before it looks
-// at Corrupt (aof/recover.go:254-256). Strict Open succeeds and silently
-// drops ten acknowledged, durable records.
+// is 0 (Segment.Scan) and cutScanned returned before it looked at
+// Corrupt (in aof's recovery). Strict Open succeeded and silently
+// dropped ten acknowledged, durable records.
 func TestRegressionTruncatedBelowMarkIsAccepted(t *testing.T) {
 	dir := t.TempDir()
 	ids := buildLog(t, dir, 100, true)
@@ -163,7 +163,7 @@ func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 // the machine loses power: both new segment files exist (the renames were
 // committed) but neither header reached the disk. Nothing in either was ever
 // durable, yet Open fails: recovery only forgives a headerless segment when
-// it is the very last file (aof/recover.go:121).
+// it is the very last file (a check in aof's recovery).
 func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}
@@ -192,49 +192,13 @@ func TestRegressionTwoHeaderlessSegments(t *testing.T) {
 	checkRecords(t, l2, 1, 2, 200)
 }
 
-// TestRegressionFlushUntilErrorForDurableRecord: the leader of a flush that
-// made its record durable (segment 1 synced and sealed) gets the FailError
-// of a later sync in the same flush (segment 2, EIO), although the durable
-// frontier the error itself names is past its record. FlushUntil is
-// documented to return nil exactly when the record is durable. Cause:
-// Pipeline.WaitDurable returns the error of tryFlush/flush without looking
-// at the frontier again (flush/pipeline.go:347-353). The same path makes a
-// FlushUntil racing Close return ErrClosed for a record Close made durable.
-func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
-	dir := t.TempDir()
-	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
-	defer l.Close()
-	var prev, last RecordID
-	for i := uint64(1); last.Segment < 2; i++ {
-		prev = last
-		last = mustAppend(t, l, payloadFor(i, 200))
-	}
-	// The flush syncs segment 1's data, then its footer (seal), then
-	// segment 2's data: fail the third. (The hook cannot go by file name:
-	// every file keeps the temporary name it was created with, see
-	// vfs.File.Name.)
-	var calls atomic.Int32
-	fs.SetSyncHook(func(int, string) error {
-		if calls.Add(1) == 3 {
-			return unix.EIO
-		}
-		return nil
-	})
-	err := l.FlushUntil(ctx, prev) // prev is segment 1's last record
-	durable := l.Metrics().DurableSeq
-	if err != nil && durable > prev.Seq {
-		t.Fatalf("FlushUntil(seq %d) = %v, but the record is durable (frontier %d)", prev.Seq, err, durable)
-	}
-}
-
 // TestRegressionDropAfterIgnoresDurableMark: segment 1 is sealed, segment 2
 // holds records made durable by Close (its records carry no hints, having
 // been appended in one burst before any sync; the DURABLE mark vouches for
 // them). Segment 1 is then damaged twice (trailer and one record). Recovery
 // scans segment 1, takes the damage for a torn tail, and dropAfter removes
 // segment 2 as "nothing in it was durable": it scans it with Scan(0) and
-// never consults the mark (aof/recover.go:283-286). Strict Open succeeds and
+// never consulted the mark (aof's recovery). Strict Open succeeded and
 // the acknowledged records of segment 2 are deleted from disk.
 func TestRegressionDropAfterIgnoresDurableMark(t *testing.T) {
 	dir := t.TempDir()
@@ -269,8 +233,8 @@ func TestRegressionDropAfterIgnoresDurableMark(t *testing.T) {
 // records vouch for their own syncs (hints), so dropAfter does find it
 // durable and strict Open fails with ErrCorrupt, as it should. But by then
 // cutScanned has already zeroed segment 1 from the damaged record on
-// (aof/recover.go:182 runs before the check at 185-194): the strict mode
-// that promises "Nothing is changed on disk" destroyed ~300 good records
+// (the zeroing ran before the strict check): the strict mode that
+// promised "Nothing is changed on disk" destroyed ~300 good records
 // that repair mode would have kept a copy of.
 func TestRegressionStrictOpenChangesDisk(t *testing.T) {
 	dir := t.TempDir()
@@ -319,10 +283,9 @@ func TestRegressionStrictOpenChangesDisk(t *testing.T) {
 // scanned) segment whose length field is damaged makes Read of the next
 // record panic with "slice bounds out of range" instead of returning
 // ErrCorrupt. Segment.find walks frame lengths from the sparse index and
-// checks the bound only before each step (segment/segment.go:579-589); after
-// the last step it calls frameLen(off) (segment.go:591, reading
-// src[off+8:] at segment.go:605) with off far past the mapping. frameAt's
-// src[off:s.limit] (segment.go:539) panics the same way for an off between
+// checked the bound only before each step; after the last step it called
+// frameLen(off) (which reads src[off+8:]) with off far past the mapping.
+// frameAt's src[off:s.limit] panicked the same way for an off between
 // the data limit and the file size.
 func TestRegressionCorruptLengthPanicsRead(t *testing.T) {
 	dir := t.TempDir()
@@ -352,4 +315,54 @@ func TestRegressionCorruptLengthPanicsRead(t *testing.T) {
 			t.Fatalf("Read(%d): %v, want ErrCorrupt", victim.Seq+1, err)
 		}
 	}()
+}
+
+// TestSegmentNameDisagreesWithHeader: a segment file renamed so that its
+// name (index, base sequence) disagrees with its header is corruption
+// naming the file, segment and offset 0: strict Open fails and changes
+// nothing on disk; repair mode cuts there and keeps a copy.
+func TestSegmentNameDisagreesWithHeader(t *testing.T) {
+	for _, tc := range []struct {
+		what         string
+		index, base  uint64
+		wantSegIndex uint64
+	}{
+		{"base sequence", 1, 7, 1},
+		{"index", 3, 1, 3},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, Config{SegmentSize: 64 << 10})
+			appendN(t, l, 1, 11)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("%020d-%020d.seg", tc.index, tc.base)
+			if err := os.Rename(segPath(t, dir, 1), filepath.Join(dir, "segments", name)); err != nil {
+				t.Fatal(err)
+			}
+			before := dirState(t, dir)
+			_, err := Open(dir, Config{SegmentSize: 64 << 10})
+			var ce *CorruptError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("strict Open = %v, want a *CorruptError", err)
+			}
+			if ce.File != name || ce.Segment != tc.wantSegIndex || ce.Offset != 0 {
+				t.Fatalf("%+v, want file %s, segment %d, offset 0", ce, name, tc.wantSegIndex)
+			}
+			sameState(t, dir, before, "failed strict Open")
+
+			// Repair mode cuts there: the file goes to repair/ and the
+			// report names it as corrupt.
+			rl := openT(t, dir, Config{SegmentSize: 64 << 10, Recovery: RecoverRepair})
+			defer rl.Close()
+			tr := rl.Recovery().Truncations
+			if len(tr) != 1 || tr[0].File != name || !tr[0].Corrupt || tr[0].KeptAt == "" {
+				t.Fatalf("repair report %+v, want the renamed file cut as corrupt and kept", tr)
+			}
+			if _, err := os.Stat(tr[0].KeptAt); err != nil {
+				t.Fatalf("repair copy: %v", err)
+			}
+		})
+	}
 }

@@ -1,0 +1,56 @@
+package vfs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestSyncFallsBackToFsync: where fdatasync is unsupported (EINVAL,
+// ENOTSUP), Sync uses fsync instead, and from then on goes straight to
+// fsync; any other fdatasync error is returned, naming fdatasync.
+func TestSyncFallsBackToFsync(t *testing.T) {
+	for _, errno := range []error{unix.EINVAL, unix.ENOTSUP} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			calls := 0
+			of := &osFile{f: f, fdatasync: func(int) error { calls++; return errno }}
+			for i := range 3 {
+				if err := of.Sync(); err != nil {
+					t.Fatalf("sync %d: %v, want the fsync fallback to succeed", i+1, err)
+				}
+			}
+			if calls != 1 || !of.noDatasync.Load() {
+				t.Fatalf("fdatasync tried %d times (fallback remembered: %v), want once", calls, of.noDatasync.Load())
+			}
+			// The fallback is fsync itself: on a closed file it fails
+			// naming fsync.
+			f.Close()
+			if err := of.Sync(); err == nil || !strings.Contains(err.Error(), "fsync") || strings.Contains(err.Error(), "fdatasync") {
+				t.Fatalf("Sync of a closed file after the fallback: %v, want an fsync error", err)
+			}
+		})
+	}
+	t.Run("EIO", func(t *testing.T) {
+		f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		of := &osFile{f: f, fdatasync: func(int) error { return unix.EIO }}
+		if err := of.Sync(); !errors.Is(err, unix.EIO) || !strings.Contains(err.Error(), "fdatasync") {
+			t.Fatalf("Sync: %v, want the fdatasync EIO", err)
+		}
+		if of.noDatasync.Load() {
+			t.Fatal("an EIO from fdatasync switched the file to fsync")
+		}
+	})
+}
