@@ -19,10 +19,13 @@ import (
 //     is allocated, and it rejects every contradiction.
 //  3. applyRecovery does what the plan says, in a fixed order.
 //
-// Since only step 3 changes the disk and it runs only with a plan, a
-// strict Open that fails (corruption, a contradiction of the marks, a
-// segment of a newer format, a done ctx) changes nothing on disk, LOCK
-// aside.
+// Only step 3 changes the disk, and it runs only with a plan: a strict
+// Open that fails because of what it found (corruption, a contradiction
+// of the marks, a segment of a newer format, a file that is not regular)
+// or because ctx is done before step 3 changes nothing on disk, LOCK
+// aside, by construction. An error in step 3 itself (an I/O error, a full
+// disk allocating the fresh segment) can leave part of the plan done; the
+// next Open gathers and plans again from what is on disk.
 
 // recoveryFacts is what recovery observed in a log directory, before it
 // decided anything: plain values, no file handles.
