@@ -428,16 +428,10 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 		index = segs[len(segs)-1].Header().Index + 1
 	}
 	if keep >= 0 {
-		s := segs[keep]
-		changed, err := cutSegment(s.Segment, last)
-		if err != nil {
+		var err error
+		if index, pos, err = l.sealKept(segs[keep], last); err != nil {
 			return 0, fmt.Errorf("aof2: %s: %w", op, err)
 		}
-		if changed {
-			l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
-		}
-		end, _ := s.Reserved()
-		index, pos = s.Header().Index+1, s.pos+end-segment.HeaderSize
 	}
 	l.crash(crashCutSealed)
 	ns, err := l.prep.take()
@@ -469,6 +463,20 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 	}
 	l.installCut(segs, keep, fresh, front, why)
 	return last + 1, nil
+}
+
+// sealKept seals s, which keeps the cut's last record, right after it,
+// and returns the index and log position of the segment that follows.
+func (l *Log) sealKept(s *seg, last uint64) (index uint64, pos int64, err error) {
+	changed, err := cutSegment(s.Segment, last)
+	if err != nil {
+		return 0, 0, err
+	}
+	if changed {
+		l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
+	}
+	end, _ := s.Reserved()
+	return s.Header().Index + 1, s.pos + end - segment.HeaderSize, nil
 }
 
 // writeCutMarks writes, durably, the marks that decide a cut, in the
