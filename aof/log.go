@@ -688,16 +688,8 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			if appendedAt == 0 {
 				appendedAt = s.TimestampAt(s.Durable())
 			}
-			f.Syncing(segIndex, aofotel.SyncData)
-			if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
-				return durable, flushed, fmt.Errorf("segment %d: %w", s.Header().Index, err)
-			}
-			if s.NeedsDirSync() {
-				f.Syncing(segIndex, aofotel.SyncDirectory)
-				if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
-					return durable, flushed, err
-				}
-				s.DirSynced()
+			if err := l.syncSegment(ctx, f, s); err != nil {
+				return durable, flushed, err
 			}
 			// end was taken before the sync began: bytes appended
 			// during the sync are not claimed.
@@ -712,26 +704,52 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		if rend, _ := s.Reserved(); !closed || end != rend || s == l.active.Load() {
 			break // durability is a prefix: later segments wait
 		}
-		start := time.Now()
-		l.events.publish(segmentEvent(EventSealing, s, ""))
-		err = s.WriteFooter()
-		if err == nil {
-			f.Syncing(s.Header().Index, aofotel.SyncFooter)
-			err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
+		if err = l.seal(ctx, f, s); err != nil {
+			return durable, flushed, err
 		}
-		if err == nil {
-			err = s.FinishSeal()
-		}
-		f.Sealed(s.Header().Index, start, err)
-		if err != nil {
-			return durable, flushed, fmt.Errorf("segment %d: seal: %w", s.Header().Index, err)
-		}
-		l.sealedCount.Add(1)
-		l.events.publish(segmentEvent(EventSealed, s, ""))
-		l.retainer.kick() // and again once it has left pending
 		sealed++
 	}
 	return durable, flushed, nil
+}
+
+// syncSegment syncs s, and the segment directory if s's name is not
+// durable yet, with the configured retries, for flush f.
+func (l flushTarget) syncSegment(ctx context.Context, f *aofotel.Flush, s *seg) error {
+	f.Syncing(s.Header().Index, aofotel.SyncData)
+	if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
+		return fmt.Errorf("segment %d: %w", s.Header().Index, err)
+	}
+	if s.NeedsDirSync() {
+		f.Syncing(s.Header().Index, aofotel.SyncDirectory)
+		if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
+			return err
+		}
+		s.DirSynced()
+	}
+	return nil
+}
+
+// seal writes s's footer and syncs it, for flush f: s is closed and all
+// of it durable.
+func (l flushTarget) seal(ctx context.Context, f *aofotel.Flush, s *seg) error {
+	start := time.Now()
+	l.events.publish(segmentEvent(EventSealing, s, ""))
+	err := s.WriteFooter()
+	if err == nil {
+		f.Syncing(s.Header().Index, aofotel.SyncFooter)
+		err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
+	}
+	if err == nil {
+		err = s.FinishSeal()
+	}
+	f.Sealed(s.Header().Index, start, err)
+	if err != nil {
+		return fmt.Errorf("segment %d: seal: %w", s.Header().Index, err)
+	}
+	l.sealedCount.Add(1)
+	l.events.publish(segmentEvent(EventSealed, s, ""))
+	l.retainer.kick() // and again once it has left pending
+	return nil
 }
 
 // drainPending returns once every frame reserved in a segment not yet

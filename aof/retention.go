@@ -411,53 +411,14 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 		}
 	}
 	l.crash(crashCutBegin)
-	var b [segment.DurableMarkSize]byte
-	if reset {
-		// The reset's CUT decides it: Open completes it whatever
-		// FRONT says. Then FRONT, which says where the log stands
-		// once the segments and CUT are gone. FRONT first would move
-		// the front into or past the old records with nothing yet
-		// decided.
-		segment.EncodeCutMark(b[:], segment.CutMark{LastSeq: last, Reset: true})
-		if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
-			return 0, fmt.Errorf("aof2: %s: %w", op, err)
-		}
-		l.crash(crashResetMarked)
-		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
-		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
-			return 0, fmt.Errorf("aof2: %s: %w", op, err)
-		}
-		l.crash(crashResetFront)
+	var keepIndex uint64 // 0: no segment keeps a record
+	if keep >= 0 {
+		keepIndex = segs[keep].Header().Index
 	}
-	if keep < 0 && !reset {
-		// Every segment file goes: the FRONT mark is then all that
-		// says where the log stands (recovery starts a log with no
-		// segment at it). last+1 is the front already, but the mark
-		// may be lower (recovery raises the front to the first
-		// segment's first record without writing it).
-		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
-		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
-			return 0, fmt.Errorf("aof2: %s: %w", op, err)
-		}
+	if err := l.writeCutMarks(last, reset, keepIndex); err != nil {
+		return 0, fmt.Errorf("aof2: %s: %w", op, err)
 	}
-	if !reset {
-		mark := segment.CutMark{LastSeq: last}
-		if keep >= 0 {
-			mark.Index = segs[keep].Header().Index
-		}
-		segment.EncodeCutMark(b[:], mark)
-		if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
-			return 0, fmt.Errorf("aof2: %s: %w", op, err)
-		}
-		l.crash(crashCutMarked)
-	}
-	for i := len(segs) - 1; i > keep; i-- {
-		if err := l.fs.Remove(segs[i].Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return 0, fmt.Errorf("aof2: %s: %w", op, err)
-		}
-		l.crash(crashCutRemove)
-	}
-	if err := l.fs.SyncDir(l.segDir); err != nil {
+	if err := l.removeCutSegments(segs[keep+1:]); err != nil {
 		return 0, fmt.Errorf("aof2: %s: %w", op, err)
 	}
 	index, pos := segs[0].Header().Index, segs[0].pos
@@ -467,16 +428,10 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 		index = segs[len(segs)-1].Header().Index + 1
 	}
 	if keep >= 0 {
-		s := segs[keep]
-		changed, err := cutSegment(s.Segment, last)
-		if err != nil {
+		var err error
+		if index, pos, err = l.sealKept(segs[keep], last); err != nil {
 			return 0, fmt.Errorf("aof2: %s: %w", op, err)
 		}
-		if changed {
-			l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
-		}
-		end, _ := s.Reserved()
-		index, pos = s.Header().Index+1, s.pos+end-segment.HeaderSize
 	}
 	l.crash(crashCutSealed)
 	ns, err := l.prep.take()
@@ -502,13 +457,92 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 	// Wraps for a Reset above the old end: AppendedRecords, next plus
 	// cutRecords, stays what it was.
 	l.cutRecords.Add(oldNext - (last + 1))
+	var front uint64 // a Reset moves the front
+	if reset {
+		front = last + 1
+	}
+	l.installCut(segs, keep, fresh, front, why)
+	return last + 1, nil
+}
+
+// sealKept seals s, which keeps the cut's last record, right after it,
+// and returns the index and log position of the segment that follows.
+func (l *Log) sealKept(s *seg, last uint64) (index uint64, pos int64, err error) {
+	changed, err := cutSegment(s.Segment, last)
+	if err != nil {
+		return 0, 0, err
+	}
+	if changed {
+		l.events.publish(segmentEvent(EventSealed, s, "truncate-back"))
+	}
+	end, _ := s.Reserved()
+	return s.Header().Index + 1, s.pos + end - segment.HeaderSize, nil
+}
+
+// writeCutMarks writes, durably, the marks that decide a cut, in the
+// order a crash needs: for a Reset, CUT (which decides it: Open completes
+// it whatever FRONT says) and then FRONT, which says where the log stands
+// once the segments and CUT are gone (FRONT first would move the front
+// into or past the old records with nothing yet decided); for a
+// TruncateBack that keeps no segment (keepIndex 0), FRONT and then CUT;
+// otherwise CUT naming the segment that keeps last.
+func (l *Log) writeCutMarks(last uint64, reset bool, keepIndex uint64) error {
+	var b [segment.DurableMarkSize]byte
+	if reset {
+		segment.EncodeCutMark(b[:], segment.CutMark{LastSeq: last, Reset: true})
+		if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
+			return err
+		}
+		l.crash(crashResetMarked)
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
+			return err
+		}
+		l.crash(crashResetFront)
+		return nil
+	}
+	if keepIndex == 0 {
+		// Every segment file goes: the FRONT mark is then all that
+		// says where the log stands (recovery starts a log with no
+		// segment at it). last+1 is the front already, but the mark
+		// may be lower (recovery raises the front to the first
+		// segment's first record without writing it).
+		segment.EncodeFrontMark(b[:], segment.FrontMark{Seq: last + 1})
+		if err := l.writeMark(l.frontMarkPath(), b[:]); err != nil {
+			return err
+		}
+	}
+	segment.EncodeCutMark(b[:], segment.CutMark{LastSeq: last, Index: keepIndex})
+	if err := l.writeMark(l.cutMarkPath(), b[:]); err != nil {
+		return err
+	}
+	l.crash(crashCutMarked)
+	return nil
+}
+
+// removeCutSegments deletes the files of the segments a decided cut drops,
+// newest first, and syncs the segment directory.
+func (l *Log) removeCutSegments(gone []*seg) error {
+	for i := len(gone) - 1; i >= 0; i-- {
+		if err := l.fs.Remove(gone[i].Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		l.crash(crashCutRemove)
+	}
+	return l.fs.SyncDir(l.segDir)
+}
+
+// installCut makes the log's segments segs[:keep+1] and fresh, the new
+// active segment, once the cut is complete on disk, and releases the
+// segments it dropped; a front not 0 becomes the log's front.
+func (l *Log) installCut(segs []*seg, keep int, fresh *seg, front uint64, why string) {
 	l.segMu.Lock()
 	l.segs = append(segs[:keep+1:keep+1], fresh)
 	l.pending = []*seg{fresh}
 	l.segMu.Unlock()
-	l.durablePos.Store(pos + segment.HeaderSize)
-	if reset {
-		l.front.Store(last + 1)
+	l.durablePos.Store(fresh.pos + segment.HeaderSize)
+	if front != 0 {
+		l.front.Store(front)
 	}
 	l.active.Store(fresh)
 	l.removedSegs.Add(uint64(len(segs) - keep - 1))
@@ -517,7 +551,6 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 		s.Release()
 	}
 	l.events.publish(segmentEvent(EventActivated, fresh, ""))
-	return last + 1, nil
 }
 
 // cutSegment seals s right after record last, which it holds, unless it

@@ -539,7 +539,30 @@ func (img *PowerImage) Write(dir string, loss Loss, rng *rand.Rand) (string, err
 	if loss >= numLoss {
 		return "", fmt.Errorf("vfs: unknown loss %v", loss)
 	}
-	// Names: the durable ones, then a prefix of the rest.
+	ns, desc := img.names(loss, rng)
+	// The tree: directories first (shortest paths first), then files whose
+	// directories all exist. Contents are resolved in that order, so the
+	// same rng gives the same tree.
+	paths := make([]string, 0, len(ns))
+	for k := range ns {
+		paths = append(paths, k)
+	}
+	sort.Slice(paths, func(i, j int) bool {
+		return len(paths[i]) < len(paths[j]) || len(paths[i]) == len(paths[j]) && paths[i] < paths[j]
+	})
+	contents := map[*pnode][]byte{}
+	for _, path := range paths {
+		if e := ns[path]; !e.dir && contents[e.node] == nil {
+			contents[e.node] = resolve(img.nodes[e.node], loss, rng)
+		}
+	}
+	return desc, img.writeTree(dir, ns, paths, contents)
+}
+
+// names returns the names the disk holds after the power cut: the durable
+// ones, then a prefix of the rest (all, none or a random one, as loss
+// says), and a description of the choice.
+func (img *PowerImage) names(loss Loss, rng *rand.Rand) (map[string]*pentry, string) {
 	ns := make(map[string]*pentry, len(img.base))
 	for k, e := range img.base {
 		ns[k] = e
@@ -570,24 +593,12 @@ func (img *PowerImage) Write(dir string, loss Loss, rng *rand.Rand) (string, err
 		}
 		seen++
 	}
-	// Contents.
-	desc := fmt.Sprintf("%v: %d of %d undurable name ops kept", loss, keep, undurable)
-	// The tree: directories first (shortest paths first), then files whose
-	// directories all exist. Contents are resolved in that order, so the
-	// same rng gives the same tree.
-	paths := make([]string, 0, len(ns))
-	for k := range ns {
-		paths = append(paths, k)
-	}
-	sort.Slice(paths, func(i, j int) bool {
-		return len(paths[i]) < len(paths[j]) || len(paths[i]) == len(paths[j]) && paths[i] < paths[j]
-	})
-	contents := map[*pnode][]byte{}
-	for _, path := range paths {
-		if e := ns[path]; !e.dir && contents[e.node] == nil {
-			contents[e.node] = resolve(img.nodes[e.node], loss, rng)
-		}
-	}
+	return ns, fmt.Sprintf("%v: %d of %d undurable name ops kept", loss, keep, undurable)
+}
+
+// writeTree creates, under dir, the directories and files of ns reachable
+// from the root, in the order of paths, files holding contents.
+func (img *PowerImage) writeTree(dir string, ns map[string]*pentry, paths []string, contents map[*pnode][]byte) error {
 	reachable := func(path string) bool {
 		for d := filepath.Dir(path); d != img.root && len(d) > len(img.root); d = filepath.Dir(d) {
 			if e := ns[d]; e == nil || !e.dir {
@@ -603,20 +614,20 @@ func (img *PowerImage) Write(dir string, loss Loss, rng *rand.Rand) (string, err
 		}
 		rel, err := filepath.Rel(img.root, path)
 		if err != nil {
-			return desc, err
+			return err
 		}
 		out := filepath.Join(dir, rel)
 		if e.dir {
 			if err := os.Mkdir(out, 0o755); err != nil {
-				return desc, err
+				return err
 			}
 			continue
 		}
 		if err := os.WriteFile(out, contents[e.node], 0o644); err != nil {
-			return desc, err
+			return err
 		}
 	}
-	return desc, nil
+	return nil
 }
 
 // resolve returns a file's content after the power cut.
