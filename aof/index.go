@@ -26,14 +26,14 @@ func (l *Log) Bounds() (first, next uint64) {
 		// only grows: a read that no cut overlapped and that saw the
 		// same front before and after its look at the end saw both
 		// together.
-		gen := l.cutGen.Load()
+		gen := l.cuts.Gen()
 		if gen&1 == 0 {
 			first = l.front.Load()
 			if l.boundsPeek != nil {
 				l.boundsPeek() // tests: change the log between the loads
 			}
 			next = l.nextSeq()
-			if l.front.Load() == first && l.cutGen.Load() == gen {
+			if l.front.Load() == first && l.cuts.Gen() == gen {
 				return first, next
 			}
 		}
