@@ -572,13 +572,11 @@ func (l *Log) Read(seq uint64, dst []byte) (Record, error) {
 		if err == nil || errors.Is(err, ErrTruncated) || errors.Is(err, ErrClosed) {
 			return rec, err
 		}
-		if gen&1 == 0 && gen == l.cuts.Gen() {
+		if l.cuts.Stable(gen) {
 			return rec, err
 		}
 		// A TruncateBack cut under the read: look again once it is done.
-		for l.cuts.Gen()&1 == 1 {
-			time.Sleep(50 * time.Microsecond)
-		}
+		l.cuts.WaitIdle()
 	}
 }
 
