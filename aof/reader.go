@@ -174,17 +174,13 @@ func (s readSource) Check(from uint64) error {
 	return nil
 }
 
-// Closed implements reader.Source.
-func (s readSource) Closed() bool { return s.l.closed.Load() }
-
-// Front implements reader.Source.
-func (s readSource) Front() uint64 { return s.l.front.Load() }
+// Look implements reader.Source.
+func (s readSource) Look() (closed bool, front, durable uint64) {
+	return s.l.closed.Load(), s.l.front.Load(), s.l.pipe.Durable()
+}
 
 // NextSeq implements reader.Source.
 func (s readSource) NextSeq() uint64 { return s.l.nextSeq() }
-
-// Durable implements reader.Source.
-func (s readSource) Durable() uint64 { return s.l.pipe.Durable() }
 
 // Failed implements reader.Source: the log's *FailError.
 func (s readSource) Failed() error { return s.l.pipe.Err() }

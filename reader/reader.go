@@ -126,16 +126,15 @@ type Source interface {
 	// nil if from is in [first, next] (next: the end, where the Reader
 	// waits for new records).
 	Check(from uint64) error
-	// Closed reports whether the log is closed.
-	Closed() bool
-	// Front returns the first sequence number the log holds, and
-	// NextSeq the one the next append gets.
-	Front() uint64
+	// Look returns what a Reader checks before each record, in one
+	// call: whether the log is closed, the first sequence number it
+	// holds (front), and its durable frontier (every record below it is
+	// durable).
+	Look() (closed bool, front, durable uint64)
+	// NextSeq returns the sequence number the next append gets.
 	NextSeq() uint64
-	// Durable returns the durable frontier: every record below it is
-	// durable. Failed returns the error of a log that failed (nothing
-	// becomes durable any more), or nil.
-	Durable() uint64
+	// Failed returns the error of a log that failed (nothing becomes
+	// durable any more), or nil.
 	Failed() error
 	// Segment returns the segment holding seq (appended, maybe not yet
 	// complete), or nil. Successor returns the segment after s, or nil
@@ -232,7 +231,8 @@ func (r *Reader) Next() bool {
 		return false
 	}
 	src := r.src
-	if src.Closed() {
+	closed, front, durable := src.Look()
+	if closed {
 		return r.fail(ErrClosed)
 	}
 	if gen := r.cuts.Gen(); gen != r.gen {
@@ -244,15 +244,15 @@ func (r *Reader) Next() bool {
 		// up again. Compare with the lowest cut, not with the end now:
 		// appends after the cut may have reached r.seq again.
 		if floor, ok := r.cuts.Floor(r.gen); ok && r.seq > floor {
-			return r.fail(&TruncatedError{Seq: r.seq, First: src.Front(), Next: floor, Back: true})
+			return r.fail(&TruncatedError{Seq: r.seq, First: front, Next: floor, Back: true})
 		}
 		r.unlease()
 		r.gen = gen
 	}
-	if r.seq < src.Front() {
+	if r.seq < front {
 		return r.fail(r.truncated())
 	}
-	if r.level == Durable && r.seq >= src.Durable() {
+	if r.level == Durable && r.seq >= durable {
 		if err := src.Failed(); err != nil {
 			return r.fail(err)
 		}
@@ -329,13 +329,14 @@ func (r *Reader) position() bool {
 // truncated is the error for r.seq, which the log no longer holds.
 func (r *Reader) truncated() error {
 	next := r.src.NextSeq()
-	return &TruncatedError{Seq: r.seq, First: r.src.Front(), Next: next, Back: r.seq >= next}
+	_, front, _ := r.src.Look()
+	return &TruncatedError{Seq: r.seq, First: front, Next: next, Back: r.seq >= next}
 }
 
 // released is the error for a segment found released: the log closed,
 // or retention removed it.
 func (r *Reader) released() error {
-	if r.src.Closed() {
+	if closed, _, _ := r.src.Look(); closed {
 		return ErrClosed
 	}
 	return r.truncated()
