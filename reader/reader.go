@@ -6,8 +6,10 @@
 // that every reader shares one set of rules for segment leases, the
 // frontier, retention and cuts (see Cuts).
 //
-// Users import package aof, whose Reader, Follow, Record, Level and
-// TruncatedError are this package's, under aof's names.
+// Users import package aof alone: its Level, ReaderOption, TruncatedError,
+// ErrTruncated and ErrClosed are this package's under aof's names, and its
+// Reader, Follow and Record wrap this package's (aof.Record has the same
+// fields as Record, and an ID method).
 package reader
 
 import (
@@ -33,6 +35,7 @@ const (
 	Durable
 )
 
+// String returns "written" or "durable".
 func (v Level) String() string {
 	switch v {
 	case Written:
@@ -69,6 +72,8 @@ type TruncatedError struct {
 	Back bool
 }
 
+// Error says which records were removed, by what, and where the log
+// goes on.
 func (e *TruncatedError) Error() string {
 	if e.Back {
 		return fmt.Sprintf("aof2: records truncated: seq %d was removed by TruncateBack, which ended the log before seq %d", e.Seq, e.Next)
@@ -342,6 +347,8 @@ func (r *Reader) released() error {
 	return r.truncated()
 }
 
+// fail stops the Reader with err (a released segment is the log's
+// closing or retention) and ends its lease.
 func (r *Reader) fail(err error) bool {
 	if errors.Is(err, segment.ErrReleased) {
 		err = r.released()
@@ -352,6 +359,7 @@ func (r *Reader) fail(err error) bool {
 	return false
 }
 
+// unlease ends the lease on the current segment, if any.
 func (r *Reader) unlease() {
 	if r.s != nil {
 		r.s.Unlease()
