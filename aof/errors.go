@@ -2,9 +2,9 @@ package aof
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
@@ -12,8 +12,8 @@ import (
 // Errors callers can test with errors.Is. Errors returned by the log wrap
 // one of them and add detail (file, offset, sequence number).
 var (
-	// ErrClosed: the log was closed.
-	ErrClosed = errors.New("aof2: log closed")
+	// ErrClosed: the log was closed (or the Reader: Reader.Close).
+	ErrClosed = reader.ErrClosed
 	// ErrLocked: another Log, in this process or another, has the
 	// directory open.
 	ErrLocked = vfs.ErrLocked
@@ -64,7 +64,7 @@ var (
 	// (TruncateFront, automatic retention) or by TruncateBack. The
 	// error is a *TruncatedError saying where the log now starts and
 	// ends.
-	ErrTruncated = errors.New("aof2: records truncated")
+	ErrTruncated = reader.ErrTruncated
 )
 
 // CorruptError is the error for bytes on disk that fail a check (it
@@ -77,30 +77,14 @@ type CorruptError = segment.CorruptError
 
 // TruncatedError is the error for a read of records that retention or
 // TruncateBack removed. A follower that falls behind retention gets it,
-// and can continue from First.
-type TruncatedError struct {
-	Seq   uint64 // the sequence number asked for
-	First uint64 // the first sequence number the log holds now
-	// Next is, when Back is false, the sequence number the next append
-	// gets. When Back is true it is where TruncateBack ended the log:
-	// records from Next on were removed, and appends since may have
-	// given their sequence numbers to new records, so a reader that
-	// wants the new records continues from Next.
-	Next uint64
-	// Back is true when TruncateBack removed Seq (it is at or past
-	// Next), false when the front of the log moved past it.
-	Back bool
-}
-
-func (e *TruncatedError) Error() string {
-	if e.Back {
-		return fmt.Sprintf("aof2: records truncated: seq %d was removed by TruncateBack, which ended the log before seq %d", e.Seq, e.Next)
-	}
-	return fmt.Sprintf("aof2: records truncated: seq %d was removed by retention; the first available is %d", e.Seq, e.First)
-}
-
-// Is makes errors.Is(err, ErrTruncated) true.
-func (e *TruncatedError) Is(target error) bool { return target == ErrTruncated }
+// and can continue from First. Its fields are Seq (the sequence number
+// asked for), First (the first the log holds now), Next and Back: with
+// Back false, the front moved past Seq and Next is the sequence number
+// the next append gets; with Back true, TruncateBack removed Seq and Next
+// is where it ended the log (appends since may have given the removed
+// sequence numbers to new records; continue from Next for those).
+// Continue returns where to go on: First, or Next when Back is set.
+type TruncatedError = reader.TruncatedError
 
 // Errors and types of the packages below aof, reachable from aof (issue
 // 12: one import for users).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"runtime"
 
 	"github.com/aof2/aof2/flush"
 )
@@ -22,22 +21,20 @@ import (
 // straddle a truncation.)
 func (l *Log) Bounds() (first, next uint64) {
 	for {
-		// TruncateBack lowers the end while cutGen is odd, and the front
-		// only grows: a read that no cut overlapped and that saw the
-		// same front before and after its look at the end saw both
-		// together.
-		gen := l.cutGen.Load()
-		if gen&1 == 0 {
-			first = l.front.Load()
-			if l.boundsPeek != nil {
-				l.boundsPeek() // tests: change the log between the loads
-			}
-			next = l.nextSeq()
-			if l.front.Load() == first && l.cutGen.Load() == gen {
-				return first, next
-			}
+		// TruncateBack and Reset lower the end only while a cut runs
+		// (reader.Cuts), and otherwise the front only grows: a read
+		// that no cut overlapped and that saw the same front before and
+		// after its look at the end saw both together. A cut running
+		// is waited for; a front that moved is looked at again.
+		gen := l.cuts.WaitIdle()
+		first = l.front.Load()
+		if l.boundsPeek != nil {
+			l.boundsPeek() // tests: change the log between the loads
 		}
-		runtime.Gosched()
+		next = l.nextSeq()
+		if l.front.Load() == first && l.cuts.Stable(gen) {
+			return first, next
+		}
 	}
 }
 

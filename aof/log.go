@@ -65,6 +65,7 @@ import (
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/internal/wake"
 	aofotel "github.com/aof2/aof2/otel"
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
@@ -126,8 +127,9 @@ type Log struct {
 	report      RecoveryReport
 
 	// Retention (retention.go). front is the first retained sequence
-	// number. cutGen counts TruncateBack's cuts twice, odd while one
-	// runs, so readers can tell a record cut under them from damage.
+	// number. cuts is the protocol between TruncateBack and Reset and
+	// the readers (reader.Cuts): readers can tell a record cut under
+	// them from damage, and snapshots wait for a cut to end.
 	// cutRecords and cutBytes keep "since open" counters monotonic.
 	retainMu sync.Mutex
 	front    atomic.Uint64
@@ -135,18 +137,13 @@ type Log struct {
 	// "retain-bytes", "retain-age"): the reason given for removing the
 	// segments before it. Under retainMu.
 	frontReason string
-	cutGen      atomic.Uint64
+	cuts        reader.Cuts
 	cutRecords  atomic.Uint64
 	cutBytes    atomic.Int64
 	// removedSegs counts segment files retention and cuts removed.
 	removedSegs atomic.Uint64
-	// cuts records where TruncateBack's cuts ended the log, for readers
-	// positioned before a cut to tell whether it removed records they
-	// returned (see cutFloor).
-	cutMu      sync.Mutex
-	cuts       []cutPoint
-	retainer   *retainer
-	crashPoint func(string)
+	retainer    *retainer
+	crashPoint  func(string)
 
 	events eventHub
 	tail   tailSignal
@@ -570,18 +567,16 @@ func (l *Log) Sync(ctx context.Context) error {
 // ErrInvalidArgument.
 func (l *Log) Read(seq uint64, dst []byte) (Record, error) {
 	for {
-		gen := l.cutGen.Load()
+		gen := l.cuts.Gen()
 		rec, err := l.read(seq, dst)
 		if err == nil || errors.Is(err, ErrTruncated) || errors.Is(err, ErrClosed) {
 			return rec, err
 		}
-		if gen&1 == 0 && gen == l.cutGen.Load() {
+		if l.cuts.Stable(gen) {
 			return rec, err
 		}
 		// A TruncateBack cut under the read: look again once it is done.
-		for l.cutGen.Load()&1 == 1 {
-			time.Sleep(50 * time.Microsecond)
-		}
+		l.cuts.WaitIdle()
 	}
 }
 

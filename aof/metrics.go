@@ -77,14 +77,10 @@ func (l *Log) Metrics() Metrics {
 		// cut counters one after the other: take a snapshot no cut ran
 		// through, so counters never go backwards and the backlog is
 		// never negative.
-		gen := l.cutGen.Load()
-		if gen&1 == 0 {
-			m := l.metricsOnce()
-			if l.cutGen.Load() == gen {
-				return m
-			}
+		gen := l.cuts.WaitIdle()
+		if m := l.metricsOnce(); l.cuts.Stable(gen) {
+			return m
 		}
-		time.Sleep(50 * time.Microsecond)
 	}
 }
 

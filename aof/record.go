@@ -2,11 +2,12 @@ package aof
 
 import (
 	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 )
 
 // Record is one record read back from the log (Read, a Reader, Follow,
-// ReadRange).
+// ReadRange). It has the fields of reader.Record, which it converts from.
 type Record struct {
 	// Seq is the record's sequence number.
 	Seq uint64
@@ -34,14 +35,7 @@ func (r Record) ID() RecordID {
 
 // record converts a record the segment s decoded.
 func record(s *seg, rec segment.Record) Record {
-	return Record{
-		Seq:       rec.Seq,
-		Timestamp: rec.Timestamp,
-		Segment:   s.Header().Index,
-		Offset:    rec.Offset,
-		Size:      segment.FrameSize(len(rec.Payload)),
-		Payload:   rec.Payload,
-	}
+	return Record(reader.MakeRecord(s.Segment, rec))
 }
 
 // RetryPolicy bounds how a sync that failed with a transient error

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/aof2/aof2/flush"
@@ -340,45 +339,11 @@ func (l *Log) cutBack(ctx context.Context, last uint64, reset bool) (err error) 
 		}
 		l.tel.Truncated(ctx, start, end, reason, seq, int(l.removedSegs.Load()-removed), err)
 	}()
-	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (uint64, error) {
-		gen := l.cutGen.Add(1) // odd: readers wait for the cut to end
-		defer l.cutGen.Add(1)
-		next, err := l.cut(last, reset)
-		if err == nil {
-			l.recordCut(gen+1, next)
-		}
-		return next, err
+	return l.pipe.Exclusive(ctx, flush.ReasonExplicit, func() (next uint64, err error) {
+		l.cuts.Begin() // readers wait for the cut to end
+		defer func() { l.cuts.End(next, err == nil) }()
+		return l.cut(last, reset)
 	})
-}
-
-// cutPoint says that the cut which made cutGen gen ended the log before
-// seq next.
-type cutPoint struct{ gen, next uint64 }
-
-// recordCut records a cut before cutGen becomes gen. l.cuts is kept
-// increasing in both gen and next: a cut made later that cuts as low or
-// lower hides an earlier one from every reader that sees both.
-func (l *Log) recordCut(gen, next uint64) {
-	l.cutMu.Lock()
-	defer l.cutMu.Unlock()
-	i := len(l.cuts)
-	for i > 0 && l.cuts[i-1].next >= next {
-		i--
-	}
-	l.cuts = append(l.cuts[:i], cutPoint{gen, next})
-}
-
-// cutFloor returns the lowest end of the log that the cuts made after
-// cutGen was gen left (every record at or after it that existed at gen was
-// removed), and whether there was such a cut.
-func (l *Log) cutFloor(gen uint64) (uint64, bool) {
-	l.cutMu.Lock()
-	defer l.cutMu.Unlock()
-	i := sort.Search(len(l.cuts), func(i int) bool { return l.cuts[i].gen > gen })
-	if i == len(l.cuts) {
-		return 0, false
-	}
-	return l.cuts[i].next, true
 }
 
 // cut is TruncateBack once every record is durable and every segment

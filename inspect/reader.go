@@ -8,57 +8,25 @@ import (
 	"slices"
 	"time"
 
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
 
-// ErrBeforeFirst is wrapped when a Reader is asked for a sequence number
-// before the first record the log retains.
-var ErrBeforeFirst = errors.New("sequence number before the first retained record")
-
 // ErrTruncated is wrapped by the *TruncatedError a Reader reports when
 // the writer removed records it was reading: retention (TruncateFront, or
-// automatic retention) moved the front past it, or TruncateBack removed
-// records it had returned.
-var ErrTruncated = errors.New("records removed while reading")
+// automatic retention) moved the front past it (Back false), or
+// TruncateBack removed records it had returned (Back true). It is the
+// library's aof.ErrTruncated.
+var ErrTruncated = reader.ErrTruncated
 
 // TruncatedError says which records the writer removed under a Reader and
-// where the log continues. Like the library's aof.TruncatedError, it is
-// not corruption: a reader that wants to go on starts again at Continue.
-type TruncatedError struct {
-	Seq   uint64 // the sequence number the reader was to read next
-	First uint64 // the first sequence number the log holds now
-	// Next, when Back is set, is where TruncateBack ended the log:
-	// records from Next on were removed, and the writer may since have
-	// given their sequence numbers to new records.
-	Next uint64
-	// Back is true when TruncateBack removed records the reader had
-	// returned; false when retention removed Seq before the reader got
-	// to it.
-	Back bool
-}
-
-func (e *TruncatedError) Error() string {
-	if e.Back {
-		return fmt.Sprintf("records from seq %d on were removed by TruncateBack while being read (the reader was at seq %d); the log continues from seq %d", e.Next, e.Seq, e.Next)
-	}
-	return fmt.Sprintf("seq %d was removed by retention while being read; the first retained record is %d", e.Seq, e.First)
-}
-
-// Is makes errors.Is(err, ErrTruncated) true, and errors.Is(err,
-// ErrBeforeFirst) too when retention moved the front.
-func (e *TruncatedError) Is(target error) bool {
-	return target == ErrTruncated || (target == ErrBeforeFirst && !e.Back)
-}
-
-// Continue returns the sequence number to read on from: Next after a
-// TruncateBack, First after retention.
-func (e *TruncatedError) Continue() uint64 {
-	if e.Back {
-		return e.Next
-	}
-	return e.First
-}
+// where the log continues: the library's own aof.TruncatedError (package
+// reader's), so the tool and the library report removed records with one
+// type. It is not corruption: a reader that wants to go on starts again
+// at Continue (First after retention, Next after a TruncateBack). The tool
+// does not know where the writer appends next: Next is 0 unless Back.
+type TruncatedError = reader.TruncatedError
 
 // Record is one record read by a Reader.
 type Record struct {
