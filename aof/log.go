@@ -90,67 +90,81 @@ type seg struct {
 
 // Log is an open log. See the package comment for the contract.
 type Log struct {
-	dir     string
-	segDir  string
-	cfg     Config
-	fs      vfs.FS
-	dirLock vfs.Unlocker
+	// Lock order, outermost first: retainMu, rotateMu, the flush
+	// pipeline's flush lock (pipe.Exclusive, pipe.Flush), segMu, then a
+	// segment's own lock (leases, reads, WaitPublished). The telemetry's,
+	// the event hub's and reader.Cuts' mutexes are leaves: nothing is
+	// taken while they are held. Append takes none of them: it reserves
+	// with a compare-and-swap and takes rotateMu only to roll over.
 
+	// Set by Open, then read-only.
+	dir        string
+	segDir     string
+	cfg        Config
+	fs         vfs.FS
+	dirLock    vfs.Unlocker
 	maxPayload int
-
-	active atomic.Pointer[seg]
-	// durablePos is the log position up to which bytes are durable.
-	durablePos atomic.Int64
-
-	segMu   sync.RWMutex
-	segs    []*seg // every segment, in order; the active one last
-	pending []*seg // segments not yet sealed, in order; flusher-owned order
-	// flushSegs is the flush's copy of pending, reused (flush lock).
-	flushSegs []*seg
-
-	rotateMu sync.Mutex
-	closed   atomic.Bool
-	// closing is the close in progress or done (close.go).
-	closing closing
-
-	prep *preparer
-
-	metrics flush.Metrics
-	pipe    *flush.Pipeline
-	tel     *aofotel.Telemetry
-
+	prep       *preparer
+	pipe       *flush.Pipeline
+	tel        *aofotel.Telemetry
+	report     RecoveryReport
 	// At open, for "since open" metrics.
 	openSeq uint64
 	openPos int64
+	// crashPoint and boundsPeek are test hooks: crashPoint names the
+	// steps of multi-step changes (retention.go), boundsPeek runs inside
+	// Bounds between its loads of the front and the end.
+	crashPoint func(string)
+	boundsPeek func()
 
+	// Atomics, read without a lock. active is swapped under rotateMu;
+	// durablePos (the log position up to which bytes are durable) is
+	// stored under the flush lock (by the flush, and by a cut).
+	active      atomic.Pointer[seg]
+	durablePos  atomic.Int64
+	closed      atomic.Bool
 	sealedCount atomic.Uint64
-	report      RecoveryReport
+	metrics     flush.Metrics // its own atomics
 
-	// Retention (retention.go). front is the first retained sequence
-	// number. cuts is the protocol between TruncateBack and Reset and
-	// the readers (reader.Cuts): readers can tell a record cut under
-	// them from damage, and snapshots wait for a cut to end.
-	// cutRecords and cutBytes keep "since open" counters monotonic.
-	retainMu sync.Mutex
-	front    atomic.Uint64
-	// frontReason is why the front last moved ("truncate-front",
-	// "retain-bytes", "retain-age"): the reason given for removing the
-	// segments before it. Under retainMu.
+	// rotateMu serialises rollover, Close, TruncateBack and Reset (which
+	// stop appends); closing is the close in progress or done (close.go).
+	rotateMu sync.Mutex
+	closing  closing
+
+	// segMu guards segs and pending (recovery fills them before any
+	// goroutine runs). A rollover appends to both; the flush trims
+	// pending, under the flush lock too; retention removes from segs;
+	// a cut replaces both, under rotateMu and the flush lock.
+	segMu   sync.RWMutex
+	segs    []*seg // every segment, in order; the active one last
+	pending []*seg // segments not yet sealed, in order
+	// flushSegs is the flush's copy of pending, reused (flush lock).
+	flushSegs []*seg
+
+	// Retention (retention.go), under retainMu: TruncateFront,
+	// TruncateBack, Reset and the retainer's passes run one at a time.
+	// front (the first retained sequence number) is stored under it and
+	// read atomically anywhere. frontReason is why the front last moved
+	// ("truncate-front", "retain-bytes", "retain-age"): the reason given
+	// for removing the segments before it.
+	retainMu    sync.Mutex
+	front       atomic.Uint64
 	frontReason string
+	retainer    *retainer
+	// cuts is the protocol between TruncateBack and Reset and the
+	// readers (reader.Cuts): readers tell a record cut under them from
+	// damage, and snapshots wait for a cut to end. cutRecords and
+	// cutBytes keep "since open" counters monotonic across cuts;
+	// removedSegs counts segment files retention and cuts removed.
 	cuts        reader.Cuts
 	cutRecords  atomic.Uint64
 	cutBytes    atomic.Int64
-	// removedSegs counts segment files retention and cuts removed.
 	removedSegs atomic.Uint64
-	retainer    *retainer
-	crashPoint  func(string)
 
+	// Notifications, each with its own lock: lifecycle events to
+	// subscribers, and the wake-up of Written followers at the tail.
 	events eventHub
 	tail   tailSignal
-
-	// boundsPeek, set by tests only, runs inside Bounds between its
-	// loads of the front and the end.
-	boundsPeek func()
 }
 
 // tailSignal wakes Written-level followers waiting at the written
