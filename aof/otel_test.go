@@ -656,3 +656,32 @@ func TestFlushUntilLinksAFlushOfItsOwnTraceLedByAnotherWait(t *testing.T) {
 		t.Fatalf("FlushUntil's wait links %v, want the flush that made seq %d durable (%v), led by Sync's wait", l, id.Seq, flushes[0].SpanContext().SpanID())
 	}
 }
+
+// Every counter has its series from Open, at 0, so that a failure counter
+// that never moved can be alerted on (the collector stack's dashboard
+// queries aof_fsync_failures_total and aof_fsync_retries_total).
+func TestCountersExistAtZeroFromOpen(t *testing.T) {
+	tt := newTelemetry(t)
+	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, tt.opts()...)
+	defer l.Close()
+	got := tt.collect(t)
+	for _, name := range []string{
+		aofotel.MetricAppendRecords, aofotel.MetricAppendSize, aofotel.MetricFlushes, aofotel.MetricFsyncs,
+		aofotel.MetricFsyncRetries, aofotel.MetricFsyncFailures, aofotel.MetricDurableSize,
+		aofotel.MetricRecoveryTruncated, aofotel.MetricSegmentsRemoved,
+	} {
+		sum, ok := got[name].Data.(metricdata.Sum[int64])
+		if !ok || len(sum.DataPoints) == 0 {
+			t.Errorf("%s: no series after Open (%T)", name, got[name].Data)
+			continue
+		}
+		for _, dp := range sum.DataPoints {
+			if dp.Value != 0 {
+				t.Errorf("%s = %d after opening an empty log, want 0", name, dp.Value)
+			}
+		}
+	}
+	if sum, _ := got[aofotel.MetricFlushes].Data.(metricdata.Sum[int64]); len(sum.DataPoints) != len(FlushReasons())*len(FlushModes()) {
+		t.Errorf("%s: %d series, want one per reason and mode (%d)", aofotel.MetricFlushes, len(sum.DataPoints), len(FlushReasons())*len(FlushModes()))
+	}
+}

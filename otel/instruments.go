@@ -133,6 +133,18 @@ func (in *instruments) register(log attribute.KeyValue, read func(*Values)) (met
 				AttrFlushReason.String(flush.Reason(r).String()), AttrFlushMode.String(flush.Mode(m).String())))
 		}
 	}
+	// Every counter series exists from Open, at 0: a backend sees a
+	// failure counter that never moved (an alert on increase() has a
+	// series to work on), not a series that appears at the first failure.
+	ctx := context.Background()
+	for _, c := range []metric.Int64Counter{in.appendRecords, in.appendSize, in.fsyncs, in.retries, in.failures, in.durable, in.truncated, in.removed} {
+		c.Add(ctx, 0, in.logSet)
+	}
+	for r := range in.flushSets {
+		for m := range in.flushSets[r] {
+			in.flushes.Add(ctx, 0, in.flushSets[r][m])
+		}
+	}
 	return in.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		var v Values
 		read(&v)
