@@ -21,7 +21,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // The kill -9 test re-executes the test binary as a child process that
@@ -90,7 +90,7 @@ var crashEvents = []string{"header", "rename", "after-rename", "allocate", "sync
 // crashKiller returns an op hook that kills the process with SIGKILL at the
 // k-th occurrence of event, first writing "kill <event>" to stdout (under
 // mu) so the parent knows.
-func crashKiller(event string, k int, mu *sync.Mutex) vfs.OpHook {
+func crashKiller(event string, k int, mu *sync.Mutex) vfstest.OpHook {
 	var (
 		hmu      sync.Mutex
 		seen     int
@@ -205,7 +205,7 @@ func TestCrashChild(t *testing.T) {
 		fail("seed", err)
 	}
 	var mu sync.Mutex
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	if at := os.Getenv(crashAtEnv); at != "" {
 		event, ks, _ := strings.Cut(at, ":")
 		k, err := strconv.Atoi(ks)

@@ -15,11 +15,11 @@ import (
 
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/segment"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 func TestAppendDuringSyncIsNotDurable(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
 	a := mustAppend(t, l, []byte("before the sync"))
@@ -49,7 +49,7 @@ func TestAppendDuringSyncIsNotDurable(t *testing.T) {
 }
 
 func TestTransientSyncErrorsAreRetried(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, WithFS(fs))
 	defer l.Close()
 	fails := 0
@@ -74,7 +74,7 @@ func TestTransientSyncErrorsAreRetried(t *testing.T) {
 }
 
 func TestEIOFailsStop(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{}, WithFS(fs))
 	var durable []RecordID
@@ -164,7 +164,7 @@ func TestFlushUntilFallsBackWhenFlusherStopped(t *testing.T) {
 // reopening counts them as backlog, requests a flush at once, and a log
 // with no flusher drains them on the caller's goroutine.
 func TestRecoverySeedsBacklog(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{NoBackgroundFlush: true}, WithFS(fs))
 	first := mustAppend(t, l, []byte("synced"))
@@ -422,7 +422,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestFullDiskAtRollover(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10}, WithFS(fs))
 	defer l.Close()
@@ -481,7 +481,7 @@ func TestBackpressureFlushesOnCaller(t *testing.T) {
 // at the frontier again. The same path made a
 // FlushUntil racing Close return ErrClosed for a record Close made durable.
 func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()

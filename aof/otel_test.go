@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	aofotel "github.com/aof2/aof2/otel"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // int64Value sums the data points of an int64 sum or gauge whose
@@ -118,7 +118,7 @@ func TestAppendAndFlushSpansAreLinked(t *testing.T) {
 
 func TestRetryEventsAndCounters(t *testing.T) {
 	tt := newTelemetry(t)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
 	defer l.Close()
 	fails := 0
@@ -158,7 +158,7 @@ func TestRetryEventsAndCounters(t *testing.T) {
 
 func TestEIOSetsErrorStatus(t *testing.T) {
 	tt := newTelemetry(t)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
 	fs.SetSyncHook(func(int, string) error { return unix.EIO })
 	err := l.FlushUntil(ctx, mustAppend(t, l, []byte("doomed")))
@@ -257,7 +257,7 @@ func TestBacklogGaugeFollowsMetrics(t *testing.T) {
 }
 
 func TestSamplesKeepTheOriginalNames(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
 	fs.SetSyncHook(func(n int, _ string) error {

@@ -22,6 +22,7 @@ import (
 	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // retentionCfg makes segments of 64 KiB: about 350 records of payloadFor(i,
@@ -825,7 +826,7 @@ func TestDefect04RemovedNeverPrecedesSealed(t *testing.T) {
 // before the front with a flush of its own, holding retainMu while a
 // stalled sync held the flush lock, so TruncateFront ignored its context.
 func TestRetainerNeverWaitsForAFlushUnderRetainMu(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	var frontMarked sync.Once
 	marked := make(chan struct{})
@@ -855,7 +856,7 @@ func TestRetainerNeverWaitsForAFlushUnderRetainMu(t *testing.T) {
 	l.StopFlusher()
 	mustAppend(t, l, make([]byte, 2*int(first.Free())))
 	entered := make(chan int, 1)
-	stall := vfs.StallUntil(release, entered)
+	stall := vfstest.StallUntil(release, entered)
 	var segSyncs atomic.Int32
 	fs.SetSyncHook(func(n int, name string) error {
 		if !strings.HasPrefix(name, l.segDir) || segSyncs.Add(1) == 1 {
@@ -1027,7 +1028,7 @@ func TestReviewDurableFollowerAcrossCut(t *testing.T) {
 // instead of spinning, flush after empty flush, until a new record with
 // the same number is appended and made durable.
 func TestReviewFlushUntilOfCutRecord(t *testing.T) {
-	fs := vfs.NewFaultFS(vfs.Default)
+	fs := vfstest.NewFaultFS(vfs.Default)
 	l := openT(t, t.TempDir(), retentionCfg, WithFS(fs))
 	defer l.Close()
 	appendN(t, l, 1, 101)

@@ -1,11 +1,8 @@
 // Package vfs is the narrow file-system seam the engine calls through.
 //
 // Production code uses [Default], a zero-cost wrapper over the operating
-// system. Tests pass a [FaultFS] (see fault.go) that fails a chosen file or
-// directory sync with a chosen errno, stalls a sync, runs a hook during a
-// sync, or fails file creation and preallocation with ENOSPC; and a
-// [PowerFS] (see power.go) that models what the disk would hold after a
-// power cut at any moment, and writes that image out.
+// system. The test doubles (a fault injector and a power-loss model) live
+// apart, in package github.com/aof2/aof2/vfs/vfstest.
 //
 // Only what the engine needs is here: positional reads and writes, data sync,
 // preallocation, zeroing, read-only memory maps and directory operations.

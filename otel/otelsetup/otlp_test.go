@@ -20,7 +20,7 @@ import (
 
 	"github.com/aof2/aof2/aof"
 	aofotel "github.com/aof2/aof2/otel"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // receiver is an in-process OTLP/gRPC receiver: it keeps what the
@@ -109,7 +109,7 @@ func TestOTLPExportReachesAReceiver(t *testing.T) {
 	if !p.OTLP {
 		t.Fatal("OTLP not chosen with OTEL_EXPORTER_OTLP_ENDPOINT set")
 	}
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	reqCtx, req := gootel.Tracer("test").Start(ctx, "request")
 	l, err := aof.OpenContext(reqCtx, t.TempDir(), aof.Config{NoBackgroundFlush: true}, aof.WithFS(fs), aof.WithName("otlp-log"))
 	if err != nil {

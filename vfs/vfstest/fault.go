@@ -1,9 +1,17 @@
-package vfs
+// Package vfstest holds test doubles of the [vfs.FS] seam: a [FaultFS]
+// that fails a chosen file or directory sync with a chosen errno, stalls a
+// sync, runs a hook during a sync, or fails file creation and
+// preallocation with ENOSPC; and a [PowerFS] that models what the disk
+// would hold after a power cut at any moment, and writes that image out.
+// Production code never uses them: it passes [vfs.Default].
+package vfstest
 
 import (
 	"io/fs"
 	"sync/atomic"
 	"time"
+
+	"github.com/aof2/aof2/vfs"
 )
 
 // SyncHook decides the fate of one file sync. n counts the syncs made
@@ -28,7 +36,7 @@ type OpHook func(op, path string, off int64, b []byte)
 // at any time, also while a log runs. With no hooks set it behaves exactly
 // like the wrapped FS.
 type FaultFS struct {
-	FS
+	vfs.FS
 
 	syncs      atomic.Int64
 	syncHook   atomic.Pointer[SyncHook]
@@ -40,9 +48,9 @@ type FaultFS struct {
 }
 
 // NewFaultFS returns a FaultFS over inner (Default if nil).
-func NewFaultFS(inner FS) *FaultFS {
+func NewFaultFS(inner vfs.FS) *FaultFS {
 	if inner == nil {
-		inner = Default
+		inner = vfs.Default
 	}
 	return &FaultFS{FS: inner}
 }
@@ -93,7 +101,7 @@ func (f *FaultFS) SyncDir(path string) error {
 	n := int(f.dirSyncs.Add(1))
 	if h := f.dirHook.Load(); h != nil && *h != nil {
 		if err := (*h)(n, path); err != nil {
-			return pathErr("fsync", path, err)
+			return &fs.PathError{Op: "fsync", Path: path, Err: err}
 		}
 	}
 	return f.FS.SyncDir(path)
@@ -146,10 +154,10 @@ func runPathHook(p *atomic.Pointer[PathHook], path string) error {
 }
 
 // Create implements FS.
-func (f *FaultFS) Create(path string, perm fs.FileMode) (File, error) {
+func (f *FaultFS) Create(path string, perm fs.FileMode) (vfs.File, error) {
 	f.observe("create", path, 0, nil)
 	if err := runPathHook(&f.createHook, path); err != nil {
-		return nil, pathErr("open", path, err)
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	file, err := f.FS.Create(path, perm)
 	if err != nil {
@@ -159,7 +167,7 @@ func (f *FaultFS) Create(path string, perm fs.FileMode) (File, error) {
 }
 
 // Open implements FS.
-func (f *FaultFS) Open(path string) (File, error) {
+func (f *FaultFS) Open(path string) (vfs.File, error) {
 	file, err := f.FS.Open(path)
 	if err != nil {
 		return nil, err
@@ -168,7 +176,7 @@ func (f *FaultFS) Open(path string) (File, error) {
 }
 
 type faultFile struct {
-	File
+	vfs.File
 	fs *FaultFS
 }
 
@@ -177,7 +185,7 @@ func (f *faultFile) Sync() error {
 	n := int(f.fs.syncs.Add(1))
 	if h := f.fs.syncHook.Load(); h != nil && *h != nil {
 		if err := (*h)(n, f.Name()); err != nil {
-			return pathErr("fdatasync", f.Name(), err)
+			return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
 		}
 	}
 	return f.File.Sync()
@@ -191,7 +199,7 @@ func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 func (f *faultFile) Allocate(size int64) error {
 	f.fs.observe("allocate", f.Name(), 0, nil)
 	if err := runPathHook(&f.fs.allocHook, f.Name()); err != nil {
-		return pathErr("fallocate", f.Name(), err)
+		return &fs.PathError{Op: "fallocate", Path: f.Name(), Err: err}
 	}
 	return f.File.Allocate(size)
 }
