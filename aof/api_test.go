@@ -161,7 +161,7 @@ func TestFlushUntilSeq(t *testing.T) {
 	if err := l.FlushUntilSeq(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	last := mustAppend(t, l, []byte("not durable"))
 	var fe *FailError
 	if err := l.FlushUntilSeq(ctx, last.Seq); !errors.As(err, &fe) || !errors.Is(err, ErrFailed) || !errors.Is(err, unix.EIO) || fe.Durable != last.Seq {
@@ -365,7 +365,7 @@ func TestCloseContextOnStalledSync(t *testing.T) {
 	}
 	release := make(chan struct{})
 	entered := make(chan int, 1)
-	fs.SetSyncHook(vfstest.StallUntil(release, entered))
+	fs.SetFault(vfstest.StallUntil(vfstest.OpSync, release, entered))
 	a := mustAppend(t, l, []byte("a"))
 	b := mustAppend(t, l, []byte("b"))
 
@@ -395,7 +395,7 @@ func TestCloseContextOnStalledSync(t *testing.T) {
 	}
 
 	close(release)
-	fs.SetSyncHook(nil)
+	fs.SetFault(nil)
 	if err := l.Close(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Close after the background close: %v, want ErrClosed", err)
 	}

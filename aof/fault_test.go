@@ -25,14 +25,14 @@ func TestAppendDuringSyncIsNotDurable(t *testing.T) {
 	a := mustAppend(t, l, []byte("before the sync"))
 	var during RecordID
 	var once sync.Once
-	fs.SetSyncHook(func(n int, name string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
 		once.Do(func() { during = mustAppend(t, l, []byte("during the sync")) })
 		return nil
-	})
+	}))
 	if err := l.FlushUntil(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	fs.SetSyncHook(nil)
+	fs.SetFault(nil)
 	m := l.Metrics()
 	if m.DurableSeq != a.Seq+1 || during.Seq != a.Seq+1 {
 		t.Fatalf("record appended during the sync: durable frontier %d, want %d (record %d must not be durable yet)", m.DurableSeq, a.Seq+1, during.Seq)
@@ -53,13 +53,13 @@ func TestTransientSyncErrorsAreRetried(t *testing.T) {
 	l := openT(t, t.TempDir(), Config{}, WithFS(fs))
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(n int, name string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	id := mustAppend(t, l, []byte("retry me"))
 	if err := l.FlushUntil(ctx, id); err != nil {
 		t.Fatalf("FlushUntil after two EINTRs: %v", err)
@@ -85,7 +85,7 @@ func TestEIOFailsStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	frontier := l.Metrics().DurableSeq
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 
 	// Many waiters on records that will never be durable: all get the
 	// error, none hangs.
@@ -124,7 +124,7 @@ func TestEIOFailsStop(t *testing.T) {
 		t.Fatalf("Close of a failed log: %v, want the failure", err)
 	}
 
-	fs.SetSyncHook(nil)
+	fs.SetFault(nil)
 	l = openT(t, dir, Config{})
 	defer l.Close()
 	for i, id := range durable {
@@ -172,7 +172,7 @@ func TestRecoverySeedsBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Written to the file but the sync fails: in the page cache only.
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	var last RecordID
 	for i := range 10 {
 		last = mustAppend(t, l, fmt.Appendf(nil, "unsynced %d", i))
@@ -426,7 +426,7 @@ func TestFullDiskAtRollover(t *testing.T) {
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10}, WithFS(fs))
 	defer l.Close()
-	fs.SetAllocateHook(func(string) error { return unix.ENOSPC })
+	fs.SetFault(vfstest.Fail(vfstest.OpAllocate, unix.ENOSPC))
 	// The preparer may have a segment ready from before the disk filled:
 	// the rollover after that one fails.
 	var i uint64
@@ -445,7 +445,7 @@ func TestFullDiskAtRollover(t *testing.T) {
 	if err := l.Sync(ctx); err != nil {
 		t.Fatalf("what was appended stays durable-able: %v", err)
 	}
-	fs.SetAllocateHook(nil)
+	fs.SetFault(nil)
 	id := mustAppend(t, l, payloadFor(failed, 200))
 	if id.Seq != failed || id.Segment != lastOK.Segment+1 {
 		t.Fatalf("after space returned: %+v, want seq %d in segment %d", id, failed, lastOK.Segment+1)
@@ -495,12 +495,12 @@ func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
 	// every file keeps the temporary name it was created with, see
 	// vfs.File.Name.)
 	var calls atomic.Int32
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if calls.Add(1) == 3 {
 			return unix.EIO
 		}
 		return nil
-	})
+	}))
 	err := l.FlushUntil(ctx, prev) // prev is segment 1's last record
 	durable := l.Metrics().DurableSeq
 	if n := calls.Load(); n < 3 {

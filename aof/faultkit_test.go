@@ -37,7 +37,7 @@ func TestStalledSyncRespectsContext(t *testing.T) {
 			}
 			release := make(chan struct{})
 			entered := make(chan int, 1)
-			fs.SetSyncHook(vfstest.StallUntil(release, entered))
+			fs.SetFault(vfstest.StallUntil(vfstest.OpSync, release, entered))
 
 			a := mustAppend(t, l, []byte("a"))
 			leader := make(chan error, 1)
@@ -71,7 +71,7 @@ func TestStalledSyncRespectsContext(t *testing.T) {
 			}
 
 			close(release)
-			fs.SetSyncHook(nil)
+			fs.SetFault(nil)
 			if err := <-leader; err != nil {
 				t.Fatalf("leader after the stall: %v", err)
 			}
@@ -103,8 +103,8 @@ func TestStallForDelaysSyncs(t *testing.T) {
 		l := openT(t, t.TempDir(), Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
 		defer l.Close()
 		id := mustAppend(t, l, []byte("slow disk"))
-		before := fs.Syncs()
-		fs.SetSyncHook(vfstest.StallFor(stall))
+		before := fs.Count(vfstest.OpSync)
+		fs.SetFault(vfstest.StallFor(vfstest.OpSync, stall))
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- l.FlushUntil(ctx, id) }()
@@ -123,10 +123,10 @@ func TestStallForDelaysSyncs(t *testing.T) {
 		if waited := time.Since(start); waited < stall {
 			t.Fatalf("FlushUntil returned after %v, before the %v stall ended", waited, stall)
 		}
-		if fs.Syncs() == before {
+		if fs.Count(vfstest.OpSync) == before {
 			t.Fatal("no sync went through the hook")
 		}
-		fs.SetSyncHook(nil)
+		fs.SetFault(nil)
 	})
 }
 
@@ -159,9 +159,9 @@ func TestEIOOnNthSync(t *testing.T) {
 			// Count from after Open (which syncs directories itself,
 			// and fails if that fails).
 			if dirSync {
-				fs.SetSyncDirHook(vfstest.FailNth(fs.SyncDirs()+n, unix.EIO, false))
+				fs.SetFault(vfstest.FailNth(vfstest.OpSyncDir, fs.Count(vfstest.OpSyncDir)+n, unix.EIO, false))
 			} else {
-				fs.SetSyncHook(vfstest.FailNth(fs.Syncs()+n, unix.EIO, false))
+				fs.SetFault(vfstest.FailNth(vfstest.OpSync, fs.Count(vfstest.OpSync)+n, unix.EIO, false))
 			}
 			var (
 				mu       sync.Mutex

@@ -63,7 +63,7 @@ func TestOpenRequestsARecoveryFlush(t *testing.T) {
 	if err := l.FlushUntil(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	var last RecordID
 	for i := range 10 {
 		last = mustAppend(t, l, fmt.Appendf(nil, "unsynced %d", i))

@@ -32,13 +32,13 @@ func TestFsyncSpanPerSyncAttempt(t *testing.T) {
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, append(tt.opts(), WithFS(fs))...)
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	id := mustAppend(t, l, []byte("retry"))
 	if err := l.FlushUntil(ctx, id); err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestFsyncSpanOfAFailedSync(t *testing.T) {
 	tt := newTelemetry(t)
 	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, append(tt.opts(), WithFS(fs))...)
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("doomed"))); err == nil {
 		t.Fatal("FlushUntil succeeded over EIO")
 	}
@@ -154,13 +154,13 @@ func TestNoFsyncSpanUnderAnUnrecordedFlush(t *testing.T) {
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithTracerProvider(tp), WithMeterProvider(tt.mp), WithFS(fs))
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("retry"))); err != nil {
 		t.Fatal(err)
 	}

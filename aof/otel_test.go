@@ -122,13 +122,13 @@ func TestRetryEventsAndCounters(t *testing.T) {
 	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("retry"))); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestEIOSetsErrorStatus(t *testing.T) {
 	tt := newTelemetry(t)
 	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	err := l.FlushUntil(ctx, mustAppend(t, l, []byte("doomed")))
 	if !errors.Is(err, unix.EIO) {
 		t.Fatalf("FlushUntil: %v", err)
@@ -260,12 +260,12 @@ func TestSamplesKeepTheOriginalNames(t *testing.T) {
 	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
-	fs.SetSyncHook(func(n int, _ string) error {
-		if n == 1 {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
+		if op.N == 1 {
 			return unix.EAGAIN
 		}
 		return nil
-	})
+	}))
 	mustAppend(t, l, []byte("one"))
 	got := map[string]float64{}
 	for _, s := range l.Metrics().Samples() {

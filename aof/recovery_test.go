@@ -55,7 +55,7 @@ func TestRegressionStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 	for i := range 10 {
 		s2 = append(s2, mustAppend(t, l, fixedPayload('B', i)))
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	if err := l.FlushUntil(ctx, s2[9]); !errors.Is(err, unix.EIO) {
 		t.Fatalf("FlushUntil: %v, want EIO", err)
 	}
@@ -140,7 +140,7 @@ func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := mustAppend(t, l, bytes.Repeat([]byte{'b'}, 200))
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	if err := l.FlushUntil(ctx, b); !errors.Is(err, unix.EIO) {
 		t.Fatalf("FlushUntil: %v, want EIO", err)
 	}

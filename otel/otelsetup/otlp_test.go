@@ -116,12 +116,12 @@ func TestOTLPExportReachesAReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failed atomic.Bool
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if failed.CompareAndSwap(false, true) {
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	id, err := l.Append(reqCtx, []byte("over the wire"))
 	if err == nil {
 		err = l.FlushUntil(reqCtx, id)

@@ -1,53 +1,120 @@
 // Package vfstest holds test doubles of the [vfs.FS] seam: a [FaultFS]
-// that fails a chosen file or directory sync with a chosen errno, stalls a
-// sync, runs a hook during a sync, or fails file creation and
-// preallocation with ENOSPC; and a [PowerFS] that models what the disk
-// would hold after a power cut at any moment, and writes that image out.
-// Production code never uses them: it passes [vfs.Default].
+// that fails, stalls or observes any file-system operation a test chooses
+// (a sync with EIO, a preallocation with ENOSPC, a removal, a rename …);
+// and a [PowerFS] that models what the disk would hold after a power cut
+// at any moment, and writes that image out. Production code never uses
+// them: it passes [vfs.Default].
 package vfstest
 
 import (
+	"fmt"
 	"io/fs"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/aof2/aof2/vfs"
 )
 
-// SyncHook decides the fate of one file sync. n counts the syncs made
-// through the FaultFS so far, from 1; name is the file's path. A non-nil
-// result is returned to the engine instead of syncing. A hook may also
-// block (to stall a sync) or act on the log (to append during a sync).
-type SyncHook func(n int, name string) error
+// OpKind is a kind of operation a [FaultFS] lets a [Fault] decide.
+type OpKind uint8
 
-// PathHook decides the fate of one create or allocate call on path.
-type PathHook func(path string) error
+// The operations a FaultFS passes to its Fault.
+const (
+	// OpCreate is FS.Create.
+	OpCreate OpKind = iota
+	// OpWrite is File.WriteAt.
+	OpWrite
+	// OpAllocate is File.Allocate.
+	OpAllocate
+	// OpSync is File.Sync.
+	OpSync
+	// OpSyncDir is FS.SyncDir.
+	OpSyncDir
+	// OpRename is FS.Rename.
+	OpRename
+	// OpRemove is FS.Remove.
+	OpRemove
+	numOpKinds
+)
 
-// OpHook observes an operation just before it runs: op is "write",
-// "create", "allocate", "rename", "remove", "sync" or "syncdir"; path is
-// the file's path (a file keeps the path it was opened with; for rename,
-// the old path); off and b are a write's offset and bytes (b must not be
-// kept or changed). A crash test uses it to kill the process at an exact
-// point (before a segment's trailer is written, say).
-type OpHook func(op, path string, off int64, b []byte)
+// String returns the operation's name: "create", "write", "allocate",
+// "sync", "syncdir", "rename" or "remove".
+func (k OpKind) String() string {
+	switch k {
+	case OpCreate:
+		return "create"
+	case OpWrite:
+		return "write"
+	case OpAllocate:
+		return "allocate"
+	case OpSync:
+		return "sync"
+	case OpSyncDir:
+		return "syncdir"
+	case OpRename:
+		return "rename"
+	case OpRemove:
+		return "remove"
+	}
+	return fmt.Sprintf("OpKind(%d)", uint8(k))
+}
 
-// FaultFS wraps an FS and injects faults chosen by a test: failed or stalled
-// syncs, and ENOSPC at file creation or preallocation. Hooks can be swapped
-// at any time, also while a log runs. With no hooks set it behaves exactly
-// like the wrapped FS.
+// errOp is the name of the system call a failed operation of kind k
+// reports in its *fs.PathError, as the real one would.
+func (k OpKind) errOp() string {
+	switch k {
+	case OpCreate:
+		return "open"
+	case OpAllocate:
+		return "fallocate"
+	case OpSync:
+		return "fdatasync"
+	case OpSyncDir:
+		return "fsync"
+	}
+	return k.String()
+}
+
+// Op is one operation about to run through a [FaultFS].
+type Op struct {
+	// Kind is what the operation is.
+	Kind OpKind
+	// N counts the operations of this kind made through the FaultFS so
+	// far, this one included, from 1.
+	N int
+	// Path is the file's or directory's path: a file's current name (see
+	// vfs.File.Name); for a rename, the old path.
+	Path string
+	// To is a rename's new path.
+	To string
+	// Off and Data are a write's offset and bytes (Data must not be kept
+	// or changed).
+	Off  int64
+	Data []byte
+}
+
+// Fault decides the fate of one operation, just before it runs. A non-nil
+// result is returned to the engine instead of running it (wrapped in an
+// *fs.PathError naming the system call, or an *os.LinkError for a
+// rename). A Fault may also block (to stall the operation), act on the log
+// (to append during a sync), or only observe (a crash test kills the
+// process at an exact point). It is called from whatever goroutine makes
+// the operation, possibly several at once.
+type Fault func(op Op) error
+
+// FaultFS wraps an FS and passes every create, write, allocate, sync,
+// directory sync, rename and remove to one [Fault] chosen by the test
+// before running it. The Fault can be swapped at any time, also while a
+// log runs. With no Fault set it behaves exactly like the wrapped FS.
 type FaultFS struct {
 	vfs.FS
 
-	syncs      atomic.Int64
-	syncHook   atomic.Pointer[SyncHook]
-	dirSyncs   atomic.Int64
-	dirHook    atomic.Pointer[SyncHook]
-	createHook atomic.Pointer[PathHook]
-	opHook     atomic.Pointer[OpHook]
-	allocHook  atomic.Pointer[PathHook]
+	counts [numOpKinds]atomic.Int64
+	fault  atomic.Pointer[Fault]
 }
 
-// NewFaultFS returns a FaultFS over inner (Default if nil).
+// NewFaultFS returns a FaultFS over inner (vfs.Default if nil).
 func NewFaultFS(inner vfs.FS) *FaultFS {
 	if inner == nil {
 		inner = vfs.Default
@@ -55,109 +122,86 @@ func NewFaultFS(inner vfs.FS) *FaultFS {
 	return &FaultFS{FS: inner}
 }
 
-// SetSyncHook installs h for every later file sync (nil removes it).
-func (f *FaultFS) SetSyncHook(h SyncHook) { setHook(&f.syncHook, h) }
+// SetFault installs h for every later operation (nil removes it).
+func (f *FaultFS) SetFault(h Fault) { f.fault.Store(&h) }
 
-// SetSyncDirHook installs h for every later directory sync (nil removes
-// it). Its n counts directory syncs, apart from file syncs.
-func (f *FaultFS) SetSyncDirHook(h SyncHook) { setHook(&f.dirHook, h) }
+// Count returns the number of operations of kind k attempted through f
+// (including those a Fault failed).
+func (f *FaultFS) Count(k OpKind) int { return int(f.counts[k].Load()) }
 
-// SetOpHook installs h, called before every operation (nil removes it).
-func (f *FaultFS) SetOpHook(h OpHook) { setHook(&f.opHook, h) }
-
-func (f *FaultFS) observe(op, path string, off int64, b []byte) {
-	if h := f.opHook.Load(); h != nil && *h != nil {
-		(*h)(op, path, off, b)
-	}
-}
-
-// Rename implements FS.
-func (f *FaultFS) Rename(oldpath, newpath string) error {
-	f.observe("rename", oldpath, 0, nil)
-	return f.FS.Rename(oldpath, newpath)
-}
-
-// Remove implements FS.
-func (f *FaultFS) Remove(path string) error {
-	f.observe("remove", path, 0, nil)
-	return f.FS.Remove(path)
-}
-
-// SetCreateHook installs h for every later file creation (nil removes it).
-func (f *FaultFS) SetCreateHook(h PathHook) { setHook(&f.createHook, h) }
-
-// SetAllocateHook installs h for every later preallocation (nil removes it).
-func (f *FaultFS) SetAllocateHook(h PathHook) { setHook(&f.allocHook, h) }
-
-// Syncs returns the number of file syncs attempted through f.
-func (f *FaultFS) Syncs() int { return int(f.syncs.Load()) }
-
-// SyncDirs returns the number of directory syncs attempted through f.
-func (f *FaultFS) SyncDirs() int { return int(f.dirSyncs.Load()) }
-
-// SyncDir implements FS.
-func (f *FaultFS) SyncDir(path string) error {
-	f.observe("syncdir", path, 0, nil)
-	n := int(f.dirSyncs.Add(1))
-	if h := f.dirHook.Load(); h != nil && *h != nil {
-		if err := (*h)(n, path); err != nil {
-			return &fs.PathError{Op: "fsync", Path: path, Err: err}
-		}
-	}
-	return f.FS.SyncDir(path)
-}
-
-// StallFor returns a SyncHook that stalls every sync for d, then lets it
-// run.
-func StallFor(d time.Duration) SyncHook {
-	return func(int, string) error {
-		time.Sleep(d)
+// decide counts op and asks the Fault about it.
+func (f *FaultFS) decide(op Op) error {
+	op.N = int(f.counts[op.Kind].Add(1))
+	h := f.fault.Load()
+	if h == nil || *h == nil {
 		return nil
 	}
+	err := (*h)(op)
+	if err == nil {
+		return nil
+	}
+	if op.Kind == OpRename {
+		return &os.LinkError{Op: "rename", Old: op.Path, New: op.To, Err: err}
+	}
+	return &fs.PathError{Op: op.Kind.errOp(), Path: op.Path, Err: err}
 }
 
-// StallUntil returns a SyncHook that stalls every sync until release is
-// closed, then lets it run; entered, if not nil, receives the number of
-// each sync as it starts to stall (without blocking: give it room).
-func StallUntil(release <-chan struct{}, entered chan<- int) SyncHook {
-	return func(n int, _ string) error {
+// Only returns a Fault that passes operations of kind k to h and lets
+// every other one run.
+func Only(k OpKind, h Fault) Fault {
+	return func(op Op) error {
+		if op.Kind != k {
+			return nil
+		}
+		return h(op)
+	}
+}
+
+// Fail returns a Fault that fails every operation of kind k with err.
+func Fail(k OpKind, err error) Fault {
+	return Only(k, func(Op) error { return err })
+}
+
+// FailNth returns a Fault that fails operation number n of kind k (as
+// [Op.N] counts) with err, and every later one of that kind if sticky.
+func FailNth(k OpKind, n int, err error, sticky bool) Fault {
+	return Only(k, func(op Op) error {
+		if op.N == n || sticky && op.N > n {
+			return err
+		}
+		return nil
+	})
+}
+
+// StallFor returns a Fault that stalls every operation of kind k for d,
+// then lets it run.
+func StallFor(k OpKind, d time.Duration) Fault {
+	return Only(k, func(Op) error {
+		time.Sleep(d)
+		return nil
+	})
+}
+
+// StallUntil returns a Fault that stalls every operation of kind k until
+// release is closed, then lets it run; entered, if not nil, receives the
+// [Op.N] of each as it starts to stall (without blocking: give it room).
+func StallUntil(k OpKind, release <-chan struct{}, entered chan<- int) Fault {
+	return Only(k, func(op Op) error {
 		if entered != nil {
 			select {
-			case entered <- n:
+			case entered <- op.N:
 			default:
 			}
 		}
 		<-release
 		return nil
-	}
+	})
 }
 
-// FailNth returns a SyncHook that fails sync number n (as counted by the
-// FaultFS) with err, and every later one if sticky.
-func FailNth(n int, err error, sticky bool) SyncHook {
-	return func(i int, _ string) error {
-		if i == n || sticky && i > n {
-			return err
-		}
-		return nil
-	}
-}
-
-// setHook installs h; a nil h removes the hook (callers check *h).
-func setHook[H any](p *atomic.Pointer[H], h H) { p.Store(&h) }
-
-func runPathHook(p *atomic.Pointer[PathHook], path string) error {
-	if h := p.Load(); h != nil && *h != nil {
-		return (*h)(path)
-	}
-	return nil
-}
-
-// Create implements FS.
+// Create implements vfs.FS.
 func (f *FaultFS) Create(path string, perm fs.FileMode) (vfs.File, error) {
-	f.observe("create", path, 0, nil)
-	if err := runPathHook(&f.createHook, path); err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	if err := f.decide(Op{Kind: OpCreate, Path: path}); err != nil {
+		return nil, err
 	}
 	file, err := f.FS.Create(path, perm)
 	if err != nil {
@@ -166,7 +210,7 @@ func (f *FaultFS) Create(path string, perm fs.FileMode) (vfs.File, error) {
 	return &faultFile{File: file, fs: f}, nil
 }
 
-// Open implements FS.
+// Open implements vfs.FS.
 func (f *FaultFS) Open(path string) (vfs.File, error) {
 	file, err := f.FS.Open(path)
 	if err != nil {
@@ -175,31 +219,52 @@ func (f *FaultFS) Open(path string) (vfs.File, error) {
 	return &faultFile{File: file, fs: f}, nil
 }
 
+// Rename implements vfs.FS.
+func (f *FaultFS) Rename(oldpath, newpath string) error {
+	if err := f.decide(Op{Kind: OpRename, Path: oldpath, To: newpath}); err != nil {
+		return err
+	}
+	return f.FS.Rename(oldpath, newpath)
+}
+
+// Remove implements vfs.FS.
+func (f *FaultFS) Remove(path string) error {
+	if err := f.decide(Op{Kind: OpRemove, Path: path}); err != nil {
+		return err
+	}
+	return f.FS.Remove(path)
+}
+
+// SyncDir implements vfs.FS.
+func (f *FaultFS) SyncDir(path string) error {
+	if err := f.decide(Op{Kind: OpSyncDir, Path: path}); err != nil {
+		return err
+	}
+	return f.FS.SyncDir(path)
+}
+
 type faultFile struct {
 	vfs.File
 	fs *FaultFS
 }
 
 func (f *faultFile) Sync() error {
-	f.fs.observe("sync", f.Name(), 0, nil)
-	n := int(f.fs.syncs.Add(1))
-	if h := f.fs.syncHook.Load(); h != nil && *h != nil {
-		if err := (*h)(n, f.Name()); err != nil {
-			return &fs.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-		}
+	if err := f.fs.decide(Op{Kind: OpSync, Path: f.Name()}); err != nil {
+		return err
 	}
 	return f.File.Sync()
 }
 
 func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
-	f.fs.observe("write", f.Name(), off, b)
+	if err := f.fs.decide(Op{Kind: OpWrite, Path: f.Name(), Off: off, Data: b}); err != nil {
+		return 0, err
+	}
 	return f.File.WriteAt(b, off)
 }
 
 func (f *faultFile) Allocate(size int64) error {
-	f.fs.observe("allocate", f.Name(), 0, nil)
-	if err := runPathHook(&f.fs.allocHook, f.Name()); err != nil {
-		return &fs.PathError{Op: "fallocate", Path: f.Name(), Err: err}
+	if err := f.fs.decide(Op{Kind: OpAllocate, Path: f.Name()}); err != nil {
+		return err
 	}
 	return f.File.Allocate(size)
 }

@@ -336,14 +336,14 @@ func (w *workload) flushUntil(ctx context.Context, l *aof.Log, d time.Duration, 
 // FlushUntil writers run, so retries show up.
 func (w *workload) transient(ctx context.Context, l *aof.Log, fs *vfstest.FaultFS, d time.Duration) error {
 	var injected atomic.Int64
-	fs.SetSyncHook(func(n int, _ string) error {
-		if n%3 == 0 {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
+		if op.N%3 == 0 {
 			injected.Add(1)
 			return unix.EINTR
 		}
 		return nil
-	})
-	defer fs.SetSyncHook(nil)
+	}))
+	defer fs.SetFault(nil)
 	before, start := l.Metrics(), time.Now()
 	if _, err := w.durableWriters(ctx, l, "transient", 4, d, 50*time.Millisecond); err != nil {
 		return err
@@ -412,7 +412,7 @@ func (w *workload) hardFailure(ctx context.Context) error {
 			return err
 		}
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	sctx, span := w.rootSpan(ctx, "hard_failure")
 	id, err := l.Append(sctx, w.payload)
 	if err == nil {
