@@ -125,7 +125,7 @@ type Segment struct {
 	limit int64
 
 	mu   sync.RWMutex // guards the lifetime of rmap and buf
-	rmap []byte       // read-only shared mapping of [0, hdr.Size)
+	rmap vfs.Mapping  // read-only shared mapping of [0, hdr.Size)
 	// short: the file is shorter than hdr.Size and rmap is a private
 	// copy of it padded with zeros, until extend (recovery only).
 	short bool
@@ -652,7 +652,7 @@ func (s *Segment) unmapIfUnheld() error {
 		s.bufLive = false
 	}
 	if s.rmap != nil {
-		err = errors.Join(err, vfs.Unmap(s.rmap))
+		err = errors.Join(err, s.rmap.Unmap())
 		s.rmap = nil
 	}
 	return err

@@ -39,8 +39,9 @@ type File interface {
 	Size() (int64, error)
 	// MapReadOnly maps [0, n) of the file read-only and shared, so the
 	// mapping sees bytes written with WriteAt at once (the page cache is
-	// shared). The caller unmaps it with [Unmap].
-	MapReadOnly(n int) ([]byte, error)
+	// shared). The caller releases it with [Mapping.Unmap]; it stays
+	// valid after the file is closed.
+	MapReadOnly(n int) (Mapping, error)
 	// Close closes the file.
 	Close() error
 	// Name returns the path the file was opened with.
@@ -91,13 +92,17 @@ var ErrLocked = errors.New("vfs: locked by another holder")
 // is a *fs.PathError naming the path and what it is.
 var ErrNotRegular = errors.New("not a regular file")
 
-// Unmap releases a mapping made by [File.MapReadOnly]. A nil or empty slice
-// is a no-op.
-func Unmap(b []byte) error {
-	if len(b) == 0 {
+// Mapping is memory mapped read-only by [File.MapReadOnly]: the file's
+// bytes, readable until Unmap.
+type Mapping []byte
+
+// Unmap releases the mapping; its bytes must not be used after. A nil or
+// empty Mapping is a no-op.
+func (m Mapping) Unmap() error {
+	if len(m) == 0 {
 		return nil
 	}
-	return unix.Munmap(b)
+	return unix.Munmap(m)
 }
 
 // Default is the operating system's file system.
@@ -329,7 +334,7 @@ func (f *osFile) writeZeros(off, n int64) error {
 	return nil
 }
 
-func (f *osFile) MapReadOnly(n int) ([]byte, error) {
+func (f *osFile) MapReadOnly(n int) (Mapping, error) {
 	b, err := unix.Mmap(int(f.f.Fd()), 0, n, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, pathErr("mmap", f.f.Name(), err)

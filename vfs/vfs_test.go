@@ -54,3 +54,35 @@ func TestSyncFallsBackToFsync(t *testing.T) {
 		}
 	})
 }
+
+// TestMappingUnmap: a Mapping from MapReadOnly sees what WriteAt wrote,
+// stays readable after the file is closed, and is released by its own
+// Unmap method; a nil Mapping's Unmap does nothing.
+func TestMappingUnmap(t *testing.T) {
+	f, err := Default.Create(filepath.Join(t.TempDir(), "m"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Allocate(4096); err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.MapReadOnly(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("mapped"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(m[100:106]); got != "mapped" {
+		t.Fatalf("mapping holds %q, want the bytes written", got)
+	}
+	if err := m.Unmap(); err != nil {
+		t.Fatalf("Unmap: %v", err)
+	}
+	if err := Mapping(nil).Unmap(); err != nil {
+		t.Fatalf("Unmap of a nil Mapping: %v", err)
+	}
+}
