@@ -250,7 +250,7 @@ func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
 		return fmt.Errorf("segment %d: write header: %w", s.hdr.Index, err)
 	}
 	final := filepath.Join(s.dir, Name(s.hdr.Index, baseSeq))
-	if err := s.fs.Rename(s.path, final); err != nil {
+	if err := s.file.Rename(final); err != nil {
 		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
 	}
 	s.path = final

@@ -44,8 +44,14 @@ type File interface {
 	MapReadOnly(n int) (Mapping, error)
 	// Close closes the file.
 	Close() error
-	// Name returns the path the file was opened with.
+	// Name returns the file's path: the one it was opened with, or the
+	// one it was last renamed to with Rename.
 	Name() string
+	// Rename renames the file from Name() to newpath (replacing newpath
+	// if it exists), and Name returns newpath from then on. Rename an
+	// open file this way rather than with [FS.Rename], which cannot tell
+	// the files open under the old name.
+	Rename(newpath string) error
 }
 
 // FS is the file system as the engine uses it.
@@ -59,7 +65,9 @@ type FS interface {
 	OpenReadOnly(path string) (File, error)
 	// Remove removes a file.
 	Remove(path string) error
-	// Rename renames a file, replacing newpath if it exists.
+	// Rename renames a file, replacing newpath if it exists. A file open
+	// under oldpath keeps reporting oldpath as its Name: rename an open
+	// file with [File.Rename].
 	Rename(oldpath, newpath string) error
 	// MkdirAll creates a directory and its parents, each it creates with
 	// permission bits perm (before the umask). Existing ones are left as
@@ -112,6 +120,8 @@ type osFS struct{}
 
 type osFile struct {
 	f *os.File
+	// name is the file's path, changed by Rename.
+	name atomic.Pointer[string]
 	// noDatasync is set once fdatasync reported it is unsupported here, so
 	// later syncs go straight to fsync.
 	noDatasync atomic.Bool
@@ -120,12 +130,19 @@ type osFile struct {
 	fdatasync func(fd int) error
 }
 
+func newOSFile(f *os.File) *osFile {
+	of := &osFile{f: f}
+	name := f.Name()
+	of.name.Store(&name)
+	return of
+}
+
 func (osFS) Create(path string, perm fs.FileMode) (File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f}, nil
+	return newOSFile(f), nil
 }
 
 func (osFS) Open(path string) (File, error) {
@@ -133,7 +150,7 @@ func (osFS) Open(path string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f}, nil
+	return newOSFile(f), nil
 }
 
 func (osFS) OpenReadOnly(path string) (File, error) {
@@ -141,7 +158,7 @@ func (osFS) OpenReadOnly(path string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f}, nil
+	return newOSFile(f), nil
 }
 
 // openRegular opens an existing regular file, and nothing else, without
@@ -260,7 +277,15 @@ func (osFS) Lock(path string, perm fs.FileMode) (Unlocker, error) {
 func (f *osFile) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
 func (f *osFile) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
 func (f *osFile) Close() error                             { return f.f.Close() }
-func (f *osFile) Name() string                             { return f.f.Name() }
+func (f *osFile) Name() string                             { return *f.name.Load() }
+
+func (f *osFile) Rename(newpath string) error {
+	if err := os.Rename(f.Name(), newpath); err != nil {
+		return err
+	}
+	f.name.Store(&newpath)
+	return nil
+}
 
 func (f *osFile) Size() (int64, error) {
 	st, err := f.f.Stat()
@@ -281,13 +306,13 @@ func (f *osFile) Sync() error {
 		}
 		err := datasync(fd)
 		if err != unix.EINVAL && err != unix.ENOTSUP {
-			return pathErr("fdatasync", f.f.Name(), err)
+			return pathErr("fdatasync", f.Name(), err)
 		}
 		// fdatasync is not supported on this file system: use fsync
 		// from now on.
 		f.noDatasync.Store(true)
 	}
-	return pathErr("fsync", f.f.Name(), unix.Fsync(fd))
+	return pathErr("fsync", f.Name(), unix.Fsync(fd))
 }
 
 func (f *osFile) Allocate(size int64) error {
@@ -299,11 +324,11 @@ func (f *osFile) Allocate(size int64) error {
 		// all the same. Existing bytes are left alone.
 		cur, serr := f.Size()
 		if serr != nil {
-			return pathErr("allocate", f.f.Name(), serr)
+			return pathErr("allocate", f.Name(), serr)
 		}
-		return pathErr("allocate", f.f.Name(), f.writeZeros(cur, size-cur))
+		return pathErr("allocate", f.Name(), f.writeZeros(cur, size-cur))
 	}
-	return pathErr("fallocate", f.f.Name(), err)
+	return pathErr("fallocate", f.Name(), err)
 }
 
 func (f *osFile) ZeroRange(off, n int64) error {
@@ -315,9 +340,9 @@ func (f *osFile) ZeroRange(off, n int64) error {
 		return unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 	})
 	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
-		return pathErr("zero", f.f.Name(), f.writeZeros(off, n))
+		return pathErr("zero", f.Name(), f.writeZeros(off, n))
 	}
-	return pathErr("fallocate", f.f.Name(), err)
+	return pathErr("fallocate", f.Name(), err)
 }
 
 // writeZeros writes zeros over [off, off+n) in 1 MiB pieces.
@@ -337,7 +362,7 @@ func (f *osFile) writeZeros(off, n int64) error {
 func (f *osFile) MapReadOnly(n int) (Mapping, error) {
 	b, err := unix.Mmap(int(f.f.Fd()), 0, n, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, pathErr("mmap", f.f.Name(), err)
+		return nil, pathErr("mmap", f.Name(), err)
 	}
 	return b, nil
 }

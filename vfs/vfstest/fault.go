@@ -31,7 +31,7 @@ const (
 	OpSync
 	// OpSyncDir is FS.SyncDir.
 	OpSyncDir
-	// OpRename is FS.Rename.
+	// OpRename is FS.Rename or File.Rename.
 	OpRename
 	// OpRemove is FS.Remove.
 	OpRemove
@@ -246,6 +246,13 @@ func (f *FaultFS) SyncDir(path string) error {
 type faultFile struct {
 	vfs.File
 	fs *FaultFS
+}
+
+func (f *faultFile) Rename(newpath string) error {
+	if err := f.fs.decide(Op{Kind: OpRename, Path: f.Name(), To: newpath}); err != nil {
+		return err
+	}
+	return f.File.Rename(newpath)
 }
 
 func (f *faultFile) Sync() error {

@@ -3,6 +3,7 @@ package vfstest
 import (
 	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -131,5 +132,61 @@ func TestFailNthCountsItsKind(t *testing.T) {
 				t.Fatalf("sticky %v: syncs failed %v, want %v", sticky, got, want)
 			}
 		}
+	}
+}
+
+// TestFileRenameThroughDoubles: File.Rename goes through the Fault (a
+// failed one keeps the name) and through the power model (the new name
+// needs a directory sync, like FS.Rename's).
+func TestFileRenameThroughDoubles(t *testing.T) {
+	root := t.TempDir()
+	p, err := NewPowerFS(nil, root)
+	mustDo(t, err)
+	ff := NewFaultFS(p)
+	tmp, final := filepath.Join(root, "s.tmp"), filepath.Join(root, "s")
+	f, err := ff.Create(tmp, 0o600)
+	mustDo(t, err)
+	defer f.Close()
+	_, err = f.WriteAt([]byte("data"), 0)
+	mustDo(t, err)
+	mustDo(t, f.Sync())
+	mustDo(t, p.SyncDir(root))
+
+	ff.SetFault(Fail(OpRename, unix.EIO))
+	if err := f.Rename(final); !errors.Is(err, unix.EIO) || f.Name() != tmp {
+		t.Fatalf("failed Rename: %v, Name %q; want EIO and the old name", err, f.Name())
+	}
+	var seen Op
+	ff.SetFault(func(op Op) error { seen = op; return nil })
+	mustDo(t, f.Rename(final))
+	if seen.Kind != OpRename || seen.Path != tmp || seen.To != final || f.Name() != final {
+		t.Fatalf("Rename: the Fault saw %+v, Name %q; want a rename of %s to %s", seen, f.Name(), tmp, final)
+	}
+	mustDo(t, f.Sync())
+	if seen.Kind != OpSync || seen.Path != final {
+		t.Fatalf("sync after the rename: the Fault saw %+v, want a sync of %s", seen, final)
+	}
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	write := func(loss Loss) string {
+		out := t.TempDir()
+		_, err := p.Snapshot().Write(out, loss, rng)
+		mustDo(t, err)
+		names, err := os.ReadDir(out)
+		mustDo(t, err)
+		if len(names) != 1 {
+			t.Fatalf("%v: %d files, want 1", loss, len(names))
+		}
+		return names[0].Name()
+	}
+	if got := write(LoseAll); got != "s.tmp" {
+		t.Fatalf("rename not yet durable: LoseAll image holds %q, want s.tmp", got)
+	}
+	if got := write(KeepAll); got != "s" {
+		t.Fatalf("KeepAll image holds %q, want s", got)
+	}
+	mustDo(t, ff.SyncDir(root))
+	if got := write(LoseAll); got != "s" {
+		t.Fatalf("after the directory sync: LoseAll image holds %q, want s", got)
 	}
 }

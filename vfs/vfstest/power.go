@@ -272,6 +272,12 @@ func (p *PowerFS) Rename(oldpath, newpath string) error {
 	if err := p.FS.Rename(oldpath, newpath); err != nil {
 		return err
 	}
+	p.renamed(oldpath, newpath)
+	return nil
+}
+
+// renamed models a rename that succeeded.
+func (p *PowerFS) renamed(oldpath, newpath string) {
 	from, ok1 := p.under(oldpath)
 	to, ok2 := p.under(newpath)
 	if ok1 && ok2 {
@@ -282,7 +288,6 @@ func (p *PowerFS) Rename(oldpath, newpath string) error {
 		p.nameOp(opRename, from, to, nil)
 		p.tick("rename", from)
 	}
-	return nil
 }
 
 // MkdirAll implements FS.
@@ -360,6 +365,15 @@ func (f *powerFile) record(op dataOp, name string) {
 	op.id = f.p.newID()
 	f.node.pending = append(f.node.pending, op)
 	f.p.tick(name, f.Name())
+}
+
+func (f *powerFile) Rename(newpath string) error {
+	oldpath := f.Name()
+	if err := f.File.Rename(newpath); err != nil {
+		return err
+	}
+	f.p.renamed(oldpath, newpath)
+	return nil
 }
 
 func (f *powerFile) WriteAt(b []byte, off int64) (int, error) {
