@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/segment"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // Issue 12 (API v1): what an index-addressed user needs from the one
@@ -128,7 +128,7 @@ func TestMetricsFlushAccessors(t *testing.T) {
 // TestFlushUntilSeq: waiting for a sequence number without its RecordID,
 // with FlushUntil's errors.
 func TestFlushUntilSeq(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
 	for i := uint64(1); i <= 10; i++ {
@@ -161,7 +161,7 @@ func TestFlushUntilSeq(t *testing.T) {
 	if err := l.FlushUntilSeq(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	last := mustAppend(t, l, []byte("not durable"))
 	var fe *FailError
 	if err := l.FlushUntilSeq(ctx, last.Seq); !errors.As(err, &fe) || !errors.Is(err, ErrFailed) || !errors.Is(err, unix.EIO) || fe.Durable != last.Seq {
@@ -356,7 +356,7 @@ func TestReadRange(t *testing.T) {
 // work from then on, the close finishes once the sync returns, and a
 // reopen recovers every record.
 func TestCloseContextOnStalledSync(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
 	first := mustAppend(t, l, []byte("durable before the stall"))
@@ -365,7 +365,7 @@ func TestCloseContextOnStalledSync(t *testing.T) {
 	}
 	release := make(chan struct{})
 	entered := make(chan int, 1)
-	fs.SetSyncHook(vfs.StallUntil(release, entered))
+	fs.SetFault(vfstest.StallUntil(vfstest.OpSync, release, entered))
 	a := mustAppend(t, l, []byte("a"))
 	b := mustAppend(t, l, []byte("b"))
 
@@ -395,7 +395,7 @@ func TestCloseContextOnStalledSync(t *testing.T) {
 	}
 
 	close(release)
-	fs.SetSyncHook(nil)
+	fs.SetFault(nil)
 	if err := l.Close(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Close after the background close: %v, want ErrClosed", err)
 	}

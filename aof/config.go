@@ -190,7 +190,8 @@ func WithName(name string) Option {
 }
 
 // WithFS makes the log use fs for every file operation instead of the
-// operating system's. Tests pass a *vfs.FaultFS to inject failures.
+// operating system's. Tests pass a FaultFS or PowerFS of package
+// github.com/aof2/aof2/vfs/vfstest to inject failures or model power loss.
 func WithFS(fs vfs.FS) Option {
 	return func(o *options) { o.fs = fs }
 }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // The kill -9 test re-executes the test binary as a child process that
@@ -87,17 +87,18 @@ func crashSize(r *rand.Rand) int {
 //	after-sealsync at the operation after that sync
 var crashEvents = []string{"header", "rename", "after-rename", "allocate", "syncdir", "footer", "trailer", "sealsync", "after-sealsync"}
 
-// crashKiller returns an op hook that kills the process with SIGKILL at the
+// crashKiller returns a Fault that only observes, and kills the process with SIGKILL at the
 // k-th occurrence of event, first writing "kill <event>" to stdout (under
 // mu) so the parent knows.
-func crashKiller(event string, k int, mu *sync.Mutex) vfs.OpHook {
+func crashKiller(event string, k int, mu *sync.Mutex) vfstest.Fault {
 	var (
 		hmu      sync.Mutex
 		seen     int
 		armed    bool                // kill at the next operation
 		trailers = map[string]bool{} // files whose trailer is written, not synced
 	)
-	return func(op, path string, off int64, b []byte) {
+	return func(o vfstest.Op) error {
+		op, path, b := o.Kind.String(), o.Path, o.Data
 		hmu.Lock()
 		defer hmu.Unlock()
 		magic := func(m string) bool { return op == "write" && len(b) >= 8 && string(b[:8]) == m }
@@ -124,20 +125,21 @@ func crashKiller(event string, k int, mu *sync.Mutex) vfs.OpHook {
 		}
 		if arm || hit && !armed {
 			if seen++; seen < k {
-				return
+				return nil
 			}
 		}
 		if arm {
 			armed = true
-			return
+			return nil
 		}
 		if !hit {
-			return
+			return nil
 		}
 		mu.Lock()
 		fmt.Fprintf(os.Stdout, "kill %s\n", event)
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Hour) // the signal is on its way
+		return nil
 	}
 }
 
@@ -205,14 +207,14 @@ func TestCrashChild(t *testing.T) {
 		fail("seed", err)
 	}
 	var mu sync.Mutex
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	if at := os.Getenv(crashAtEnv); at != "" {
 		event, ks, _ := strings.Cut(at, ":")
 		k, err := strconv.Atoi(ks)
 		if err != nil {
 			fail(crashAtEnv, err)
 		}
-		fs.SetOpHook(crashKiller(event, k, &mu))
+		fs.SetFault(crashKiller(event, k, &mu))
 	}
 	l, err := Open(dir, crashConfig(), WithFS(fs))
 	if err != nil {

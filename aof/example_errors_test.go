@@ -22,7 +22,7 @@ import (
 // header with a newer format version and a valid xxhash64 checksum, which
 // the standard library cannot compute; TestUnsupportedVersionIsNeverRepaired
 // covers it. A *FailError needs a disk whose sync fails: the fault-injecting
-// file system (vfs.FaultFS, given with aof.WithFS) is the only way to get
+// file system (vfstest.FaultFS, given with aof.WithFS) is the only way to get
 // one in a test, and it lives outside aof; TestEIOFailsStop and
 // TestEIOOnNthSync cover it. The branch that handles it is shown below.
 func Example_errors() {

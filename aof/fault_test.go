@@ -15,24 +15,24 @@ import (
 
 	"github.com/aof2/aof2/flush"
 	"github.com/aof2/aof2/segment"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 func TestAppendDuringSyncIsNotDurable(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
 	a := mustAppend(t, l, []byte("before the sync"))
 	var during RecordID
 	var once sync.Once
-	fs.SetSyncHook(func(n int, name string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
 		once.Do(func() { during = mustAppend(t, l, []byte("during the sync")) })
 		return nil
-	})
+	}))
 	if err := l.FlushUntil(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	fs.SetSyncHook(nil)
+	fs.SetFault(nil)
 	m := l.Metrics()
 	if m.DurableSeq != a.Seq+1 || during.Seq != a.Seq+1 {
 		t.Fatalf("record appended during the sync: durable frontier %d, want %d (record %d must not be durable yet)", m.DurableSeq, a.Seq+1, during.Seq)
@@ -49,17 +49,17 @@ func TestAppendDuringSyncIsNotDurable(t *testing.T) {
 }
 
 func TestTransientSyncErrorsAreRetried(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, WithFS(fs))
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(n int, name string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	id := mustAppend(t, l, []byte("retry me"))
 	if err := l.FlushUntil(ctx, id); err != nil {
 		t.Fatalf("FlushUntil after two EINTRs: %v", err)
@@ -74,7 +74,7 @@ func TestTransientSyncErrorsAreRetried(t *testing.T) {
 }
 
 func TestEIOFailsStop(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{}, WithFS(fs))
 	var durable []RecordID
@@ -85,7 +85,7 @@ func TestEIOFailsStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	frontier := l.Metrics().DurableSeq
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 
 	// Many waiters on records that will never be durable: all get the
 	// error, none hangs.
@@ -124,7 +124,7 @@ func TestEIOFailsStop(t *testing.T) {
 		t.Fatalf("Close of a failed log: %v, want the failure", err)
 	}
 
-	fs.SetSyncHook(nil)
+	fs.SetFault(nil)
 	l = openT(t, dir, Config{})
 	defer l.Close()
 	for i, id := range durable {
@@ -164,7 +164,7 @@ func TestFlushUntilFallsBackWhenFlusherStopped(t *testing.T) {
 // reopening counts them as backlog, requests a flush at once, and a log
 // with no flusher drains them on the caller's goroutine.
 func TestRecoverySeedsBacklog(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{NoBackgroundFlush: true}, WithFS(fs))
 	first := mustAppend(t, l, []byte("synced"))
@@ -172,7 +172,7 @@ func TestRecoverySeedsBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Written to the file but the sync fails: in the page cache only.
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	var last RecordID
 	for i := range 10 {
 		last = mustAppend(t, l, fmt.Appendf(nil, "unsynced %d", i))
@@ -422,11 +422,11 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestFullDiskAtRollover(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10}, WithFS(fs))
 	defer l.Close()
-	fs.SetAllocateHook(func(string) error { return unix.ENOSPC })
+	fs.SetFault(vfstest.Fail(vfstest.OpAllocate, unix.ENOSPC))
 	// The preparer may have a segment ready from before the disk filled:
 	// the rollover after that one fails.
 	var i uint64
@@ -445,7 +445,7 @@ func TestFullDiskAtRollover(t *testing.T) {
 	if err := l.Sync(ctx); err != nil {
 		t.Fatalf("what was appended stays durable-able: %v", err)
 	}
-	fs.SetAllocateHook(nil)
+	fs.SetFault(nil)
 	id := mustAppend(t, l, payloadFor(failed, 200))
 	if id.Seq != failed || id.Segment != lastOK.Segment+1 {
 		t.Fatalf("after space returned: %+v, want seq %d in segment %d", id, failed, lastOK.Segment+1)
@@ -481,7 +481,7 @@ func TestBackpressureFlushesOnCaller(t *testing.T) {
 // at the frontier again. The same path made a
 // FlushUntil racing Close return ErrClosed for a record Close made durable.
 func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
@@ -495,12 +495,12 @@ func TestRegressionFlushUntilErrorForDurableRecord(t *testing.T) {
 	// every file keeps the temporary name it was created with, see
 	// vfs.File.Name.)
 	var calls atomic.Int32
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if calls.Add(1) == 3 {
 			return unix.EIO
 		}
 		return nil
-	})
+	}))
 	err := l.FlushUntil(ctx, prev) // prev is segment 1's last record
 	durable := l.Metrics().DurableSeq
 	if n := calls.Load(); n < 3 {

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/flush"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // TestStalledSyncRespectsContext: while a sync stalls (the disk hangs),
@@ -28,7 +28,7 @@ import (
 func TestStalledSyncRespectsContext(t *testing.T) {
 	for _, background := range []bool{false, true} {
 		t.Run(fmt.Sprintf("background=%v", background), func(t *testing.T) {
-			fs := vfs.NewFaultFS(nil)
+			fs := vfstest.NewFaultFS(nil)
 			dir := t.TempDir()
 			l := openT(t, dir, Config{SegmentSize: 64 << 10, NoBackgroundFlush: !background}, WithFS(fs))
 			first := mustAppend(t, l, []byte("durable before the stall"))
@@ -37,7 +37,7 @@ func TestStalledSyncRespectsContext(t *testing.T) {
 			}
 			release := make(chan struct{})
 			entered := make(chan int, 1)
-			fs.SetSyncHook(vfs.StallUntil(release, entered))
+			fs.SetFault(vfstest.StallUntil(vfstest.OpSync, release, entered))
 
 			a := mustAppend(t, l, []byte("a"))
 			leader := make(chan error, 1)
@@ -71,7 +71,7 @@ func TestStalledSyncRespectsContext(t *testing.T) {
 			}
 
 			close(release)
-			fs.SetSyncHook(nil)
+			fs.SetFault(nil)
 			if err := <-leader; err != nil {
 				t.Fatalf("leader after the stall: %v", err)
 			}
@@ -99,12 +99,12 @@ func TestStalledSyncRespectsContext(t *testing.T) {
 func TestStallForDelaysSyncs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const stall = time.Hour // fake time: costs nothing
-		fs := vfs.NewFaultFS(nil)
+		fs := vfstest.NewFaultFS(nil)
 		l := openT(t, t.TempDir(), Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
 		defer l.Close()
 		id := mustAppend(t, l, []byte("slow disk"))
-		before := fs.Syncs()
-		fs.SetSyncHook(vfs.StallFor(stall))
+		before := fs.Count(vfstest.OpSync)
+		fs.SetFault(vfstest.StallFor(vfstest.OpSync, stall))
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- l.FlushUntil(ctx, id) }()
@@ -123,10 +123,10 @@ func TestStallForDelaysSyncs(t *testing.T) {
 		if waited := time.Since(start); waited < stall {
 			t.Fatalf("FlushUntil returned after %v, before the %v stall ended", waited, stall)
 		}
-		if fs.Syncs() == before {
+		if fs.Count(vfstest.OpSync) == before {
 			t.Fatal("no sync went through the hook")
 		}
-		fs.SetSyncHook(nil)
+		fs.SetFault(nil)
 	})
 }
 
@@ -148,20 +148,20 @@ func TestEIOOnNthSync(t *testing.T) {
 		}
 		for _, n := range ns {
 			root := t.TempDir()
-			pfs, err := vfs.NewPowerFS(nil, root)
+			pfs, err := vfstest.NewPowerFS(nil, root)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fs := vfs.NewFaultFS(pfs)
+			fs := vfstest.NewFaultFS(pfs)
 			dir := filepath.Join(root, "log")
 			what := fmt.Sprintf("EIO on %s sync %d after Open", map[bool]string{false: "file", true: "directory"}[dirSync], n)
 			l := openT(t, dir, Config{SegmentSize: 64 << 10, FlushInterval: 1e6}, WithFS(fs))
 			// Count from after Open (which syncs directories itself,
 			// and fails if that fails).
 			if dirSync {
-				fs.SetSyncDirHook(vfs.FailNth(fs.SyncDirs()+n, unix.EIO, false))
+				fs.SetFault(vfstest.FailNth(vfstest.OpSyncDir, fs.Count(vfstest.OpSyncDir)+n, unix.EIO, false))
 			} else {
-				fs.SetSyncHook(vfs.FailNth(fs.Syncs()+n, unix.EIO, false))
+				fs.SetFault(vfstest.FailNth(vfstest.OpSync, fs.Count(vfstest.OpSync)+n, unix.EIO, false))
 			}
 			var (
 				mu       sync.Mutex
@@ -230,7 +230,7 @@ func TestEIOOnNthSync(t *testing.T) {
 			cases++
 			acked += len(ok)
 			// After the power cut, and with the page cache kept.
-			for _, loss := range []vfs.Loss{vfs.LoseAll, vfs.KeepAll} {
+			for _, loss := range []vfstest.Loss{vfstest.LoseAll, vfstest.KeepAll} {
 				out := t.TempDir()
 				if _, err := img.Write(out, loss, rand.New(rand.NewPCG(1, 1))); err != nil {
 					t.Fatal(err)

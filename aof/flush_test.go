@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // Tests of what starts a flush without a caller asking: the watermark and
@@ -56,14 +56,14 @@ func TestWatermarkStartsAFlush(t *testing.T) {
 func TestOpenRequestsARecoveryFlush(t *testing.T) {
 	// A log whose last records were written but whose sync failed: in the
 	// page cache only, so recovery cannot prove them durable.
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	l := openT(t, dir, Config{NoBackgroundFlush: true}, WithFS(fs))
 	first := mustAppend(t, l, []byte("synced"))
 	if err := l.FlushUntil(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	var last RecordID
 	for i := range 10 {
 		last = mustAppend(t, l, fmt.Appendf(nil, "unsynced %d", i))

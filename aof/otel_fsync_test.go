@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	aofotel "github.com/aof2/aof2/otel"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // fsyncChildren returns the aof.fsync spans whose parent is span.
@@ -28,17 +28,17 @@ func fsyncChildren(spans []sdktrace.ReadOnlySpan, parent sdktrace.ReadOnlySpan) 
 // attempt, so a trace shows each retry and the backoff between them.
 func TestFsyncSpanPerSyncAttempt(t *testing.T) {
 	tt := newTelemetry(t)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, append(tt.opts(), WithFS(fs))...)
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	id := mustAppend(t, l, []byte("retry"))
 	if err := l.FlushUntil(ctx, id); err != nil {
 		t.Fatal(err)
@@ -113,9 +113,9 @@ func TestFsyncSpanPerSyncAttempt(t *testing.T) {
 // status Error, its errno and no backoff.
 func TestFsyncSpanOfAFailedSync(t *testing.T) {
 	tt := newTelemetry(t)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, append(tt.opts(), WithFS(fs))...)
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("doomed"))); err == nil {
 		t.Fatal("FlushUntil succeeded over EIO")
 	}
@@ -150,17 +150,17 @@ func TestNoFsyncSpanUnderAnUnrecordedFlush(t *testing.T) {
 	sampler.drop.Store(true)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr), sdktrace.WithSampler(sampler))
 	defer tp.Shutdown(ctx)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithTracerProvider(tp), WithMeterProvider(tt.mp), WithFS(fs))
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("retry"))); err != nil {
 		t.Fatal(err)
 	}

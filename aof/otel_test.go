@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	aofotel "github.com/aof2/aof2/otel"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // int64Value sums the data points of an int64 sum or gauge whose
@@ -118,17 +118,17 @@ func TestAppendAndFlushSpansAreLinked(t *testing.T) {
 
 func TestRetryEventsAndCounters(t *testing.T) {
 	tt := newTelemetry(t)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
 	defer l.Close()
 	fails := 0
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if fails < 2 {
 			fails++
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	if err := l.FlushUntil(ctx, mustAppend(t, l, []byte("retry"))); err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +158,9 @@ func TestRetryEventsAndCounters(t *testing.T) {
 
 func TestEIOSetsErrorStatus(t *testing.T) {
 	tt := newTelemetry(t)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{}, append(tt.opts(), WithFS(fs))...)
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	err := l.FlushUntil(ctx, mustAppend(t, l, []byte("doomed")))
 	if !errors.Is(err, unix.EIO) {
 		t.Fatalf("FlushUntil: %v", err)
@@ -257,15 +257,15 @@ func TestBacklogGaugeFollowsMetrics(t *testing.T) {
 }
 
 func TestSamplesKeepTheOriginalNames(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, t.TempDir(), Config{NoBackgroundFlush: true}, WithFS(fs))
 	defer l.Close()
-	fs.SetSyncHook(func(n int, _ string) error {
-		if n == 1 {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
+		if op.N == 1 {
 			return unix.EAGAIN
 		}
 		return nil
-	})
+	}))
 	mustAppend(t, l, []byte("one"))
 	got := map[string]float64{}
 	for _, s := range l.Metrics().Samples() {

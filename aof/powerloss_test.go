@@ -15,15 +15,15 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/aof2/aof2/segment"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
-// Power-loss simulation. A log runs over a vfs.PowerFS, which models what
+// Power-loss simulation. A log runs over a vfstest.PowerFS, which models what
 // the disk would hold if the machine lost power at any moment (see its doc
 // comment for the model). At cut points chosen at random among the file
 // system operations (appends, flushes, rollovers, seals, Close, and the
 // recovery of the previous image), the model is captured; each capture is
-// turned into one directory per vfs.Loss (undurable data lost, kept,
+// turned into one directory per vfstest.Loss (undurable data lost, kept,
 // zeroed, torn, scrambled by sector) and opened. The checks:
 //
 //   - Open succeeds in strict mode: a power-loss image is not corruption;
@@ -65,7 +65,7 @@ type powerTotals struct {
 
 // powerSnap is one cut point: the model, and what was acknowledged then.
 type powerSnap struct {
-	img      *vfs.PowerImage
+	img      *vfstest.PowerImage
 	op       int
 	name     string
 	maxAcked uint64 // every record below it was acknowledged durable
@@ -146,13 +146,13 @@ func powerScenario(t *testing.T, seed uint64, tot *powerTotals) {
 			return sum, ok
 		}
 		chain := rng.IntN(len(snaps))
-		chainLoss := vfs.Losses()[rng.IntN(len(vfs.Losses()))]
+		chainLoss := vfstest.Losses()[rng.IntN(len(vfstest.Losses()))]
 		var next []uint64
 		var nextRoot string
 		for i, sn := range snaps {
 			tot.cuts++
 			tot.byOp[sn.name]++
-			for _, loss := range vfs.Losses() {
+			for _, loss := range vfstest.Losses() {
 				imgSeed := rng.Uint64()
 				img := t.TempDir()
 				desc, err := sn.img.Write(img, loss, rand.New(rand.NewPCG(imgSeed, 2)))
@@ -206,7 +206,7 @@ func powerScenario(t *testing.T, seed uint64, tot *powerTotals) {
 // (recovery and Close included), and returns them with the xxhash64 of
 // every record appended, by sequence number.
 func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked uint64, where string) ([]powerSnap, map[uint64]uint64) {
-	pfs, err := vfs.NewPowerFS(nil, root)
+	pfs, err := vfstest.NewPowerFS(nil, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 	)
 	hookRng := rand.New(rand.NewPCG(rng.Uint64(), 3))
 	nextCut := 1 + hookRng.IntN(40)
-	pfs.SetOpHook(func(n int, op, path string, snapshot func() *vfs.PowerImage) {
+	pfs.SetOpHook(func(n int, op, path string, snapshot func() *vfstest.PowerImage) {
 		if len(snaps) >= powerSnapsPerGen {
 			return
 		}
@@ -440,7 +440,7 @@ func powerVerify(t *testing.T, dir string, cfg Config, expect func(uint64) (uint
 // directory, with records FlushUntil had acknowledged.
 func TestRegressionNewLogDirNotDurable(t *testing.T) {
 	root := t.TempDir()
-	pfs, err := vfs.NewPowerFS(nil, root)
+	pfs, err := vfstest.NewPowerFS(nil, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func TestRegressionNewLogDirNotDurable(t *testing.T) {
 	img := pfs.Snapshot() // the power goes now
 	l.Close()
 	out := t.TempDir()
-	if _, err := img.Write(out, vfs.LoseAll, rand.New(rand.NewPCG(1, 1))); err != nil {
+	if _, err := img.Write(out, vfstest.LoseAll, rand.New(rand.NewPCG(1, 1))); err != nil {
 		t.Fatal(err)
 	}
 	l = openT(t, filepath.Join(out, "a", "log"), Config{SegmentSize: 64 << 10})
@@ -469,7 +469,7 @@ func TestRegressionNewLogDirNotDurable(t *testing.T) {
 func rolledOverImage(t *testing.T) (dir string, last RecordID) {
 	t.Helper()
 	src := t.TempDir()
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, src, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true}, WithFS(fs))
 	var prev RecordID
 	for i := uint64(1); last.Segment < 2; i++ {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/segment"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // fixedPayload returns a 100-byte payload tagged with the session and the
@@ -49,13 +49,13 @@ func TestRegressionStaleMarkLeavesGarbageThatResurrects(t *testing.T) {
 	}
 	// Session 2: ten more records written to the file, but the sync fails,
 	// then the machine loses power.
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l = openT(t, dir, cfg, WithFS(fs))
 	var s2 []RecordID
 	for i := range 10 {
 		s2 = append(s2, mustAppend(t, l, fixedPayload('B', i)))
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	if err := l.FlushUntil(ctx, s2[9]); !errors.Is(err, unix.EIO) {
 		t.Fatalf("FlushUntil: %v, want EIO", err)
 	}
@@ -130,7 +130,7 @@ func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 	ids := buildLog(t, dir, 100, true)
 	victim := ids[90]
 	flipBit(t, segPath(t, dir, victim.Segment), victim.Offset+segment.FrameHeaderSize+3)
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l := openT(t, dir, Config{Recovery: RecoverRepair, NoBackgroundFlush: true}, WithFS(fs))
 	if rep := l.Recovery(); rep.NextSeq != victim.Seq {
 		t.Fatalf("repair: %+v", rep)
@@ -140,7 +140,7 @@ func TestRegressionRepairLeavesStaleMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := mustAppend(t, l, bytes.Repeat([]byte{'b'}, 200))
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	if err := l.FlushUntil(ctx, b); !errors.Is(err, unix.EIO) {
 		t.Fatalf("FlushUntil: %v, want EIO", err)
 	}

@@ -18,10 +18,12 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"golang.org/x/sys/unix"
 
 	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // retentionCfg makes segments of 64 KiB: about 350 records of payloadFor(i,
@@ -825,7 +827,7 @@ func TestDefect04RemovedNeverPrecedesSealed(t *testing.T) {
 // before the front with a flush of its own, holding retainMu while a
 // stalled sync held the flush lock, so TruncateFront ignored its context.
 func TestRetainerNeverWaitsForAFlushUnderRetainMu(t *testing.T) {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	dir := t.TempDir()
 	var frontMarked sync.Once
 	marked := make(chan struct{})
@@ -855,14 +857,14 @@ func TestRetainerNeverWaitsForAFlushUnderRetainMu(t *testing.T) {
 	l.StopFlusher()
 	mustAppend(t, l, make([]byte, 2*int(first.Free())))
 	entered := make(chan int, 1)
-	stall := vfs.StallUntil(release, entered)
+	stall := vfstest.StallUntil(vfstest.OpSync, release, entered)
 	var segSyncs atomic.Int32
-	fs.SetSyncHook(func(n int, name string) error {
-		if !strings.HasPrefix(name, l.segDir) || segSyncs.Add(1) == 1 {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
+		if !strings.HasPrefix(op.Path, l.segDir) || segSyncs.Add(1) == 1 {
 			return nil
 		}
-		return stall(n, name)
-	})
+		return stall(op)
+	}))
 	l.StartFlusher()
 	<-entered
 	<-marked // the retainer moved the front past segment 1
@@ -1027,7 +1029,7 @@ func TestReviewDurableFollowerAcrossCut(t *testing.T) {
 // instead of spinning, flush after empty flush, until a new record with
 // the same number is appended and made durable.
 func TestReviewFlushUntilOfCutRecord(t *testing.T) {
-	fs := vfs.NewFaultFS(vfs.Default)
+	fs := vfstest.NewFaultFS(vfs.Default)
 	l := openT(t, t.TempDir(), retentionCfg, WithFS(fs))
 	defer l.Close()
 	appendN(t, l, 1, 101)
@@ -1039,10 +1041,10 @@ func TestReviewFlushUntilOfCutRecord(t *testing.T) {
 	// TruncateBack's flush stalls in its sync until the waiter waits.
 	stall, stalled := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		once.Do(func() { close(stalled); <-stall })
 		return nil
-	})
+	}))
 	cut := make(chan error, 1)
 	go func() { cut <- l.TruncateBack(ctx, 150) }()
 	<-stalled
@@ -1086,4 +1088,48 @@ func TestReviewMetricsAfterCutInActiveSegment(t *testing.T) {
 	if m := l.Metrics(); m.AppendedRecords != 110 || m.NextSeq != 61 || m.DurableSeq != 61 {
 		t.Fatalf("after 10 more: appended %d records (want 110), NextSeq %d, DurableSeq %d (want 61)", m.AppendedRecords, m.NextSeq, m.DurableSeq)
 	}
+}
+
+// A segment whose removal failed (which no fault could inject before the
+// FaultFS took one Fault for every operation) goes at the next
+// TruncateFront, even one that does not move the front.
+func TestFailedSegmentRemovalIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	fs := vfstest.NewFaultFS(nil)
+	l := openT(t, dir, retentionCfg, WithFS(fs))
+	defer l.Close()
+	appendN(t, l, 1, 2001)
+	first := filepath.Join(dir, "segments", segmentFiles(t, dir)[0])
+	fs.SetFault(vfstest.Only(vfstest.OpRemove, func(op vfstest.Op) error {
+		if op.Path == first {
+			return unix.EBUSY
+		}
+		return nil
+	}))
+	if err := l.TruncateFront(ctx, 1200); !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("TruncateFront with the first segment's removal failing: %v, want EBUSY", err)
+	}
+	fs.SetFault(nil)
+	if got := l.FirstSeq(); got != 1200 {
+		t.Fatalf("FirstSeq %d after the failed removal, want 1200 (the front moved)", got)
+	}
+	if _, err := os.Stat(first); err != nil {
+		t.Fatalf("the segment whose removal failed: %v, want it still there", err)
+	}
+	if err := l.TruncateFront(ctx, l.FirstSeq()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(first); !os.IsNotExist(err) {
+		t.Fatalf("after the retry, the first segment: %v, want it removed", err)
+	}
+	after := segmentFiles(t, dir)
+	if _, base, _ := segment.ParseName(after[0]); base > 1200 {
+		t.Fatalf("first segment %s starts after the front", after[0])
+	}
+	if len(after) > 1 {
+		if _, base, _ := segment.ParseName(after[1]); base <= 1200 {
+			t.Fatalf("segment %s, wholly before the front, is left after the retry", after[0])
+		}
+	}
+	checkRecords(t, l, 1200, 2001, 300)
 }

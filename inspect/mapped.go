@@ -23,8 +23,8 @@ var ErrNoHeader = segment.ErrNoHeader
 type mapped struct {
 	file  File
 	f     vfs.File
-	ino   uint64 // inode of the file when it was opened; 0 when unknown
-	data  []byte // read-only shared mapping of [0, hdr.Size)
+	ino   uint64      // inode of the file when it was opened; 0 when unknown
+	data  vfs.Mapping // read-only shared mapping of [0, hdr.Size)
 	hdr   segment.Header
 	limit int64 // segment.DataLimit(hdr.Size)
 
@@ -133,7 +133,7 @@ func readHeader(fsys vfs.FS, segDir, name string) (segment.Header, error) {
 }
 
 func (m *mapped) close() error {
-	err := vfs.Unmap(m.data)
+	err := m.data.Unmap()
 	m.data = nil
 	return errors.Join(err, m.f.Close())
 }

@@ -60,7 +60,7 @@ func syncedEvidence(f vfs.File, base uint64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer vfs.Unmap(m)
+	defer m.Unmap()
 	// Sealing starts only once all data is durable: even a torn trailer
 	// proves a sync.
 	if _, ok, err := DecodeTrailer(m[size-TrailerSize:]); ok || err != nil {
@@ -252,7 +252,7 @@ func (s *Segment) extend() error {
 	old := s.rmap
 	s.rmap, s.short = m, false
 	s.mu.Unlock()
-	return unix.Munmap(old)
+	return old.Unmap()
 }
 
 // readFooter reads and verifies the trailer and the footer (SealedFooter).

@@ -125,7 +125,7 @@ type Segment struct {
 	limit int64
 
 	mu   sync.RWMutex // guards the lifetime of rmap and buf
-	rmap []byte       // read-only shared mapping of [0, hdr.Size)
+	rmap vfs.Mapping  // read-only shared mapping of [0, hdr.Size)
 	// short: the file is shorter than hdr.Size and rmap is a private
 	// copy of it padded with zeros, until extend (recovery only).
 	short bool
@@ -250,7 +250,7 @@ func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
 		return fmt.Errorf("segment %d: write header: %w", s.hdr.Index, err)
 	}
 	final := filepath.Join(s.dir, Name(s.hdr.Index, baseSeq))
-	if err := s.fs.Rename(s.path, final); err != nil {
+	if err := s.file.Rename(final); err != nil {
 		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
 	}
 	s.path = final
@@ -652,7 +652,7 @@ func (s *Segment) unmapIfUnheld() error {
 		s.bufLive = false
 	}
 	if s.rmap != nil {
-		err = errors.Join(err, vfs.Unmap(s.rmap))
+		err = errors.Join(err, s.rmap.Unmap())
 		s.rmap = nil
 	}
 	return err

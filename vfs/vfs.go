@@ -1,11 +1,8 @@
 // Package vfs is the narrow file-system seam the engine calls through.
 //
 // Production code uses [Default], a zero-cost wrapper over the operating
-// system. Tests pass a [FaultFS] (see fault.go) that fails a chosen file or
-// directory sync with a chosen errno, stalls a sync, runs a hook during a
-// sync, or fails file creation and preallocation with ENOSPC; and a
-// [PowerFS] (see power.go) that models what the disk would hold after a
-// power cut at any moment, and writes that image out.
+// system. The test doubles (a fault injector and a power-loss model) live
+// apart, in package github.com/aof2/aof2/vfs/vfstest.
 //
 // Only what the engine needs is here: positional reads and writes, data sync,
 // preallocation, zeroing, read-only memory maps and directory operations.
@@ -42,12 +39,19 @@ type File interface {
 	Size() (int64, error)
 	// MapReadOnly maps [0, n) of the file read-only and shared, so the
 	// mapping sees bytes written with WriteAt at once (the page cache is
-	// shared). The caller unmaps it with [Unmap].
-	MapReadOnly(n int) ([]byte, error)
+	// shared). The caller releases it with [Mapping.Unmap]; it stays
+	// valid after the file is closed.
+	MapReadOnly(n int) (Mapping, error)
 	// Close closes the file.
 	Close() error
-	// Name returns the path the file was opened with.
+	// Name returns the file's path: the one it was opened with, or the
+	// one it was last renamed to with Rename.
 	Name() string
+	// Rename renames the file from Name() to newpath (replacing newpath
+	// if it exists), and Name returns newpath from then on. Rename an
+	// open file this way rather than with [FS.Rename], which cannot tell
+	// the files open under the old name.
+	Rename(newpath string) error
 }
 
 // FS is the file system as the engine uses it.
@@ -61,7 +65,9 @@ type FS interface {
 	OpenReadOnly(path string) (File, error)
 	// Remove removes a file.
 	Remove(path string) error
-	// Rename renames a file, replacing newpath if it exists.
+	// Rename renames a file, replacing newpath if it exists. A file open
+	// under oldpath keeps reporting oldpath as its Name: rename an open
+	// file with [File.Rename].
 	Rename(oldpath, newpath string) error
 	// MkdirAll creates a directory and its parents, each it creates with
 	// permission bits perm (before the umask). Existing ones are left as
@@ -94,13 +100,17 @@ var ErrLocked = errors.New("vfs: locked by another holder")
 // is a *fs.PathError naming the path and what it is.
 var ErrNotRegular = errors.New("not a regular file")
 
-// Unmap releases a mapping made by [File.MapReadOnly]. A nil or empty slice
-// is a no-op.
-func Unmap(b []byte) error {
-	if len(b) == 0 {
+// Mapping is memory mapped read-only by [File.MapReadOnly]: the file's
+// bytes, readable until Unmap.
+type Mapping []byte
+
+// Unmap releases the mapping; its bytes must not be used after. A nil or
+// empty Mapping is a no-op.
+func (m Mapping) Unmap() error {
+	if len(m) == 0 {
 		return nil
 	}
-	return unix.Munmap(b)
+	return unix.Munmap(m)
 }
 
 // Default is the operating system's file system.
@@ -110,6 +120,8 @@ type osFS struct{}
 
 type osFile struct {
 	f *os.File
+	// name is the file's path, changed by Rename.
+	name atomic.Pointer[string]
 	// noDatasync is set once fdatasync reported it is unsupported here, so
 	// later syncs go straight to fsync.
 	noDatasync atomic.Bool
@@ -118,12 +130,19 @@ type osFile struct {
 	fdatasync func(fd int) error
 }
 
+func newOSFile(f *os.File) *osFile {
+	of := &osFile{f: f}
+	name := f.Name()
+	of.name.Store(&name)
+	return of
+}
+
 func (osFS) Create(path string, perm fs.FileMode) (File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f}, nil
+	return newOSFile(f), nil
 }
 
 func (osFS) Open(path string) (File, error) {
@@ -131,7 +150,7 @@ func (osFS) Open(path string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f}, nil
+	return newOSFile(f), nil
 }
 
 func (osFS) OpenReadOnly(path string) (File, error) {
@@ -139,7 +158,7 @@ func (osFS) OpenReadOnly(path string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &osFile{f: f}, nil
+	return newOSFile(f), nil
 }
 
 // openRegular opens an existing regular file, and nothing else, without
@@ -258,7 +277,15 @@ func (osFS) Lock(path string, perm fs.FileMode) (Unlocker, error) {
 func (f *osFile) ReadAt(p []byte, off int64) (int, error)  { return f.f.ReadAt(p, off) }
 func (f *osFile) WriteAt(p []byte, off int64) (int, error) { return f.f.WriteAt(p, off) }
 func (f *osFile) Close() error                             { return f.f.Close() }
-func (f *osFile) Name() string                             { return f.f.Name() }
+func (f *osFile) Name() string                             { return *f.name.Load() }
+
+func (f *osFile) Rename(newpath string) error {
+	if err := os.Rename(f.Name(), newpath); err != nil {
+		return err
+	}
+	f.name.Store(&newpath)
+	return nil
+}
 
 func (f *osFile) Size() (int64, error) {
 	st, err := f.f.Stat()
@@ -279,13 +306,13 @@ func (f *osFile) Sync() error {
 		}
 		err := datasync(fd)
 		if err != unix.EINVAL && err != unix.ENOTSUP {
-			return pathErr("fdatasync", f.f.Name(), err)
+			return pathErr("fdatasync", f.Name(), err)
 		}
 		// fdatasync is not supported on this file system: use fsync
 		// from now on.
 		f.noDatasync.Store(true)
 	}
-	return pathErr("fsync", f.f.Name(), unix.Fsync(fd))
+	return pathErr("fsync", f.Name(), unix.Fsync(fd))
 }
 
 func (f *osFile) Allocate(size int64) error {
@@ -297,11 +324,11 @@ func (f *osFile) Allocate(size int64) error {
 		// all the same. Existing bytes are left alone.
 		cur, serr := f.Size()
 		if serr != nil {
-			return pathErr("allocate", f.f.Name(), serr)
+			return pathErr("allocate", f.Name(), serr)
 		}
-		return pathErr("allocate", f.f.Name(), f.writeZeros(cur, size-cur))
+		return pathErr("allocate", f.Name(), f.writeZeros(cur, size-cur))
 	}
-	return pathErr("fallocate", f.f.Name(), err)
+	return pathErr("fallocate", f.Name(), err)
 }
 
 func (f *osFile) ZeroRange(off, n int64) error {
@@ -313,9 +340,9 @@ func (f *osFile) ZeroRange(off, n int64) error {
 		return unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 	})
 	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
-		return pathErr("zero", f.f.Name(), f.writeZeros(off, n))
+		return pathErr("zero", f.Name(), f.writeZeros(off, n))
 	}
-	return pathErr("fallocate", f.f.Name(), err)
+	return pathErr("fallocate", f.Name(), err)
 }
 
 // writeZeros writes zeros over [off, off+n) in 1 MiB pieces.
@@ -332,10 +359,10 @@ func (f *osFile) writeZeros(off, n int64) error {
 	return nil
 }
 
-func (f *osFile) MapReadOnly(n int) ([]byte, error) {
+func (f *osFile) MapReadOnly(n int) (Mapping, error) {
 	b, err := unix.Mmap(int(f.f.Fd()), 0, n, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, pathErr("mmap", f.f.Name(), err)
+		return nil, pathErr("mmap", f.Name(), err)
 	}
 	return b, nil
 }

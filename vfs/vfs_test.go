@@ -22,7 +22,8 @@ func TestSyncFallsBackToFsync(t *testing.T) {
 			}
 			defer f.Close()
 			calls := 0
-			of := &osFile{f: f, fdatasync: func(int) error { calls++; return errno }}
+			of := newOSFile(f)
+			of.fdatasync = func(int) error { calls++; return errno }
 			for i := range 3 {
 				if err := of.Sync(); err != nil {
 					t.Fatalf("sync %d: %v, want the fsync fallback to succeed", i+1, err)
@@ -45,7 +46,8 @@ func TestSyncFallsBackToFsync(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		of := &osFile{f: f, fdatasync: func(int) error { return unix.EIO }}
+		of := newOSFile(f)
+		of.fdatasync = func(int) error { return unix.EIO }
 		if err := of.Sync(); !errors.Is(err, unix.EIO) || !strings.Contains(err.Error(), "fdatasync") {
 			t.Fatalf("Sync: %v, want the fdatasync EIO", err)
 		}
@@ -53,4 +55,75 @@ func TestSyncFallsBackToFsync(t *testing.T) {
 			t.Fatal("an EIO from fdatasync switched the file to fsync")
 		}
 	})
+}
+
+// TestMappingUnmap: a Mapping from MapReadOnly sees what WriteAt wrote,
+// stays readable after the file is closed, and is released by its own
+// Unmap method; a nil Mapping's Unmap does nothing.
+func TestMappingUnmap(t *testing.T) {
+	f, err := Default.Create(filepath.Join(t.TempDir(), "m"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Allocate(4096); err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.MapReadOnly(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("mapped"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(m[100:106]); got != "mapped" {
+		t.Fatalf("mapping holds %q, want the bytes written", got)
+	}
+	if err := m.Unmap(); err != nil {
+		t.Fatalf("Unmap: %v", err)
+	}
+	if err := Mapping(nil).Unmap(); err != nil {
+		t.Fatalf("Unmap of a nil Mapping: %v", err)
+	}
+}
+
+// TestFileRenameUpdatesName: File.Rename moves the file and Name (and so
+// the path in later errors) follows at once.
+func TestFileRenameUpdatesName(t *testing.T) {
+	dir := t.TempDir()
+	tmp, final := filepath.Join(dir, "x.tmp"), filepath.Join(dir, "x")
+	f, err := Default.Create(tmp, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Rename(final); err != nil {
+		t.Fatal(err)
+	}
+	if f.Name() != final {
+		t.Fatalf("Name after Rename: %q, want %q", f.Name(), final)
+	}
+	if _, err := os.Stat(final); err != nil {
+		t.Fatalf("renamed file: %v", err)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Fatalf("old name after Rename: %v, want it gone", err)
+	}
+	f.Close()
+	if err := f.Sync(); err == nil || !strings.Contains(err.Error(), final) {
+		t.Fatalf("Sync of the closed renamed file: %v, want an error naming %s", err, final)
+	}
+	// A failed rename keeps the name.
+	g, err := Default.Create(filepath.Join(dir, "y"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Rename(filepath.Join(dir, "no", "such", "dir")); err == nil {
+		t.Fatal("rename into a missing directory succeeded")
+	}
+	if g.Name() != filepath.Join(dir, "y") {
+		t.Fatalf("Name after a failed Rename: %q", g.Name())
+	}
 }

@@ -20,7 +20,7 @@ import (
 
 	"github.com/aof2/aof2/aof"
 	aofotel "github.com/aof2/aof2/otel"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // receiver is an in-process OTLP/gRPC receiver: it keeps what the
@@ -109,19 +109,19 @@ func TestOTLPExportReachesAReceiver(t *testing.T) {
 	if !p.OTLP {
 		t.Fatal("OTLP not chosen with OTEL_EXPORTER_OTLP_ENDPOINT set")
 	}
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	reqCtx, req := gootel.Tracer("test").Start(ctx, "request")
 	l, err := aof.OpenContext(reqCtx, t.TempDir(), aof.Config{NoBackgroundFlush: true}, aof.WithFS(fs), aof.WithName("otlp-log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var failed atomic.Bool
-	fs.SetSyncHook(func(int, string) error {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(vfstest.Op) error {
 		if failed.CompareAndSwap(false, true) {
 			return unix.EINTR
 		}
 		return nil
-	})
+	}))
 	id, err := l.Append(reqCtx, []byte("over the wire"))
 	if err == nil {
 		err = l.FlushUntil(reqCtx, id)

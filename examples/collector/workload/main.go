@@ -52,7 +52,7 @@ import (
 	"github.com/aof2/aof2/aof"
 	"github.com/aof2/aof2/otel/otelsetup"
 	"github.com/aof2/aof2/segment"
-	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // serviceName is the service.name the workload reports (unless
@@ -160,7 +160,7 @@ func setDefaultEnv(k, v string) {
 // phases runs every phase and returns the logs still open, by name.
 func (w *workload) phases(ctx context.Context, d time.Duration, faults bool) (map[string]*aof.Log, error) {
 	logs := map[string]*aof.Log{}
-	mainFS := vfs.NewFaultFS(nil)
+	mainFS := vfstest.NewFaultFS(nil)
 	main, err := w.open("main", aof.Config{
 		SegmentSize:    1 << 20,
 		FlushWatermark: 64 << 10,
@@ -334,16 +334,16 @@ func (w *workload) flushUntil(ctx context.Context, l *aof.Log, d time.Duration, 
 
 // transient makes every third sync of l fail with EINTR while a few
 // FlushUntil writers run, so retries show up.
-func (w *workload) transient(ctx context.Context, l *aof.Log, fs *vfs.FaultFS, d time.Duration) error {
+func (w *workload) transient(ctx context.Context, l *aof.Log, fs *vfstest.FaultFS, d time.Duration) error {
 	var injected atomic.Int64
-	fs.SetSyncHook(func(n int, _ string) error {
-		if n%3 == 0 {
+	fs.SetFault(vfstest.Only(vfstest.OpSync, func(op vfstest.Op) error {
+		if op.N%3 == 0 {
 			injected.Add(1)
 			return unix.EINTR
 		}
 		return nil
-	})
-	defer fs.SetSyncHook(nil)
+	}))
+	defer fs.SetFault(nil)
 	before, start := l.Metrics(), time.Now()
 	if _, err := w.durableWriters(ctx, l, "transient", 4, d, 50*time.Millisecond); err != nil {
 		return err
@@ -399,7 +399,7 @@ func (w *workload) backpressure(ctx context.Context, d time.Duration) (*aof.Log,
 // waits for a record: the flush fails, its span ends with status Error, and
 // the log fail-stops. The metrics are exported before the log is closed.
 func (w *workload) hardFailure(ctx context.Context) error {
-	fs := vfs.NewFaultFS(nil)
+	fs := vfstest.NewFaultFS(nil)
 	l, err := w.open("faulty", aof.Config{NoBackgroundFlush: true}, aof.WithFS(fs))
 	if err != nil {
 		return err
@@ -412,7 +412,7 @@ func (w *workload) hardFailure(ctx context.Context) error {
 			return err
 		}
 	}
-	fs.SetSyncHook(func(int, string) error { return unix.EIO })
+	fs.SetFault(vfstest.Fail(vfstest.OpSync, unix.EIO))
 	sctx, span := w.rootSpan(ctx, "hard_failure")
 	id, err := l.Append(sctx, w.payload)
 	if err == nil {

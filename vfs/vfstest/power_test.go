@@ -1,4 +1,4 @@
-package vfs
+package vfstest
 
 import (
 	"bytes"
@@ -88,7 +88,7 @@ func TestPowerModel(t *testing.T) {
 	defer h.Close()
 	_, err = h.WriteAt([]byte("!"), 0)
 	mustDo(t, err)
-	ff.SetSyncHook(func(int, string) error { return os.ErrInvalid })
+	ff.SetFault(Fail(OpSync, os.ErrInvalid))
 	if h.Sync() == nil {
 		t.Fatal("hooked sync succeeded")
 	}

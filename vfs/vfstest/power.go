@@ -1,4 +1,4 @@
-package vfs
+package vfstest
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/aof2/aof2/vfs"
 )
 
 // PowerFS wraps an FS, passes every operation through to it, and keeps a
@@ -48,7 +50,7 @@ import (
 // writing a segment's header and renaming it, between a seal's footer and
 // its sync, in the middle of recovery.
 type PowerFS struct {
-	FS
+	vfs.FS
 	root string
 
 	mu    sync.Mutex
@@ -121,9 +123,9 @@ func (o *nameOp) durable() bool {
 
 // NewPowerFS returns a PowerFS over inner (Default if nil) that models the
 // tree under root. Everything already under root counts as durable.
-func NewPowerFS(inner FS, root string) (*PowerFS, error) {
+func NewPowerFS(inner vfs.FS, root string) (*PowerFS, error) {
 	if inner == nil {
-		inner = Default
+		inner = vfs.Default
 	}
 	root = filepath.Clean(root)
 	p := &PowerFS{FS: inner, root: root, live: map[string]*pentry{}, base: map[string]*pentry{}}
@@ -146,7 +148,7 @@ func NewPowerFS(inner FS, root string) (*PowerFS, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vfs: power model of %s: %w", root, err)
+		return nil, fmt.Errorf("vfstest: power model of %s: %w", root, err)
 	}
 	return p, nil
 }
@@ -212,7 +214,7 @@ func applyName(ns map[string]*pentry, o *nameOp) {
 }
 
 // Create implements FS.
-func (p *PowerFS) Create(path string, perm fs.FileMode) (File, error) {
+func (p *PowerFS) Create(path string, perm fs.FileMode) (vfs.File, error) {
 	f, err := p.FS.Create(path, perm)
 	if err != nil {
 		return nil, err
@@ -231,7 +233,7 @@ func (p *PowerFS) Create(path string, perm fs.FileMode) (File, error) {
 }
 
 // Open implements FS.
-func (p *PowerFS) Open(path string) (File, error) {
+func (p *PowerFS) Open(path string) (vfs.File, error) {
 	f, err := p.FS.Open(path)
 	if err != nil {
 		return nil, err
@@ -245,7 +247,7 @@ func (p *PowerFS) Open(path string) (File, error) {
 	e := p.live[path]
 	if e == nil || e.dir {
 		f.Close()
-		return nil, fmt.Errorf("vfs: power model: open %s: not a file the model knows", path)
+		return nil, fmt.Errorf("vfstest: power model: open %s: not a file the model knows", path)
 	}
 	return &powerFile{File: f, p: p, node: e.node}, nil
 }
@@ -270,6 +272,12 @@ func (p *PowerFS) Rename(oldpath, newpath string) error {
 	if err := p.FS.Rename(oldpath, newpath); err != nil {
 		return err
 	}
+	p.renamed(oldpath, newpath)
+	return nil
+}
+
+// renamed models a rename that succeeded.
+func (p *PowerFS) renamed(oldpath, newpath string) {
 	from, ok1 := p.under(oldpath)
 	to, ok2 := p.under(newpath)
 	if ok1 && ok2 {
@@ -280,7 +288,6 @@ func (p *PowerFS) Rename(oldpath, newpath string) error {
 		p.nameOp(opRename, from, to, nil)
 		p.tick("rename", from)
 	}
-	return nil
 }
 
 // MkdirAll implements FS.
@@ -347,7 +354,7 @@ func (p *PowerFS) SyncDir(path string) error {
 
 // powerFile is a file under the model's root.
 type powerFile struct {
-	File
+	vfs.File
 	p    *PowerFS
 	node *pnode
 }
@@ -358,6 +365,15 @@ func (f *powerFile) record(op dataOp, name string) {
 	op.id = f.p.newID()
 	f.node.pending = append(f.node.pending, op)
 	f.p.tick(name, f.Name())
+}
+
+func (f *powerFile) Rename(newpath string) error {
+	oldpath := f.Name()
+	if err := f.File.Rename(newpath); err != nil {
+		return err
+	}
+	f.p.renamed(oldpath, newpath)
+	return nil
 }
 
 func (f *powerFile) WriteAt(b []byte, off int64) (int, error) {
@@ -537,7 +553,7 @@ const sectorSize = 512
 // description of the choices made, for failure messages.
 func (img *PowerImage) Write(dir string, loss Loss, rng *rand.Rand) (string, error) {
 	if loss >= numLoss {
-		return "", fmt.Errorf("vfs: unknown loss %v", loss)
+		return "", fmt.Errorf("vfstest: unknown loss %v", loss)
 	}
 	ns, desc := img.names(loss, rng)
 	// The tree: directories first (shortest paths first), then files whose
