@@ -97,11 +97,11 @@ const (
 	// divided by 8 within 32 bits.
 	MinSize = 64 << 10
 	MaxSize = 4 << 30
-	// IndexInterval is the spacing in bytes of the sparse index: a record
+	// indexInterval is the spacing in bytes of the sparse index: a record
 	// starting at least this far past the last indexed one gets an entry.
 	// 4 KiB (one page) keeps the footer near 0.2% of the data and bounds a
 	// lookup to one page of frames after a binary search.
-	IndexInterval = 4 << 10
+	indexInterval = 4 << 10
 
 	footerFixedSize = 56
 	indexEntrySize  = 8
@@ -186,11 +186,11 @@ func FrameSize(n int) int64 {
 
 // DataLimit returns the offset at which record data must end in a segment
 // of the given size. The space after it is kept for the largest footer the
-// data could need (one index entry per IndexInterval bytes, about 0.2%) and
+// data could need (one index entry per indexInterval bytes, about 0.2%) and
 // the trailer, so sealing never grows the file and never needs a block the
 // disk may not have.
 func DataLimit(size int64) int64 {
-	maxEntries := int(size/IndexInterval) + 1
+	maxEntries := int(size/indexInterval) + 1
 	return size - TrailerSize - alignUp(FooterSize(maxEntries))
 }
 

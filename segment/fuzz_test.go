@@ -189,10 +189,10 @@ func FuzzScan(f *testing.F) {
 		// Sequential reading.
 		off, seq := int64(HeaderSize), uint64(fuzzBase)
 		for steps := 0; steps < 512; steps++ {
-			rec, next, ok, err := s.ReadFrame(off, nil)
+			rec, next, ok, err := s.readFrame(off, nil)
 			if err != nil {
 				if !errors.Is(err, ErrCorrupt) {
-					t.Fatalf("ReadFrame(%d): %v", off, err)
+					t.Fatalf("readFrame(%d): %v", off, err)
 				}
 				break
 			}
@@ -202,7 +202,7 @@ func FuzzScan(f *testing.F) {
 				}
 				break
 			}
-			// ReadFrame returns the verified frame at off; checking
+			// readFrame returns the verified frame at off; checking
 			// that it holds the sequence number due there is its
 			// caller's job (aof.Reader reports ErrCorrupt).
 			checkRecord(t, file, limit, rec.Seq, rec)
@@ -210,7 +210,7 @@ func FuzzScan(f *testing.F) {
 				break
 			}
 			if next <= off || next > end {
-				t.Fatalf("ReadFrame(%d) says the next frame is at %d (data ends at %d)", off, next, end)
+				t.Fatalf("readFrame(%d) says the next frame is at %d (data ends at %d)", off, next, end)
 			}
 			off, seq = next, seq+1
 		}

@@ -146,7 +146,7 @@ func Open(fs vfs.FS, dir, name string) (*Segment, error) {
 // OpenReadOnly opens an existing segment file for inspection without ever
 // writing to it, also while a writer appends to it: the header is checked,
 // a sealed segment's footer is trusted, and an unsealed one can be scanned
-// (Scan) and read (ReadFrame, Read) up to what the scan found. A file
+// (Scan) and read (Read, ViewFrame) up to what the scan found. A file
 // shorter than its header says is an error wrapping ErrCorrupt (the writer
 // extends such a file when it opens the log). Release it when done.
 func OpenReadOnly(fs vfs.FS, dir, name string) (*Segment, error) {
@@ -327,7 +327,7 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 	off, seq := int64(HeaderSize), s.hdr.BaseSeq
 	r := ScanResult{MaxHint: HeaderSize}
 	s.index = s.index[:0]
-	s.lastIndexed = -IndexInterval
+	s.lastIndexed = -indexInterval
 	s.digest.Reset()
 	for off+FrameHeaderSize <= s.limit {
 		h := DecodeFrameHeader(m[off:])
@@ -337,7 +337,7 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 		if _, err := VerifyFrame(m[off:], h); err != nil {
 			break
 		}
-		if off-s.lastIndexed >= IndexInterval {
+		if off-s.lastIndexed >= indexInterval {
 			s.index = append(s.index, IndexEntry{Seq: seq, Offset: off})
 			s.lastIndexed = off
 		}
@@ -522,7 +522,7 @@ func (s *Segment) Resume(r ScanResult) error {
 	return nil
 }
 
-// Expose makes the good frames a scan found readable (Read, ReadFrame,
+// Expose makes the good frames a scan found readable (Read, ViewFrame,
 // Locate) without making the segment writable: for segments opened with
 // OpenReadOnly. Scanning again later and exposing the new result follows a
 // segment a writer is still appending to.

@@ -58,9 +58,9 @@ import (
 
 // Errors returned by segment operations.
 var (
-	// ErrFull is returned by Reserve when the frames do not fit or the
+	// errFull is returned by Reserve when the frames do not fit or the
 	// segment no longer takes appends.
-	ErrFull = errors.New("aof2: segment full")
+	errFull = errors.New("aof2: segment full")
 	// ErrNotFound is returned when a sequence number is not in a segment.
 	ErrNotFound = errors.New("aof2: record not found")
 	// ErrReleased is returned by reads of a segment whose owner released
@@ -254,7 +254,7 @@ func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
 		return fmt.Errorf("segment %d: %w", s.hdr.Index, err)
 	}
 	s.path = final
-	s.lastIndexed = -IndexInterval
+	s.lastIndexed = -indexInterval
 	s.digest.Reset()
 	s.complete.Store(HeaderSize)
 	s.written.Store(HeaderSize)
@@ -270,14 +270,15 @@ func (s *Segment) Discard() error {
 }
 
 // Reserve claims room for k frames of total size n bytes and returns the
-// offset of the first frame and its sequence number. It returns ErrFull if
-// they do not fit or the segment was closed.
+// offset of the first frame and its sequence number. It returns an error
+// (errFull) if they do not fit or the segment was closed: the caller rolls
+// over to the next segment.
 func (s *Segment) Reserve(n int64, k uint64) (off int64, seq uint64, err error) {
 	for {
 		w := s.resv.Load()
 		end, count, closed := unpackResv(w)
 		if closed || end+n > s.limit {
-			return 0, 0, ErrFull
+			return 0, 0, errFull
 		}
 		if s.resv.CompareAndSwap(w, packResv(end+n, count+k)) {
 			return end, s.hdr.BaseSeq + count, nil
@@ -387,7 +388,7 @@ func (s *Segment) Advance() (end int64, count uint64) {
 		if !ok {
 			break
 		}
-		if off-s.lastIndexed >= IndexInterval {
+		if off-s.lastIndexed >= indexInterval {
 			added = append(added, IndexEntry{Seq: s.hdr.BaseSeq + s.scanCount, Offset: off})
 			s.lastIndexed = off
 		}
@@ -779,15 +780,15 @@ func (s *Segment) Locate(seq uint64) (int64, error) {
 	return s.find(seq)
 }
 
-// ReadFrame reads the frame at off, which must be where a frame starts
-// (HeaderSize, or an offset ReadFrame or Locate returned), for sequential
+// readFrame reads the frame at off, which must be where a frame starts
+// (HeaderSize, or an offset readFrame or Locate returned), for sequential
 // reading. It verifies the checksum, appends the payload to dst and returns
 // the record and the offset of the frame after it. ok is false, with a nil
 // error, when no published frame is at off: off is at the reserved end, or
 // the frame there is reserved but its appender is still copying it. It
 // never waits. A corrupt frame is an error wrapping ErrCorrupt that names
 // the segment and offset, and no payload is returned.
-func (s *Segment) ReadFrame(off int64, dst []byte) (rec Record, next int64, ok bool, err error) {
+func (s *Segment) readFrame(off int64, dst []byte) (rec Record, next int64, ok bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	rec, next, ok, err = s.viewFrame(off)
@@ -797,9 +798,13 @@ func (s *Segment) ReadFrame(off int64, dst []byte) (rec Record, next int64, ok b
 	return rec, next, ok, err
 }
 
-// ViewFrame is ReadFrame without the copy: the payload is a slice of the
-// segment's mapping, read-only, valid while the caller holds a lease
-// (Acquire).
+// ViewFrame reads the frame at off, which must be where a frame starts
+// (HeaderSize, or an offset ViewFrame or Locate returned), for sequential
+// reading (the reader package's cursors). It is readFrame without the copy:
+// the payload is a slice of the segment's mapping, read-only, valid while
+// the caller holds a lease (Acquire). ok is false, with a nil error, when no
+// published frame is at off; a corrupt frame is an error wrapping
+// ErrCorrupt.
 func (s *Segment) ViewFrame(off int64) (rec Record, next int64, ok bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -70,17 +70,17 @@ func TestReserveFillAdvance(t *testing.T) {
 			t.Fatalf("Read(%d) = %+v, %v", seq, rec, err)
 		}
 	}
-	// Past the limit, and after Close, Reserve fails with ErrFull and
+	// Past the limit, and after Close, Reserve fails with errFull and
 	// changes nothing.
-	if _, _, err := s.Reserve(s.Free()+1, 1); !errors.Is(err, ErrFull) {
-		t.Fatalf("Reserve past the limit: %v, want ErrFull", err)
+	if _, _, err := s.Reserve(s.Free()+1, 1); !errors.Is(err, errFull) {
+		t.Fatalf("Reserve past the limit: %v, want errFull", err)
 	}
 	end, count := s.Close()
 	if end != HeaderSize+3*n || count != 3 || !s.Closed() || s.Free() != 0 {
 		t.Fatalf("Close = %d, %d (closed %v, free %d)", end, count, s.Closed(), s.Free())
 	}
-	if _, _, err := s.Reserve(n, 1); !errors.Is(err, ErrFull) {
-		t.Fatalf("Reserve after Close: %v, want ErrFull", err)
+	if _, _, err := s.Reserve(n, 1); !errors.Is(err, errFull) {
+		t.Fatalf("Reserve after Close: %v, want errFull", err)
 	}
 	if e, c := s.Reserved(); e != end || c != count {
 		t.Fatalf("a refused Reserve changed the reservation: %d, %d", e, c)
@@ -113,7 +113,7 @@ func TestConcurrentReservationsAreDense(t *testing.T) {
 	seen := map[string]bool{}
 	off := int64(HeaderSize)
 	for seq := uint64(1); seq <= count; seq++ {
-		rec, next, ok, err := s.ReadFrame(off, nil)
+		rec, next, ok, err := s.readFrame(off, nil)
 		if !ok || err != nil || rec.Seq != seq || rec.Timestamp != int64(seq) {
 			t.Fatalf("frame at %d: %+v, ok %v, %v; want seq %d", off, rec, ok, err, seq)
 		}
