@@ -115,7 +115,7 @@ type Pipeline struct {
 	// waiters register on it, then ask for a flush.
 	waiters wake.Broadcast
 	// advance is woken whenever the durable frontier advances, the
-	// pipeline fails or it closes (see WaitAdvance).
+	// pipeline fails or it closes (see WaitAdvanceSince).
 	advance wake.Broadcast
 
 	pending    atomic.Uint32 // requested reasons, as bits
@@ -415,23 +415,19 @@ func (p *Pipeline) unlessDurable(seq uint64, err error) error {
 	return err
 }
 
-// WaitDurable returns once the record with sequence number seq is durable.
-// If no flush is in flight it runs one on the caller's goroutine (the
-// group-commit leader); otherwise it waits for the next flush to end, which
-// it asks the background goroutine for, and shares it with every other
-// waiter. If the background goroutine is stopped it waits for the flush
-// lock and flushes on the caller's goroutine.
-// It returns the pipeline's *FailError if the log failed, the Close error
-// if it closed first, and ctx's error if ctx ends first.
-func (p *Pipeline) WaitDurable(ctx context.Context, seq uint64) error {
-	return p.WaitDurableSince(ctx, seq, p.Epoch())
-}
-
-// WaitDurableSince is WaitDurable for a sequence number taken when Epoch
-// returned epoch. If an Exclusive call lowers the frontier to or below seq
-// meanwhile, the record seq was removed (after being made durable), and
-// no flush will ever make it durable again: it returns ErrLowered instead
-// of waiting for a new record with the same number.
+// WaitDurableSince returns once the record with sequence number seq,
+// taken when Epoch returned epoch, is durable: the log's Sync and durable
+// appends wait with it. If no flush is in flight it runs one on the
+// caller's goroutine (the group-commit leader); otherwise it waits for the
+// next flush to end, which it asks the background goroutine for, and
+// shares it with every other waiter. If the background goroutine is
+// stopped it waits for the flush lock and flushes on the caller's
+// goroutine. If an Exclusive call lowers the frontier to or below seq
+// meanwhile, the record seq was removed (after being made durable), and no
+// flush will ever make it durable again: it returns ErrLowered instead of
+// waiting for a new record with the same number. It returns the pipeline's
+// *FailError if the log failed, the Close error if it closed first, and
+// ctx's error if ctx ends first.
 func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) error {
 	for {
 		// Register first, then look: a flush or Stop that ends after
@@ -485,27 +481,22 @@ func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) erro
 	}
 }
 
-// WaitAdvance returns once the durable frontier is past past (Durable() >
-// past), without asking for a flush: it only watches the flushes that run
-// anyway (the interval timer, the watermark, other waiters). Tail
-// followers use it so that following the log does not add syncs. With the
-// background goroutine stopped, nothing guarantees progress and it waits
-// until another caller flushes or ctx ends. It returns the pipeline's
-// *FailError if the log failed, the Close error if it closed, and ctx's
-// error if ctx ends first.
+// WaitAdvanceSince returns once the durable frontier is past past
+// (Durable() > past), or once an Exclusive call set the frontier after
+// Epoch returned epoch (the frontier may then be lower than before, and
+// past may name a record that was removed). It does not ask for a flush:
+// it only watches the flushes that run anyway (the interval timer, the
+// watermark, other waiters). Tail followers use it so that following the
+// log does not add syncs. With the background goroutine stopped, nothing
+// guarantees progress and it waits until another caller flushes or ctx
+// ends. It returns the pipeline's *FailError if the log failed, the Close
+// error if it closed, and ctx's error if ctx ends first.
 //
 // It does not wait on the group-commit broadcast (waiters): that one is
 // closed when the next flush to *start* ends, so a waiter that registers
 // while the last flush runs, and looks before that flush stores the new
 // frontier, would sleep until some later flush, which on an idle log never
 // comes. advance is woken after every store of a new frontier instead.
-func (p *Pipeline) WaitAdvance(ctx context.Context, past uint64) error {
-	return p.WaitAdvanceSince(ctx, past, p.Epoch())
-}
-
-// WaitAdvanceSince is WaitAdvance that also returns nil once an Exclusive
-// call set the frontier after Epoch returned epoch: the frontier may then
-// be lower than before, and past may name a record that was removed.
 func (p *Pipeline) WaitAdvanceSince(ctx context.Context, past, epoch uint64) error {
 	for {
 		// Register first, then look: a frontier stored after this

@@ -31,7 +31,7 @@ func TestWaitAdvance(t *testing.T) {
 	// It never asks for a flush: with none running, it waits for ctx.
 	g.append(3)
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	err := p.WaitAdvance(short, 1)
+	err := p.waitAdvance(short, 1)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) || p.Durable() != 1 {
 		t.Fatalf("WaitAdvance with no flush: %v, durable %d", err, p.Durable())
@@ -43,7 +43,7 @@ func TestWaitAdvance(t *testing.T) {
 	go func() { flushed <- p.Flush(ctx, ReasonExplicit) }()
 	<-g.entered
 	waited := make(chan error)
-	go func() { waited <- p.WaitAdvance(ctx, 1) }()
+	go func() { waited <- p.waitAdvance(ctx, 1) }()
 	time.Sleep(10 * time.Millisecond) // let the waiter register
 	close(g.release)
 	if err := <-flushed; err != nil {
@@ -57,14 +57,14 @@ func TestWaitAdvance(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("WaitAdvance missed the flush that advanced the frontier")
 	}
-	if err := p.WaitAdvance(ctx, 3); err != nil {
+	if err := p.waitAdvance(ctx, 3); err != nil {
 		t.Fatalf("WaitAdvance below the frontier: %v", err)
 	}
 
 	// A failure and Close end waits.
 	g.err = unix.EIO
 	g.append(1)
-	go func() { waited <- p.WaitAdvance(ctx, 4) }()
+	go func() { waited <- p.waitAdvance(ctx, 4) }()
 	go func() { <-g.entered }()
 	if err := p.Flush(ctx, ReasonExplicit); !errors.Is(err, ErrFailed) {
 		t.Fatalf("flush after EIO: %v", err)
@@ -75,7 +75,7 @@ func TestWaitAdvance(t *testing.T) {
 
 	q := New(newFake(), Config{Interval: time.Hour, Watermark: 1 << 30}, &m, 1)
 	closedErr := errors.New("closed")
-	go func() { waited <- q.WaitAdvance(ctx, 1) }()
+	go func() { waited <- q.waitAdvance(ctx, 1) }()
 	time.Sleep(10 * time.Millisecond)
 	q.Close(closedErr)
 	if err := <-waited; !errors.Is(err, closedErr) {

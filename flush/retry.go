@@ -11,9 +11,9 @@ import (
 )
 
 // RetryPolicy bounds how a failed sync is retried. Only transient errors
-// (see Transient) are retried; any other failure is final at once, because
-// on Linux a failed fsync marks the dirty pages clean and a later fsync that
-// succeeds proves nothing about them.
+// (EINTR, EAGAIN, EBUSY, ETIMEDOUT) are retried; any other failure is final
+// at once, because on Linux a failed fsync marks the dirty pages clean and a
+// later fsync that succeeds proves nothing about them.
 type RetryPolicy struct {
 	// Attempts is the total number of sync attempts, the first included.
 	// 1 means no retry.
@@ -45,8 +45,8 @@ func (p RetryPolicy) Validate() error {
 	return nil
 }
 
-// Delay returns the wait before retry number n (1 for the first retry).
-func (p RetryPolicy) Delay(n int) time.Duration {
+// delay returns the wait before retry number n (1 for the first retry).
+func (p RetryPolicy) delay(n int) time.Duration {
 	d := p.BaseDelay
 	for i := 1; i < n && d < p.MaxDelay; i++ {
 		d *= 2
@@ -58,10 +58,10 @@ func (p RetryPolicy) Delay(n int) time.Duration {
 	return d
 }
 
-// Transient reports whether err is a sync failure worth retrying: EINTR,
+// transient reports whether err is a sync failure worth retrying: EINTR,
 // EAGAIN, EBUSY or ETIMEDOUT. EIO, ENOSPC, EROFS and everything else are
 // not.
-func Transient(err error) bool {
+func transient(err error) bool {
 	return errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) ||
 		errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ETIMEDOUT)
 }
@@ -106,7 +106,7 @@ func (p RetryPolicy) Sync(ctx context.Context, m *Metrics, sync func() error, ob
 			}
 			return nil
 		}
-		if !Transient(err) || attempt >= p.Attempts {
+		if !transient(err) || attempt >= p.Attempts {
 			a.Final = true
 			m.retryFailures.Add(1)
 			if observe != nil {
@@ -117,7 +117,7 @@ func (p RetryPolicy) Sync(ctx context.Context, m *Metrics, sync func() error, ob
 			}
 			return err
 		}
-		a.Backoff = p.Delay(attempt)
+		a.Backoff = p.delay(attempt)
 		m.retryAttempts.Add(1)
 		if observe != nil {
 			observe(a)

@@ -13,12 +13,12 @@ import (
 
 func TestTransient(t *testing.T) {
 	for _, e := range []unix.Errno{unix.EINTR, unix.EAGAIN, unix.EBUSY, unix.ETIMEDOUT} {
-		if !Transient(&fs.PathError{Op: "fdatasync", Path: "x", Err: e}) {
+		if !transient(&fs.PathError{Op: "fdatasync", Path: "x", Err: e}) {
 			t.Errorf("%v not transient", e)
 		}
 	}
 	for _, e := range []unix.Errno{unix.EIO, unix.ENOSPC, unix.EROFS, unix.EBADF} {
-		if Transient(fmt.Errorf("wrapped: %w", e)) {
+		if transient(fmt.Errorf("wrapped: %w", e)) {
 			t.Errorf("%v transient", e)
 		}
 	}
@@ -31,13 +31,13 @@ func TestDelayIsBoundedAndGrows(t *testing.T) {
 	p := RetryPolicy{Attempts: 10, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 	want := []time.Duration{1, 2, 4, 5, 5}
 	for i, w := range want {
-		if d := p.Delay(i + 1); d != w*time.Millisecond {
+		if d := p.delay(i + 1); d != w*time.Millisecond {
 			t.Errorf("Delay(%d) = %v, want %v", i+1, d, w*time.Millisecond)
 		}
 	}
 	p.Jitter = 0.5
 	for range 100 {
-		if d := p.Delay(2); d < time.Millisecond || d > 3*time.Millisecond {
+		if d := p.delay(2); d < time.Millisecond || d > 3*time.Millisecond {
 			t.Fatalf("Delay with 50%% jitter = %v, want within [1ms, 3ms]", d)
 		}
 	}
@@ -134,18 +134,18 @@ func TestWaitDurableNeverHangs(t *testing.T) {
 	defer cancel()
 	for i := uint64(1); i <= 200; i++ {
 		f.append(1)
-		if err := p.WaitDurable(ctx, i); err != nil {
+		if err := p.waitDurable(ctx, i); err != nil {
 			t.Fatalf("WaitDurable(%d): %v", i, err)
 		}
 	}
 	f.err = unix.EIO
 	f.append(1)
-	err := p.WaitDurable(ctx, 201)
+	err := p.waitDurable(ctx, 201)
 	var fe *FailError
 	if !errors.As(err, &fe) || !errors.Is(err, unix.EIO) || !errors.Is(err, ErrFailed) {
 		t.Fatalf("after EIO: %v", err)
 	}
-	if err := p.WaitDurable(ctx, 500); !errors.Is(err, ErrFailed) {
+	if err := p.waitDurable(ctx, 500); !errors.Is(err, ErrFailed) {
 		t.Fatalf("a later waiter: %v", err)
 	}
 }
