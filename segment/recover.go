@@ -145,8 +145,10 @@ func Open(fs vfs.FS, dir, name string) (*Segment, error) {
 
 // OpenReadOnly opens an existing segment file for inspection without ever
 // writing to it, also while a writer appends to it: the header is checked,
-// a sealed segment's footer is trusted, and an unsealed one can be scanned
-// (Scan) and read (Read, ViewFrame) up to what the scan found. A file
+// a sealed segment's footer is trusted and its records read (Read,
+// Locate, ViewFrame), and an unsealed one can be scanned (Scan): its frames
+// up to what the scan found are read with the format's decoders
+// (DecodeFrameHeader, VerifyFrame), as inspect does. A file
 // shorter than its header says is an error wrapping ErrCorrupt (the writer
 // extends such a file when it opens the log). Release it when done.
 func OpenReadOnly(fs vfs.FS, dir, name string) (*Segment, error) {
@@ -520,14 +522,4 @@ func (s *Segment) Resume(r ScanResult) error {
 	s.durable.Store(r.MaxHint)
 	s.headerSynced = false
 	return nil
-}
-
-// Expose makes the good frames a scan found readable (Read, ViewFrame,
-// Locate) without making the segment writable: for segments opened with
-// OpenReadOnly. Scanning again later and exposing the new result follows a
-// segment a writer is still appending to.
-func (s *Segment) Expose(r ScanResult) {
-	s.scanCount = r.Count
-	s.resv.Store(packResv(r.End, r.Count) | closedBit)
-	s.complete.Store(r.End)
 }
