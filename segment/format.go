@@ -78,6 +78,11 @@ import (
 //	+---------------+---------------+---------------+---------------+
 //	| magic         | footer offset | footer length | xxhash64[0:24)|
 //	+---------------+---------------+---------------+---------------+
+//
+// The encoders and decoders in this file are the format's one
+// implementation: the writer and recovery use them, tools (inspect,
+// cmd/aof) read files with them, and tests build damaged directories with
+// correct checksums with them.
 const (
 	// HeaderSize is the size of the segment header. A multiple of 8, so
 	// the first frame is aligned.
@@ -220,8 +225,8 @@ func publishWord(length uint32, hint int64) [8]byte {
 
 // EncodeFrame writes the frame of payload into b, which must hold
 // FrameSize(len(payload)) bytes, and returns the publish word that the
-// caller stores at b[8:16] to complete the frame (see Publish). Padding
-// bytes are assumed zero.
+// caller stores at b[8:16] to complete the frame (Segment.Fill stores it
+// last and atomically). Padding bytes are assumed zero.
 func EncodeFrame(b []byte, payload []byte, seq uint64, ts int64, hint int64) [8]byte {
 	n := len(payload)
 	w := publishWord(uint32(n), hint)
