@@ -574,7 +574,7 @@ func (l *Log) Sync(ctx context.Context) error {
 // to dst (which may be nil): random access through the segment's sparse
 // index (a binary search, then a walk of at most 4 KiB of frames). The
 // record's checksum is verified: a corrupt record is an error wrapping
-// ErrCorrupt naming segment and offset, and no payload is returned. A
+// *CorruptError (errors.Is ErrCorrupt) naming file, segment and offset, and no payload is returned. A
 // record being appended concurrently is read once its Append has copied
 // it. A record that retention or TruncateBack removed is a
 // *TruncatedError; one not appended yet wraps ErrNotFound; seq 0 wraps

@@ -83,7 +83,7 @@ func (l *Log) NewReader(from uint64, level Level, opts ...ReaderOption) (*Reader
 // positioning, if an appender is copying a record before from). A later
 // call continues once more records are available, so a Reader can be
 // polled. Next returns false for good, with Err set, on a corrupt record
-// (an error wrapping ErrCorrupt naming segment and offset), on a record
+// (an error wrapping *CorruptError (errors.Is ErrCorrupt) naming file, segment and offset), on a record
 // that retention or TruncateBack removed before the Reader got to it (a
 // *TruncatedError), once the Reader or the log is closed (ErrClosed), or,
 // for a Durable reader at its frontier, once the log has failed (the
@@ -139,7 +139,7 @@ func (r *Reader) All() iter.Seq2[Record, error] {
 // next iteration (zero-copy; opts as for NewReader). The iteration ends
 // when the caller stops it, or with one final zero Record and an error:
 // ctx's error, ErrClosed once the log is closed, the error of NewReader
-// (an invalid from), an ErrCorrupt naming segment and offset, a
+// (an invalid from), an *CorruptError (errors.Is ErrCorrupt) naming file, segment and offset, a
 // *TruncatedError if retention removed records before the follower got to
 // them (its First says where to continue), or the log's *FailError.
 func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...ReaderOption) iter.Seq2[Record, error] {

@@ -226,7 +226,7 @@ func New(src Source, from uint64, level Level, opts ...Option) (*Reader, error) 
 // positioning, if an appender is copying a record before from). A later
 // call continues once more records are available, so a Reader can be
 // polled. Next returns false for good, with Err set, on a corrupt record
-// (an error wrapping segment.ErrCorrupt naming segment and offset), on a
+// (an error wrapping segment.ErrCorrupt, a *segment.CorruptError naming file, segment and offset), on a
 // record that retention or TruncateBack removed before the Reader got to
 // it (a *TruncatedError), once the Reader or the log is closed
 // (ErrClosed), or, for a Durable reader at its frontier, once the log has
@@ -400,7 +400,7 @@ func (r *Reader) Seq() uint64 { return r.seq }
 // next iteration (zero-copy; opts as for New). The iteration ends when
 // the caller stops it, or with one final zero Record and an error: ctx's
 // error, ErrClosed once the log is closed, the error of New (an invalid
-// from), an error wrapping segment.ErrCorrupt naming segment and offset, a
+// from), an error wrapping segment.ErrCorrupt, a *segment.CorruptError naming file, segment and offset, a
 // *TruncatedError if records were removed before the follower got to them
 // (its Continue says where to go on), or the log's failure.
 func Follow(ctx context.Context, src Source, from uint64, level Level, opts ...Option) iter.Seq2[Record, error] {
