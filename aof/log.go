@@ -70,13 +70,12 @@ import (
 	"github.com/aof2/aof2/vfs"
 )
 
-// RecordID locates a record. Seq is its dense sequence number (the first
-// record of a log has Seq 1); Segment and Offset say where its frame is.
-type RecordID struct {
-	Seq     uint64 // sequence number
-	Segment uint64 // index of the segment holding it
-	Offset  int64  // offset of its frame in the segment file
-}
+// RecordID locates a record: Append returns it, FlushUntil takes it, and
+// Record.ID gives it back for a record read. Seq is its dense sequence
+// number (the first record of a log has Seq 1); Segment and Offset say
+// where its frame is. The reader package defines it, so that a Record
+// read there can name it.
+type RecordID = reader.RecordID
 
 // seg is a segment with its place in the log's byte stream.
 type seg struct {

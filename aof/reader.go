@@ -98,7 +98,7 @@ func (r *Reader) Close() { r.r.Close() }
 // Record returns the record Next advanced to. Without CopyPayloads its
 // Payload is read-only and valid until the next call to Next or Close;
 // copy it to keep it longer.
-func (r *Reader) Record() Record { return Record(r.r.Record()) }
+func (r *Reader) Record() Record { return r.r.Record() }
 
 // Err returns the error that stopped the Reader, or nil if Next returned
 // false only because it reached the frontier.
@@ -145,7 +145,7 @@ func (r *Reader) All() iter.Seq2[Record, error] {
 func (l *Log) Follow(ctx context.Context, from uint64, level Level, opts ...ReaderOption) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
 		for rec, err := range reader.Follow(ctx, readSource{l}, from, level, opts...) {
-			if !yield(Record(rec), err) {
+			if !yield(rec, err) {
 				return
 			}
 		}

@@ -7,35 +7,16 @@ import (
 )
 
 // Record is one record read back from the log (Read, a Reader, Follow,
-// ReadRange). It has the fields of reader.Record, which it converts from.
-type Record struct {
-	// Seq is the record's sequence number.
-	Seq uint64
-	// Timestamp is its append time, in Unix nanoseconds.
-	Timestamp int64
-	// Segment is the index of the segment holding it, and Offset the
-	// offset of its frame in that segment's file: with Seq, its
-	// RecordID (see ID).
-	Segment uint64
-	Offset  int64
-	// Size is the size of its frame on disk: the 32-byte frame header,
-	// the payload and the padding to 8 bytes.
-	Size int64
-	// Payload is the record's payload. Whether the caller owns it
-	// depends on the call that returned the record: Read copies it,
-	// Readers and Follow return a read-only view unless CopyPayloads.
-	Payload []byte
-}
-
-// ID returns the record's RecordID, the one Append returned for it:
-// FlushUntil accepts it.
-func (r Record) ID() RecordID {
-	return RecordID{Seq: r.Seq, Segment: r.Segment, Offset: r.Offset}
-}
+// ReadRange): Seq, Timestamp, Segment, Offset, Size (of its frame on disk)
+// and Payload; ID returns its RecordID. Whether the caller owns Payload
+// depends on the call that returned it: Read copies it, Readers and Follow
+// return a read-only view unless CopyPayloads. The reader package defines
+// it.
+type Record = reader.Record
 
 // record converts a record the segment s decoded.
 func record(s *seg, rec segment.Record) Record {
-	return Record(reader.MakeRecord(s.Segment, rec))
+	return reader.MakeRecord(s.Segment, rec)
 }
 
 // RetryPolicy bounds how a sync that failed with a transient error

@@ -93,8 +93,16 @@ func (e *TruncatedError) Continue() uint64 {
 	return e.First
 }
 
-// Record is one record a Reader read. Package aof's Record has the same
-// fields (it adds the ID method) and converts from it.
+// RecordID locates a record: Seq is its dense sequence number (the first
+// record of a log has Seq 1); Segment and Offset say where its frame is.
+// Package aof's Append returns it (aof.RecordID is this type).
+type RecordID struct {
+	Seq     uint64 // sequence number
+	Segment uint64 // index of the segment holding it
+	Offset  int64  // offset of its frame in the segment file
+}
+
+// Record is one record a Reader read (aof.Record is this type).
 type Record struct {
 	// Seq is the record's sequence number.
 	Seq uint64
@@ -109,6 +117,11 @@ type Record struct {
 	Size int64
 	// Payload is the record's payload.
 	Payload []byte
+}
+
+// ID returns the record's RecordID, the one Append returned for it.
+func (r Record) ID() RecordID {
+	return RecordID{Seq: r.Seq, Segment: r.Segment, Offset: r.Offset}
 }
 
 // MakeRecord returns the Record for rec, which s decoded.
