@@ -376,17 +376,7 @@ func (l *Log) finishCut(m segment.CutMark, dropped []string, segs []*seg, keep [
 // its checks fails recovery, naming the file: the records before the lost
 // front would come back.
 func (l *Log) readFront() (*segment.FrontMark, error) {
-	b, ok, err := segment.ReadMark(l.fs, l.frontMarkPath())
-	if err == nil && ok {
-		var m segment.FrontMark
-		if m, err = segment.DecodeFrontMark(b[:]); err == nil {
-			return &m, nil
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("aof2: recover %s: %s: %w", l.dir, segment.FrontFile, err)
-	}
-	return nil, nil
+	return readMarkFile(l, l.frontMarkPath(), segment.FrontFile, segment.DecodeFrontMark)
 }
 
 // readCut reads the CUT mark, or nil without one. A CUT that fails its
@@ -394,15 +384,21 @@ func (l *Log) readFront() (*segment.FrontMark, error) {
 // file, synced, then renamed, so one that fails was damaged, and with it
 // where the cut ends is unknown.
 func (l *Log) readCut() (*segment.CutMark, error) {
-	b, ok, err := segment.ReadMark(l.fs, l.cutMarkPath())
+	return readMarkFile(l, l.cutMarkPath(), segment.CutFile, segment.DecodeCutMark)
+}
+
+// readMarkFile reads and decodes the mark file at path (named name in
+// errors), or returns nil if there is none.
+func readMarkFile[M any](l *Log, path, name string, decode func([]byte) (M, error)) (*M, error) {
+	b, ok, err := segment.ReadMark(l.fs, path)
 	if err == nil && ok {
-		var m segment.CutMark
-		if m, err = segment.DecodeCutMark(b[:]); err == nil {
+		var m M
+		if m, err = decode(b[:]); err == nil {
 			return &m, nil
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("aof2: recover %s: %s: %w", l.dir, segment.CutFile, err)
+		return nil, fmt.Errorf("aof2: recover %s: %s: %w", l.dir, name, err)
 	}
 	return nil, nil
 }
