@@ -7,6 +7,7 @@ import (
 	"iter"
 
 	"github.com/aof2/aof2/flush"
+	"github.com/aof2/aof2/reader"
 )
 
 // What an index-addressed user (a Raft log store, a replicated journal)
@@ -114,10 +115,17 @@ func (l *Log) ReadRange(lo, hi uint64, maxBytes int64, opts ...ReaderOption) ite
 			yield(Record{}, fmt.Errorf("%w: range [%d, %d): the log holds [%d, %d)", ErrNotFound, lo, hi, first, next))
 			return
 		}
-		// Every record of the range was appended: Follow returns them
-		// (waiting only for appenders still copying) or an error.
+		// Every record of the range was appended: the Reader returns
+		// each (waiting only for appenders still copying) or an error.
+		r, err := reader.New(readSource{l}, lo, Written, opts...)
+		if err != nil {
+			yield(Record{}, err)
+			return
+		}
+		defer r.Close()
 		var size int64
-		for rec, err := range l.Follow(context.Background(), lo, Written, opts...) {
+		for {
+			rec, err := l.rangeNext(r)
 			if err != nil {
 				yield(Record{}, err)
 				return
@@ -130,5 +138,39 @@ func (l *Log) ReadRange(lo, hi uint64, maxBytes int64, opts ...ReaderOption) ite
 				return
 			}
 		}
+	}
+}
+
+// rangeNext returns r's next record for ReadRange, whose records were
+// all appended when it began: it waits for an appender still copying one
+// or for a cut running, and returns r's error, or a *TruncatedError (Back
+// set) if a cut ended the log at or before r's next record (a Reader at
+// the new end would wait there for new records, which may never come).
+func (l *Log) rangeNext(r *reader.Reader) (Record, error) {
+	for {
+		if r.Next() {
+			return r.Record(), nil
+		}
+		if err := r.Err(); err != nil {
+			return Record{}, err
+		}
+		// Armed before looking: a publish, a cut or Close after the
+		// look wakes ch.
+		ch := l.tail.arm()
+		l.cuts.WaitIdle()
+		// The end goes down only with a cut: the record, below the end
+		// when the range began, is gone if it is not below it now.
+		if seq, next := r.Seq(), l.nextSeq(); seq >= next {
+			l.tail.disarm()
+			return Record{}, &TruncatedError{Seq: seq, First: l.front.Load(), Next: next, Back: true}
+		}
+		if r.Next() {
+			l.tail.disarm()
+			return r.Record(), nil
+		}
+		if r.Err() == nil {
+			<-ch
+		}
+		l.tail.disarm()
 	}
 }
