@@ -70,7 +70,10 @@ func (m Metrics) FlushesByMode(md FlushMode) uint64 {
 	return m.flush.ByMode(md)
 }
 
-// Metrics returns a snapshot of the log's counters and gauges.
+// Metrics returns a snapshot of the log's counters and gauges. A snapshot
+// is never taken in the middle of a TruncateBack or Reset: while one runs,
+// Metrics (and so an OpenTelemetry collection) waits for it to end, also
+// when the cut waits for a stalled disk sync.
 func (l *Log) Metrics() Metrics {
 	for {
 		// A TruncateBack changes the end, the durable position and the
