@@ -196,10 +196,11 @@ type Reader struct {
 	level Level
 	copy  bool
 
-	seq uint64           // sequence number of the next record to return
-	s   *segment.Segment // segment holding seq, leased; nil until positioned
-	off int64            // offset of seq's frame in s
-	gen uint64           // the cut generation when positioned
+	seq      uint64           // sequence number of the next record to return
+	s        *segment.Segment // segment holding seq, leased; nil until positioned
+	off      int64            // offset of seq's frame in s
+	segIndex uint64           // s's index, for the records it returns
+	gen      uint64           // the cut generation when positioned
 
 	rec Record
 	err error
@@ -294,7 +295,8 @@ func (r *Reader) Next() bool {
 			if r.copy {
 				rec.Payload = append([]byte(nil), rec.Payload...)
 			}
-			r.rec = MakeRecord(r.s, rec)
+			r.rec = Record{Seq: rec.Seq, Timestamp: rec.Timestamp, Segment: r.segIndex, Offset: rec.Offset,
+				Size: next - rec.Offset, Payload: rec.Payload}
 			r.off = next
 			r.seq++
 			return true
@@ -321,7 +323,7 @@ func (r *Reader) Next() bool {
 			return r.fail(r.released())
 		}
 		r.s.Unlease()
-		r.s, r.off = succ, segment.HeaderSize
+		r.s, r.off, r.segIndex = succ, segment.HeaderSize, succ.Header().Index
 	}
 }
 
@@ -340,7 +342,7 @@ func (r *Reader) position() bool {
 		s.Unlease()
 		return r.fail(err)
 	}
-	r.s, r.off = s, off
+	r.s, r.off, r.segIndex = s, off, s.Header().Index
 	return true
 }
 
