@@ -325,35 +325,14 @@ type ScanResult struct {
 // each one, and builds the segment's sparse index as it goes. vouched is an
 // offset known durable from elsewhere (a DurableMark), or 0.
 func (s *Segment) Scan(vouched int64) ScanResult {
-	m := s.rmap[:s.limit]
-	off, seq := int64(HeaderSize), s.hdr.BaseSeq
-	r := ScanResult{MaxHint: HeaderSize}
 	s.index = s.index[:0]
 	s.lastIndexed = -indexInterval
 	s.digest.Reset()
-	for off+FrameHeaderSize <= s.limit {
-		h := DecodeFrameHeader(m[off:])
-		if !Plausible(h, off, seq, s.limit) {
-			break
-		}
-		if _, err := VerifyFrame(m[off:], h); err != nil {
-			break
-		}
-		if off-s.lastIndexed >= indexInterval {
-			s.index = append(s.index, IndexEntry{Seq: seq, Offset: off})
-			s.lastIndexed = off
-		}
-		r.MaxHint = max(r.MaxHint, h.Hint)
-		next := off + FrameSize(int(h.Len))
-		s.digest.Write(m[off:next])
-		off, seq = next, seq+1
-	}
+	off, seq, maxHint := s.walk(HeaderSize, s.hdr.BaseSeq, noLimit)
+	r := ScanResult{MaxHint: maxHint}
 	r.End, r.Count = off, seq-s.hdr.BaseSeq
 	s.scanCount = r.Count
-	if vouched > off {
-		r.Corrupt = Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) where the durable mark says data was durable up to offset %d",
-			seq, vouched)
-	} else {
+	if r.Corrupt = s.vouchedPast(off, seq, vouched); r.Corrupt == nil {
 		r.MaxHint = max(r.MaxHint, vouched)
 	}
 	r.DurableCount = s.countBefore(r.MaxHint)
@@ -363,18 +342,71 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 		// rest of the segment.
 		return r
 	}
+	garbage, corrupt := s.tail(off, seq)
+	r.Garbage = garbage
+	if r.Corrupt == nil {
+		r.Corrupt = corrupt
+	}
+	return r
+}
+
+// vouchedPast returns the error for good frames that end at off (seq
+// expected there) short of vouched, an offset a durable mark says was
+// durable, or nil.
+func (s *Segment) vouchedPast(off int64, seq uint64, vouched int64) error {
+	if vouched <= off {
+		return nil
+	}
+	return Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) where the durable mark says data was durable up to offset %d",
+		seq, vouched)
+}
+
+// noLimit is walk's upTo when nothing limits it.
+const noLimit = ^uint64(0)
+
+// walk checks the frames from off, which holds seq, up to the first one
+// that is not complete and valid or that holds upTo, and adds them to the
+// sparse index and the data digest. It returns where it stopped and the
+// largest durable hint of the frames it passed (HeaderSize for none).
+// Recovery's Scan and read-only inspection's Observe walk with it.
+func (s *Segment) walk(off int64, seq, upTo uint64) (int64, uint64, int64) {
+	m := s.rmap[:s.limit]
+	maxHint := int64(HeaderSize)
+	for off+FrameHeaderSize <= s.limit && seq < upTo {
+		h := DecodeFrameHeader(m[off:])
+		if !Plausible(h, off, seq, s.limit) {
+			break
+		}
+		if _, err := VerifyFrame(m[off:], h); err != nil {
+			break
+		}
+		if off-s.lastIndexed >= indexInterval {
+			s.mu.Lock() // readers' find may look at the index meanwhile (Observe)
+			s.index = append(s.index, IndexEntry{Seq: seq, Offset: off})
+			s.mu.Unlock()
+			s.lastIndexed = off
+		}
+		maxHint = max(maxHint, h.Hint)
+		next := off + FrameSize(int(h.Len))
+		s.digest.Write(m[off:next])
+		off, seq = next, seq+1
+	}
+	return off, seq, maxHint
+}
+
+// tail judges the bytes after off, the end of the good frames, where seq
+// was expected: garbage is the number of bytes from off to the last
+// non-zero byte of the data area (0: the segment ends cleanly in zeros),
+// and corrupt, if not nil, says that a good-looking frame further on
+// vouches that off was already durable when it was appended: the bad bytes
+// are damage to durable data, not a tail torn by a crash.
+func (s *Segment) tail(off int64, seq uint64) (garbage int64, corrupt error) {
+	m := s.rmap[:s.limit]
 	last := lastNonZero(m[off:])
 	if last < 0 {
-		return r
+		return 0, nil
 	}
-	r.Garbage = alignUp(int64(last) + 1)
-	if r.Corrupt != nil {
-		return r
-	}
-	// Bad bytes follow the good frames. If a good-looking frame further on
-	// vouches that the bad offset was already durable when it was
-	// appended, the bad bytes are damage to durable data, not a tail torn
-	// by a crash.
+	garbage = alignUp(int64(last) + 1)
 	for p := off + Align; p+FrameHeaderSize <= s.limit; p += Align {
 		h := DecodeFrameHeader(m[p:])
 		if h.Seq < seq || h.Hint <= off || h.Hint > p || p+FrameSize(int(h.Len)) > s.limit {
@@ -383,11 +415,10 @@ func (s *Segment) Scan(vouched int64) ScanResult {
 		if _, err := VerifyFrame(m[p:], h); err != nil {
 			continue
 		}
-		r.Corrupt = Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
+		return garbage, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
 			seq, h.Seq, p, h.Hint)
-		break
 	}
-	return r
+	return garbage, nil
 }
 
 // countBefore returns the number of good frames that end at or before off,
