@@ -9,30 +9,27 @@
 // writes with pwrite are seen at once (the page cache is shared). Every
 // record returned has had its checksum verified.
 //
-// # Following a live log
+// # Reading records
 //
-// A writer appends to the last segment and, when it is full, activates the
-// next one (header written, file renamed into segments/) and seals the full
-// one later, once its last bytes are durable. A Reader therefore moves on
-// from a segment as soon as the next segment's base sequence number is the
-// one it wants next (density of sequence numbers proves the segment before
-// holds nothing more), or once the segment is sealed and read to its
-// footer's data end. It reads frames incrementally from where it stopped, and
-// opens the next segment by its predictable name, so a look when nothing is
-// new costs one frame-header check and one failed open (about 4 µs), against
-// 15-30 ms to rescan a full 64 MiB segment from its header.
+// Records are read with package reader, the library's own reader, over
+// the directory as a Source (OpenSource): the tool and the library's
+// Follow share one reader and one set of rules. The Source hands the
+// Reader segments opened read-only; it brings the last one up to date
+// incrementally (segment.Observe: a look when nothing is new reads one
+// frame header, tries to open the next segment by its predictable name and
+// stats the file, about a few µs, against 15-30 ms to rescan a full 64 MiB
+// segment from its header).
 //
 // Without the lock, the writer renames, writes, cuts and removes segments
-// while they are read. When segments do not line up, a Reader and Verify
+// while they are read. When segments do not line up, the Source and Verify
 // take a fresh look (the directory listed again, FRONT and CUT reread)
 // and report corruption only if the evidence still holds; records the
 // writer removed are a *TruncatedError, not corruption.
 //
 // # Concurrency
 //
-// A Reader, a Dir and a Survey are for one goroutine each. Payloads returned
-// by a Reader are copies in a buffer the Reader reuses: valid until its
-// next Next.
+// A Source serves one Reader at a time; a Dir and a Survey are for one
+// goroutine each.
 package inspect
 
 import (
@@ -63,9 +60,9 @@ const (
 // ErrNotLog is wrapped when a directory does not look like an aof2 log.
 var ErrNotLog = errors.New("not an aof2 log directory")
 
-// ErrTornTail is wrapped by the error a Reader reports when it stopped at
-// bytes that are not a complete record and that no later record vouches
-// were durable: what the writer truncates when it opens the log (or, on a
+// ErrTornTail is wrapped by the error Source.Poll reports when a Reader
+// stopped at bytes that are not a complete record and that no later record
+// vouches were durable: what the writer truncates when it opens the log (or, on a
 // live log, a write still in progress).
 var ErrTornTail = errors.New("torn tail")
 

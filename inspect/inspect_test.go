@@ -11,6 +11,7 @@ import (
 
 	"github.com/aof2/aof2/aof"
 	"github.com/aof2/aof2/inspect"
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
@@ -89,7 +90,12 @@ func TestListSurveyVerifyReadCleanLog(t *testing.T) {
 	if len(v.Problems) != 0 || v.Records != 2000 || v.Segments != len(d.Files) || v.Sealed != len(d.Files)-1 {
 		t.Fatalf("Verify: %+v", v)
 	}
-	r, err := inspect.NewReader(vfs.Default, dir, 1)
+	src, err := inspect.OpenSource(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r, err := reader.New(src, 1, reader.Written)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +108,8 @@ func TestListSurveyVerifyReadCleanLog(t *testing.T) {
 		}
 		seq++
 	}
-	if r.Err() != nil || seq != 2001 {
-		t.Fatalf("reader stopped at %d: %v", seq, r.Err())
+	if _, perr := src.Poll(); r.Err() != nil || perr != nil || seq != 2001 {
+		t.Fatalf("reader stopped at %d: %v (source: %v)", seq, r.Err(), perr)
 	}
 }
 

@@ -1,6 +1,10 @@
 package inspect
 
-import "github.com/aof2/aof2/segment"
+import (
+	"errors"
+
+	"github.com/aof2/aof2/segment"
+)
 
 // SegmentInfo is what a survey found in one segment file.
 type SegmentInfo struct {
@@ -67,4 +71,35 @@ func survey(d *Dir, f File) SegmentInfo {
 	info.DurableRecords, info.DurableEnd = r.DurableCount, min(r.MaxHint, r.End)
 	info.Garbage, info.Corrupt = r.Garbage, r.Corrupt
 	return info
+}
+
+// Span returns the sequence numbers the log holds: [first, next). first
+// is FirstRetained; next follows the last good record of the last segment
+// with a header, found from a sealed segment's footer or from an unsealed
+// one's frames (segment.Observe: verified, up to the first that is not
+// complete); while a CUT mark is there, next is where that TruncateBack
+// ends the log (CutEnd). Unlike Survey it reads only written frames,
+// never the zeros after them.
+func (d *Dir) Span() (first, next uint64, err error) {
+	first = d.FirstRetained()
+	if end, ok := d.CutEnd(); ok {
+		// A TruncateBack is under way or was interrupted: the log
+		// ends at its cut (every record before it was durable when
+		// the mark was written).
+		return first, max(first, end), nil
+	}
+	for i := len(d.Files) - 1; i >= 0; i-- {
+		s, err := segment.OpenReadOnly(d.fs, d.SegPath, d.Files[i].Name)
+		if errors.Is(err, ErrNoHeader) {
+			continue
+		}
+		if err != nil {
+			return first, first, err
+		}
+		s.Observe(noLimit)
+		_, count := s.Reserved()
+		s.Release()
+		return first, max(first, s.Header().BaseSeq+count), nil
+	}
+	return first, first, nil
 }

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -289,7 +290,7 @@ func continuity(infos []SegmentInfo) []Problem {
 // verifySegment checks one segment file and returns what it found, how
 // many record bytes it checked and how many records verified.
 func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem, int64, uint64) {
-	m, err := openMapped(d.fs, d.SegPath, f)
+	seg, err := segment.OpenReadOnly(d.fs, d.SegPath, f.Name)
 	if err != nil {
 		info := SegmentInfo{File: f, Err: err}
 		p := Problem{File: f.Name, Offset: 0, Err: err}
@@ -299,12 +300,14 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 		}
 		return info, []Problem{p}, 0, 0
 	}
-	defer m.close()
-	_ = unix.Madvise(m.data, unix.MADV_SEQUENTIAL)
+	defer seg.Release()
+	hdr, data := seg.Header(), seg.Mapping()
+	_ = unix.Madvise(data, unix.MADV_SEQUENTIAL)
 	var probs []Problem
-	if m.trailerErr != nil {
-		probs = append(probs, Problem{File: f.Name, Offset: m.hdr.Size - segment.TrailerSize,
-			Err: fmt.Errorf("sealed segment's trailer or footer fails its checks (the writer then scans the segment and seals it again): %w", m.trailerErr)})
+	ft, sealed, err := segment.SealedFooter(hdr, data)
+	if err != nil {
+		probs = append(probs, Problem{File: f.Name, Offset: hdr.Size - segment.TrailerSize,
+			Err: fmt.Errorf("sealed segment's trailer or footer fails its checks (the writer then scans the segment and seals it again): %w", segment.At(err, f.Name, hdr.Index, 0))})
 	}
 	// The segment that keeps the last record of a TruncateBack under
 	// way (or interrupted) is cut after it: what follows goes, whatever
@@ -314,7 +317,7 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 	if end, ok := d.CutEnd(); ok && d.Cut.Index == f.Index {
 		cutLast, cut = end-1, true
 	}
-	if !m.sealed {
+	if !sealed {
 		info := survey(d, f)
 		if info.Err != nil {
 			return info, append(probs, Problem{File: f.Name, Offset: 0, Err: info.Err}), 0, 0
@@ -335,7 +338,7 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 	if !cut {
 		cutLast = math.MaxUint64
 	}
-	info, good, sealedProbs := verifySealed(m, cutLast, progress)
+	info, good, sealedProbs := verifySealed(sealedSegment{f, hdr, ft, data}, cutLast, progress)
 	return info, append(probs, sealedProbs...), info.End - segment.HeaderSize, good
 }
 
@@ -343,12 +346,21 @@ func verifySegment(d *Dir, f File, progress func(int64)) (SegmentInfo, []Problem
 // reports.
 const progressStep = 8 << 20
 
+// sealedSegment is a sealed segment as verifySealed checks it: its file,
+// header and footer, and its bytes (the read-only mapping of the file).
+type sealedSegment struct {
+	file   File
+	hdr    segment.Header
+	footer segment.Footer
+	data   []byte
+}
+
 // verifySealed walks every frame of a sealed segment and checks it against
 // its checksum and the footer. After a bad frame it resumes at the next
 // sparse index entry, so one bad record does not hide the rest. The
 // SegmentInfo holds the footer's record count; good counts the records
 // that verified. It stops after the record last (a cut keeps no more).
-func verifySealed(m *mapped, last uint64, progress func(int64)) (info SegmentInfo, good uint64, _ []Problem) {
+func verifySealed(m sealedSegment, last uint64, progress func(int64)) (info SegmentInfo, good uint64, _ []Problem) {
 	ft := m.footer
 	info = SegmentInfo{File: m.file, Header: m.hdr, Sealed: true, End: ft.DataEnd, DurableEnd: ft.DataEnd,
 		Records: ft.Count, DurableRecords: ft.Count}
@@ -376,8 +388,8 @@ func verifySealed(m *mapped, last uint64, progress func(int64)) (info SegmentInf
 			}
 			next++
 		}
-		_, _, n, st, err := m.frameAt(off, seq)
-		if st == frameEmpty {
+		n, empty, err := frameIn(m.data, segment.DataLimit(m.hdr.Size), off, seq)
+		if empty {
 			err = corruptAt(off, "zeros where the footer says records are (seq %d expected)", seq)
 		}
 		if err == nil && n > ft.DataEnd {
@@ -457,3 +469,29 @@ func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
 	return []Problem{{File: me.File, Offset: -1,
 		Err: fmt.Errorf("%w (aof.Open fails until it is resolved, and changes nothing before: %s)", me, advice)}}
 }
+
+// frameIn decodes and verifies the frame at off of a segment's bytes data,
+// whose record data must end by limit, which must hold seq, and returns
+// the offset after it. empty is true when the frame header is all zeros
+// (nothing written there). Errors do not name the file, and their offset
+// is relative to the frame: callers place them (segment.At).
+func frameIn(data []byte, limit, off int64, seq uint64) (next int64, empty bool, err error) {
+	if off+segment.FrameHeaderSize > limit {
+		return off, true, nil
+	}
+	b := data[off : off+segment.FrameHeaderSize]
+	if bytes.Equal(b, zeroFrameHeader[:]) {
+		return off, true, nil
+	}
+	h := segment.DecodeFrameHeader(b)
+	if !segment.Plausible(h, off, seq, limit) {
+		return off, false, segment.Corrupt("", 0, 0, "no valid frame for seq %d (header says seq %d, length %d, hint %d)",
+			seq, h.Seq, h.Len, h.Hint)
+	}
+	if _, err := segment.VerifyFrame(data[off:limit], h); err != nil {
+		return off, false, err
+	}
+	return off + segment.FrameSize(int(h.Len)), false, nil
+}
+
+var zeroFrameHeader [segment.FrameHeaderSize]byte

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aof2/aof2/aof"
 	"github.com/aof2/aof2/inspect"
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 )
@@ -63,7 +64,7 @@ func BenchmarkVerify(b *testing.B) {
 // BenchmarkFollowPoll compares what tail -f pays to look for new records
 // at the end of a full 64 MiB unsealed segment: rescanning it from the
 // header (segment.Scan, as recovery does) against the Reader's incremental
-// look (one frame header, one directory listing).
+// look (one frame header, one failed open of the next segment by name, one stat).
 func BenchmarkFollowPoll(b *testing.B) {
 	// A writer that stops just short of rolling over leaves one full
 	// unsealed segment.
@@ -105,7 +106,12 @@ func BenchmarkFollowPoll(b *testing.B) {
 		b.SetBytes(s.Scan(0).End)
 	})
 	b.Run("incremental", func(b *testing.B) {
-		r, err := inspect.NewReader(vfs.Default, dir, 1)
+		src, err := inspect.OpenSource(vfs.Default, dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer src.Close()
+		r, err := reader.New(src, 1, reader.Written)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -114,8 +120,8 @@ func BenchmarkFollowPoll(b *testing.B) {
 		for r.Next() {
 			n++
 		}
-		if r.Err() != nil || n < 60000 {
-			b.Fatalf("read %d records: %v", n, r.Err())
+		if _, perr := src.Poll(); r.Err() != nil || perr != nil || n < 60000 {
+			b.Fatalf("read %d records: %v %v", n, r.Err(), perr)
 		}
 		for b.Loop() {
 			if r.Next() {

@@ -14,7 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/aof2/aof2/inspect"
+	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 )
 
@@ -99,13 +99,14 @@ func timestamp(ns int64) string {
 	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
 }
 
-func (p *printer) print(r inspect.Record) error {
+// print prints the record r of the segment file named file.
+func (p *printer) print(r reader.Record, file string) error {
 	switch p.format {
 	case "json":
 		return p.enc.Encode(jsonRecord{Seq: r.Seq, TS: timestamp(r.Timestamp), TSNanos: r.Timestamp,
-			Len: len(r.Payload), File: r.File, Offset: r.Offset, Payload: r.Payload})
+			Len: len(r.Payload), File: file, Offset: r.Offset, Payload: r.Payload})
 	case "hex":
-		fmt.Fprintf(p.w, "# seq %d  ts %s  len %d  %s offset %d\n", r.Seq, timestamp(r.Timestamp), len(r.Payload), r.File, r.Offset)
+		fmt.Fprintf(p.w, "# seq %d  ts %s  len %d  %s offset %d\n", r.Seq, timestamp(r.Timestamp), len(r.Payload), file, r.Offset)
 		d := hex.Dumper(p.w)
 		d.Write(r.Payload)
 		d.Close()
@@ -204,10 +205,9 @@ func (e *env) dump(path string, from, limit uint64, o output) int {
 		e.errorf("dump", "the log holds no records yet")
 		return exitOK
 	}
-	r, err := inspect.NewReader(e.fs, path, from)
-	if err != nil {
-		e.errorf("dump", "%v", err)
-		return exitError
+	r, code := e.openReader("dump", path, from)
+	if r == nil {
+		return code
 	}
 	defer r.Close()
 	var n uint64

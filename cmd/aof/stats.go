@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aof2/aof2/inspect"
-	"github.com/aof2/aof2/segment"
 )
 
 func statsCommand() command {
@@ -56,21 +55,20 @@ func (e *env) stats(path string) int {
 			st.fileBytes += fi.Size()
 		}
 	}
-	r, err := inspect.NewReader(e.fs, path, d.FirstRetained())
-	if err != nil {
-		e.errorf("stats", "%v", err)
-		return exitError
+	r, code := e.openReader("stats", path, d.FirstRetained())
+	if r == nil {
+		return code
 	}
 	defer r.Close()
 	for r.Next() {
-		rec := r.Record()
+		rec, _ := r.Record()
 		if st.records == 0 {
 			st.firstSeq, st.firstTS = rec.Seq, rec.Timestamp
 		}
 		st.records++
 		st.lastSeq, st.lastTS = rec.Seq, rec.Timestamp
 		st.payloadBytes += int64(len(rec.Payload))
-		st.recordBytes += segment.FrameSize(len(rec.Payload))
+		st.recordBytes += rec.Size
 		st.sizes = append(st.sizes, uint32(len(rec.Payload)))
 	}
 	code = e.readErr("stats", path, r.Err())

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/aof2/aof2/inspect"
-	"github.com/aof2/aof2/segment"
 )
 
 func tailCommand() command {
@@ -43,12 +42,11 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 	if next-first > n {
 		from = next - n
 	}
-	r, err := inspect.NewReader(e.fs, path, from)
-	if err != nil {
-		e.errorf("tail", "%v", err)
-		return exitError
+	r, code := e.openReader("tail", path, from)
+	if r == nil {
+		return code
 	}
-	defer func() { r.Close() }()
+	defer r.Close()
 	wait, lastData := e.pollMin, time.Now()
 	for {
 		got := false
@@ -67,10 +65,8 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 			// The writer removed what was being read (retention, or
 			// TruncateBack): say so and read on where the log goes on.
 			e.errorf("tail", "%v; continuing from %d", err, trunc.Continue())
-			r.Close()
-			if r, err = inspect.NewReader(e.fs, path, trunc.Continue()); err != nil {
-				e.errorf("tail", "%v", err)
-				return exitError
+			if err := r.restart(trunc.Continue()); err != nil {
+				return e.readErr("tail", path, err)
 			}
 			continue
 		}
@@ -80,13 +76,7 @@ func (e *env) tail(path string, n uint64, follow bool, o output) int {
 		// Following: a torn tail may be a write in progress; wait.
 		// Corruption and errors end it.
 		if err != nil && !errors.Is(err, inspect.ErrTornTail) {
-			if errors.Is(err, segment.ErrCorrupt) || errors.Is(err, segment.ErrUnsupportedVersion) {
-				return e.readErr("tail", path, err)
-			}
-			if !errors.Is(err, inspect.ErrNoHeader) {
-				e.errorf("tail", "%v", err)
-				return exitError
-			}
+			return e.readErr("tail", path, err)
 		}
 		// Look again at once while records keep coming (for pollHot
 		// after the last one), then back off while the log is idle.
