@@ -158,29 +158,10 @@ func TestVerifyFindsAFlippedByteSurveyTrusts(t *testing.T) {
 // Survey counts them as garbage, not corruption, and Verify reports a
 // problem that is not corruption.
 func TestSurveyAndVerifyTellATornTail(t *testing.T) {
-	src, dir := t.TempDir(), t.TempDir()
+	src := t.TempDir()
 	closeLog := writeLog(t, src, 300, false)
 	defer closeLog()
-	// A copy of the open log, as a crash leaves it: no DURABLE mark.
-	for _, sub := range []string{"", segment.SegmentsDir} {
-		entries, err := os.ReadDir(filepath.Join(src, sub))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.MkdirAll(filepath.Join(dir, sub), 0o700)
-		for _, e := range entries {
-			if e.IsDir() || e.Name() == segment.LockFile {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(src, sub, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, sub, e.Name()), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	dir := crashCopy(t, src)
 	d, err := inspect.List(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -206,4 +187,31 @@ func TestSurveyAndVerifyTellATornTail(t *testing.T) {
 	if v.Corrupt() || len(v.Problems) != 1 {
 		t.Fatalf("Verify of a torn tail: %v; want one problem that is not corruption", v.Problems)
 	}
+}
+
+// crashCopy copies the open log at src as a crash leaves it (no DURABLE
+// mark, no lock) and returns the copy's directory.
+func crashCopy(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, sub := range []string{"", segment.SegmentsDir} {
+		entries, err := os.ReadDir(filepath.Join(src, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dir, sub), 0o700)
+		for _, e := range entries {
+			if e.IsDir() || e.Name() == segment.LockFile {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(src, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, sub, e.Name()), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
 }

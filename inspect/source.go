@@ -331,7 +331,13 @@ func (s *Source) Successor(seg *segment.Segment) *segment.Segment {
 	if i < 0 || s.segs[i].Segment != seg || s.closed.Load() {
 		return nil // dropped by a cut: the Reader positions again
 	}
-	d := s.segs[i]
+	// The Reader is past the segments before seg: release them, so that
+	// a reader of a long log keeps a few segments mapped, not all.
+	for _, p := range s.segs[:i] {
+		p.Release()
+	}
+	s.segs = slices.Delete(s.segs, 0, i)
+	d := s.segs[0]
 	end, count := d.Reserved()
 	s.observe(d)
 	if e, c := d.Reserved(); c < count {
