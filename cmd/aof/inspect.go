@@ -37,6 +37,48 @@ func (e *env) inspect(path string) int {
 	if d == nil {
 		return code
 	}
+	live := e.inspectMarks(d)
+	infos := inspect.Survey(d)
+	w := e.stdout
+	if first, next, err := d.Span(); err != nil {
+		fmt.Fprintf(w, "records:        unknown: %v\n", err)
+	} else if next > first {
+		fmt.Fprintf(w, "records:        seq %d to %d (%d)\n", first, next-1, next-first)
+	} else {
+		fmt.Fprintf(w, "records:        none (the next record gets seq %d)\n", first)
+	}
+	if len(d.Prepared) > 0 {
+		fmt.Fprintf(w, "prepared:       %d segment file(s) made ahead of time, not yet in use\n", len(d.Prepared))
+	}
+	fmt.Fprintln(w)
+	t := e.segmentTable(infos, live)
+	if len(infos) == 0 {
+		fmt.Fprintf(w, "(no segment files yet)\n")
+	}
+	if len(t.notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range t.notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+	switch {
+	case t.corrupt:
+		e.errorf("inspect", "corruption found; run `aof verify %s` for every problem with file and offset", path)
+		return exitCorrupt
+	case t.newer:
+		e.errorf("inspect", "some segment files were written by a newer aof2 (see above)\n%s", newerHint)
+		return exitNewer
+	case t.failed:
+		e.errorf("inspect", "some segment files could not be read (see above): check their permissions and the disk")
+		return exitError
+	}
+	return exitOK
+}
+
+// inspectMarks prints the log's directory, whether a writer holds its
+// lock, and its DURABLE, FRONT and CUT marks. live reports whether a
+// writer holds the lock.
+func (e *env) inspectMarks(d *inspect.Dir) (live bool) {
 	w := e.stdout
 	fmt.Fprintf(w, "log:            %s\n", d.Path)
 	pid, live, ok := d.Writer()
@@ -66,38 +108,28 @@ func (e *env) inspect(path string) int {
 	} else if d.HasCut {
 		fmt.Fprintf(w, "cut mark:       a TruncateBack to seq %d was interrupted; the writer completes it when it opens the log\n", d.Cut.LastSeq)
 	}
-	infos := inspect.Survey(d)
-	if first, next, err := d.Span(); err != nil {
-		fmt.Fprintf(w, "records:        unknown: %v\n", err)
-	} else if next > first {
-		fmt.Fprintf(w, "records:        seq %d to %d (%d)\n", first, next-1, next-first)
-	} else {
-		fmt.Fprintf(w, "records:        none (the next record gets seq %d)\n", first)
-	}
-	if len(d.Prepared) > 0 {
-		fmt.Fprintf(w, "prepared:       %d segment file(s) made ahead of time, not yet in use\n", len(d.Prepared))
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	return live
+}
+
+// table is what segmentTable found: notes to print under the table, and
+// whether any segment was corrupt, written by a newer aof2, or unreadable.
+type table struct {
+	notes                  []string
+	corrupt, newer, failed bool
+}
+
+// segmentTable prints one line per segment of infos; live says whether a
+// writer holds the lock (garbage after the last record is then most
+// likely a write in progress).
+func (e *env) segmentTable(infos []inspect.SegmentInfo, live bool) table {
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	defer tw.Flush()
 	fmt.Fprintf(tw, "SEGMENT\tBASE SEQ\tLAST SEQ\tRECORDS\tBYTES\tSEALED\tDURABLE\tFILE\n")
-	var notes []string
-	corrupt, newer, failed := false, false, false
+	var t table
 	for _, s := range infos {
 		if s.Err != nil {
 			fmt.Fprintf(tw, "%d\t%d\t-\t-\t-\t-\t-\t%s\n", s.Index, s.BaseSeq, s.Name)
-			switch {
-			case errors.Is(s.Err, inspect.ErrNoHeader):
-				notes = append(notes, fmt.Sprintf("segment %d: %v (a crash right after it was created; the writer removes it when it opens the log)", s.Index, s.Err))
-			case errors.Is(s.Err, segment.ErrCorrupt):
-				corrupt = true
-				notes = append(notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Err))
-			case errors.Is(s.Err, segment.ErrUnsupportedVersion):
-				newer = true
-				notes = append(notes, fmt.Sprintf("segment %d: NEWER: %v", s.Index, s.Err))
-			default:
-				failed = true
-				notes = append(notes, fmt.Sprintf("segment %d: cannot be read: %v", s.Index, s.Err))
-			}
+			t.unreadable(s)
 			continue
 		}
 		last := "-"
@@ -113,35 +145,30 @@ func (e *env) inspect(path string) int {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", s.Index, s.BaseSeq, last, s.Records, s.End-segment.HeaderSize, sealed, durable, s.Name)
 		switch {
 		case s.Corrupt != nil:
-			corrupt = true
-			notes = append(notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Corrupt))
+			t.corrupt = true
+			t.notes = append(t.notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Corrupt))
 		case s.Garbage > 0 && live:
-			notes = append(notes, fmt.Sprintf("segment %d: %d bytes at offset %d are not a complete record yet: most likely a write in progress (the writer is running)", s.Index, s.Garbage, s.End))
+			t.notes = append(t.notes, fmt.Sprintf("segment %d: %d bytes at offset %d are not a complete record yet: most likely a write in progress (the writer is running)", s.Index, s.Garbage, s.End))
 		case s.Garbage > 0:
-			notes = append(notes, fmt.Sprintf("segment %d: torn tail: %d bytes at offset %d that are not a complete record and that nothing vouches were durable (the writer zeroes them when it opens the log)", s.Index, s.Garbage, s.End))
+			t.notes = append(t.notes, fmt.Sprintf("segment %d: torn tail: %d bytes at offset %d that are not a complete record and that nothing vouches were durable (the writer zeroes them when it opens the log)", s.Index, s.Garbage, s.End))
 		}
 	}
-	tw.Flush()
-	if len(infos) == 0 {
-		fmt.Fprintf(w, "(no segment files yet)\n")
+	return t
+}
+
+// unreadable notes a segment file that could not be opened.
+func (t *table) unreadable(s inspect.SegmentInfo) {
+	switch {
+	case errors.Is(s.Err, inspect.ErrNoHeader):
+		t.notes = append(t.notes, fmt.Sprintf("segment %d: %v (a crash right after it was created; the writer removes it when it opens the log)", s.Index, s.Err))
+	case errors.Is(s.Err, segment.ErrCorrupt):
+		t.corrupt = true
+		t.notes = append(t.notes, fmt.Sprintf("segment %d: CORRUPT: %v", s.Index, s.Err))
+	case errors.Is(s.Err, segment.ErrUnsupportedVersion):
+		t.newer = true
+		t.notes = append(t.notes, fmt.Sprintf("segment %d: NEWER: %v", s.Index, s.Err))
+	default:
+		t.failed = true
+		t.notes = append(t.notes, fmt.Sprintf("segment %d: cannot be read: %v", s.Index, s.Err))
 	}
-	if len(notes) > 0 {
-		fmt.Fprintln(w)
-		for _, n := range notes {
-			fmt.Fprintln(w, n)
-		}
-	}
-	if corrupt {
-		e.errorf("inspect", "corruption found; run `aof verify %s` for every problem with file and offset", path)
-		return exitCorrupt
-	}
-	if newer {
-		e.errorf("inspect", "some segment files were written by a newer aof2 (see above)\n%s", newerHint)
-		return exitNewer
-	}
-	if failed {
-		e.errorf("inspect", "some segment files could not be read (see above): check their permissions and the disk")
-		return exitError
-	}
-	return exitOK
 }
