@@ -206,6 +206,11 @@ func (s readSource) Successor(sg *segment.Segment) *segment.Segment {
 	return l.segs[i].Segment
 }
 
+// Recheck implements reader.Source: the log's Cuts are in step with its
+// cuts (Begin runs before a cut changes anything), so there is nothing to
+// look at again.
+func (s readSource) Recheck() {}
+
 // Cuts implements reader.Source.
 func (s readSource) Cuts() *reader.Cuts { return &s.l.cuts }
 

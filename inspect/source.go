@@ -260,6 +260,28 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
+// Recheck implements reader.Source: before a Reader reports a read error,
+// the Source looks at the directory and the marks again (a CUT mark holds
+// the Reader), and at the footers of the sealed segments it holds: one
+// sealed again shorter was cut by a TruncateBack (it wrote its new footer
+// and zeros over the records cut, which the Reader's mapping shows).
+func (s *Source) Recheck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen := s.cuts.Gen()
+	if s.relook(nil); s.cuts.Gen() != gen {
+		return
+	}
+	for _, d := range s.segs {
+		_, count := d.Reserved()
+		f, sealed, err := segment.SealedFooter(d.Header(), d.Mapping())
+		if d.Sealed() && err == nil && sealed && f.Count < count {
+			s.cutDone(d.Header().BaseSeq + f.Count)
+			return
+		}
+	}
+}
+
 // Segment implements reader.Source: the segment holding seq, opened (or
 // found among those opened) and observed; nil when seq is not written yet,
 // or past a CUT mark's end.

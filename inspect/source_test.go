@@ -296,3 +296,53 @@ func TestSourceReportsRetention(t *testing.T) {
 	}
 	checkRange(t, seqs, 2, d.Files[1].BaseSeq-1)
 }
+
+// The writer's TruncateBack cuts the sealed segment a Reader is reading,
+// past the Reader: it writes the new footer and zeros over the records cut,
+// which the Reader's mapping shows. The Reader, which returned no record
+// the cut removed, is not to call that corruption: it goes on silently at
+// the cut's end, with the records appended since.
+func TestSourceReaderInASegmentTheWriterCutsGoesOn(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var id aof.RecordID
+	for seq := uint64(1); seq <= 2000; seq++ {
+		if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.FlushUntil(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	d, err := inspect.List(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := d.Files[1]
+	src, r := openReader(t, dir, kept.BaseSeq)
+	if !r.Next() || r.Record().Seq != kept.BaseSeq {
+		t.Fatalf("first Next: %v", r.Err())
+	}
+	last := kept.BaseSeq + 100
+	if err := l.TruncateBack(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	for seq := last + 1; seq <= last+50; seq++ {
+		if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.FlushUntil(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := drain(t, src, r)
+	if err != nil {
+		t.Fatalf("after the cut: %v", err)
+	}
+	checkRange(t, seqs, kept.BaseSeq+1, last+50)
+}

@@ -163,6 +163,13 @@ type Source interface {
 	Successor(s *segment.Segment) *segment.Segment
 	// Cuts returns the log's cut protocol.
 	Cuts() *Cuts
+	// Recheck is called by a Reader before it stops with a read error
+	// (a corrupt frame, a segment that does not follow the one before)
+	// that a cut would explain: a source whose files another process
+	// changes (a log directory) takes a fresh look, and runs its Cuts
+	// for a cut it finds (then the Reader looks again instead). The live
+	// log's Cuts are always in step with its cuts: it does nothing.
+	Recheck()
 	// Epoch returns a token taken before a follower looks for records;
 	// WaitDurable returns once the durable frontier is past past, or a
 	// cut set it after Epoch returned epoch, or with the log's failure
@@ -283,7 +290,7 @@ func (r *Reader) Next() bool {
 	for {
 		rec, next, ok, err := r.s.ViewFrame(r.off)
 		if err != nil {
-			if r.cuts.Gen() != r.gen {
+			if src.Recheck(); r.cuts.Gen() != r.gen {
 				return false // cut under us: look again on the next call
 			}
 			return r.fail(err)
@@ -316,7 +323,7 @@ func (r *Reader) Next() bool {
 			return false // an appender is still copying
 		}
 		if base := succ.Header().BaseSeq; base != r.seq {
-			if r.cuts.Gen() != r.gen {
+			if src.Recheck(); r.cuts.Gen() != r.gen {
 				return false
 			}
 			return r.fail(segment.Corrupt(filepath.Base(succ.Path()), succ.Header().Index, -1, "starts at seq %d, but segment %d before it ends before seq %d",

@@ -78,6 +78,7 @@ func (f *fakeSource) NextSeq() uint64 {
 	return s.Header().BaseSeq + n
 }
 func (f *fakeSource) Failed() error { return f.failed }
+func (f *fakeSource) Recheck()      {}
 func (f *fakeSource) Segment(seq uint64) *segment.Segment {
 	for _, s := range f.segs {
 		if s.Contains(seq) {
