@@ -213,7 +213,17 @@ const pollEvery = 10 * time.Millisecond
 
 // Arm implements reader.Source: no writer in another process tells the
 // Source of new records, so the channel is closed after a short wait.
+// While a CUT mark holds the Readers, it looks at the directory again
+// first (as Poll does): a held Reader asks the Source for nothing else.
+// reader.Follow over a Source ends with the Reader's errors only: bytes
+// after the last record (a torn tail, damage) are waited on; a tool that
+// must tell them polls (Poll).
 func (s *Source) Arm() <-chan struct{} {
+	if s.held.Load() {
+		s.mu.Lock()
+		s.relook(nil)
+		s.mu.Unlock()
+	}
 	ch := make(chan struct{})
 	s.pollMu.Lock()
 	s.poll = time.AfterFunc(pollEvery, func() { close(ch) })
@@ -269,17 +279,25 @@ func (s *Source) Recheck() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gen := s.cuts.Gen()
-	if s.relook(nil); s.cuts.Gen() != gen {
-		return
+	if s.relook(nil); s.cuts.Gen() == gen {
+		s.resealed()
 	}
+}
+
+// resealed looks at the footers of the sealed segments the Source holds:
+// one sealed again shorter than its footer said when opened was cut by a
+// TruncateBack, which ended the log after its records (cutDone). It
+// reports whether it found one. mu must be held.
+func (s *Source) resealed() bool {
 	for _, d := range s.segs {
 		_, count := d.Reserved()
 		f, sealed, err := segment.SealedFooter(d.Header(), d.Mapping())
 		if d.Sealed() && err == nil && sealed && f.Count < count {
 			s.cutDone(d.Header().BaseSeq + f.Count)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // Segment implements reader.Source: the segment holding seq, opened (or
@@ -553,8 +571,14 @@ func (s *Source) relookOnce(d *dirSegment, again bool) {
 	}
 	hdr := d.Header()
 	_, count := d.Reserved()
-	if hdr.BaseSeq+count <= s.front.Load() || d.stillThere(s.segDir()) {
-		return // retention removed it, or it is still the log's
+	if hdr.BaseSeq+count <= s.front.Load() {
+		return // retention removed it (or is about to)
+	}
+	if d.stillThere(s.segDir()) {
+		if !s.resealed() && d.Sealed() {
+			s.checkNext(dir, d)
+		}
+		return
 	}
 	if base, ok := s.firstCreatedAfter(dir, d); ok {
 		s.cutDone(base)
@@ -567,6 +591,24 @@ func (s *Source) relookOnce(d *dirSegment, again bool) {
 		return
 	}
 	s.err = fmt.Errorf("segment %s was removed while being read, with seq %d retained and no TruncateBack to explain it (was it removed by hand?)", d.name, hdr.BaseSeq+count)
+}
+
+// checkNext looks at the segment file after d, sealed and still there, in
+// dir: one that does not follow d is corruption (nothing else explains
+// it: retention and cuts were ruled out); one that does was created since
+// the Source looked for it by name. mu must be held.
+func (s *Source) checkNext(dir *Dir, d *dirSegment) {
+	hdr := d.Header()
+	_, count := d.Reserved()
+	i := slices.IndexFunc(dir.Files, func(f File) bool { return f.Index > hdr.Index && !dir.Dropped(f.Index) })
+	if i < 0 {
+		return // its successor is not there yet
+	}
+	if f := dir.Files[i]; f.Index == hdr.Index+1 && f.BaseSeq == hdr.BaseSeq+count {
+		s.again = true
+	} else {
+		s.err = segment.Corrupt(f.Name, f.Index, -1, "starts at seq %d, but %s before it ends before seq %d", f.BaseSeq, d.name, hdr.BaseSeq+count)
+	}
 }
 
 // cutDone records a cut found done that ended the log before next: the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -297,52 +298,119 @@ func TestSourceReportsRetention(t *testing.T) {
 	checkRange(t, seqs, 2, d.Files[1].BaseSeq-1)
 }
 
-// The writer's TruncateBack cuts the sealed segment a Reader is reading,
-// past the Reader: it writes the new footer and zeros over the records cut,
-// which the Reader's mapping shows. The Reader, which returned no record
-// the cut removed, is not to call that corruption: it goes on silently at
-// the cut's end, with the records appended since.
-func TestSourceReaderInASegmentTheWriterCutsGoesOn(t *testing.T) {
-	ctx := context.Background()
+// The writer's TruncateBack cuts the sealed segment a Reader is reading:
+// it writes the new footer and zeros over the records cut, which the
+// Reader's mapping shows. A Reader still before the cut returned no record
+// the cut removed: it is not to call the zeros corruption, and goes on
+// silently at the cut's end, with the records appended since. A Reader
+// that read the whole segment fails with the TruncateBack's
+// *TruncatedError, instead of waiting for ever for a successor.
+func TestSourceReaderInASegmentTheWriterCuts(t *testing.T) {
+	for _, where := range []string{"before the cut", "at the segment's end"} {
+		t.Run(where, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			var id aof.RecordID
+			for seq := uint64(1); seq <= 2000; seq++ {
+				if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.FlushUntil(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			d, err := inspect.List(vfs.Default, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := d.Files[1]
+			src, r := openReader(t, dir, kept.BaseSeq)
+			upTo := kept.BaseSeq // the last record read before the cut
+			if where != "before the cut" {
+				upTo = d.Files[2].BaseSeq - 1
+			}
+			for r.Next() && r.Record().Seq < upTo {
+			}
+			if r.Err() != nil || r.Record().Seq != upTo {
+				t.Fatalf("read up to %d: at %d, %v", upTo, r.Record().Seq, r.Err())
+			}
+			last := kept.BaseSeq + 100
+			if err := l.TruncateBack(ctx, last); err != nil {
+				t.Fatal(err)
+			}
+			for seq := last + 1; seq <= last+50; seq++ {
+				if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.FlushUntil(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			seqs, err := drain(t, src, r)
+			if where == "before the cut" {
+				if err != nil {
+					t.Fatalf("after the cut: %v", err)
+				}
+				checkRange(t, seqs, upTo+1, last+50)
+				return
+			}
+			var te *inspect.TruncatedError
+			if !errors.As(err, &te) || !te.Back || te.Seq != upTo+1 || te.Continue() != last+1 {
+				t.Fatalf("after the cut: %v (read %d more), want a TruncateBack's *TruncatedError going on at %d", err, len(seqs), last+1)
+			}
+		})
+	}
+}
+
+// reader.Follow over a Source follows a live log the library appends to,
+// across rollovers, as it follows the log itself.
+func TestSourceFollow(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	dir := t.TempDir()
 	l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	var id aof.RecordID
+	src, err := inspect.OpenSource(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	done := make(chan error, 1)
+	go func() {
+		want := uint64(1)
+		for rec, err := range reader.Follow(ctx, src, 1, reader.Written) {
+			switch {
+			case err != nil:
+				done <- err
+				return
+			case rec.Seq != want || !bytes.Equal(rec.Payload, payloadOf(want)):
+				done <- fmt.Errorf("record %d: seq %d %q", want, rec.Seq, rec.Payload)
+				return
+			case want == 2000:
+				done <- nil
+				return
+			}
+			want++
+		}
+	}()
 	for seq := uint64(1); seq <= 2000; seq++ {
-		if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
+		id, err := l.Append(ctx, payloadOf(seq))
+		if err == nil && seq%500 == 0 {
+			err = l.FlushUntil(ctx, id)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.FlushUntil(ctx, id); err != nil {
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	d, err := inspect.List(vfs.Default, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept := d.Files[1]
-	src, r := openReader(t, dir, kept.BaseSeq)
-	if !r.Next() || r.Record().Seq != kept.BaseSeq {
-		t.Fatalf("first Next: %v", r.Err())
-	}
-	last := kept.BaseSeq + 100
-	if err := l.TruncateBack(ctx, last); err != nil {
-		t.Fatal(err)
-	}
-	for seq := last + 1; seq <= last+50; seq++ {
-		if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.FlushUntil(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	seqs, err := drain(t, src, r)
-	if err != nil {
-		t.Fatalf("after the cut: %v", err)
-	}
-	checkRange(t, seqs, kept.BaseSeq+1, last+50)
 }
