@@ -402,6 +402,11 @@ func (r *Reader) Close() {
 // copy it to keep it longer.
 func (r *Reader) Record() Record { return r.rec }
 
+// Current returns a pointer to the record Next advanced to, which Next
+// and Close overwrite: a wrapper that returns the Record by value copies
+// it once from there (through Record it would copy it twice).
+func (r *Reader) Current() *Record { return &r.rec }
+
 // Err returns the error that stopped the Reader, or nil if Next returned
 // false only because it reached the frontier.
 func (r *Reader) Err() error { return r.err }
