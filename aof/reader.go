@@ -98,7 +98,7 @@ func (r *Reader) Close() { r.r.Close() }
 // Record returns the record Next advanced to. Without CopyPayloads its
 // Payload is read-only and valid until the next call to Next or Close;
 // copy it to keep it longer.
-func (r *Reader) Record() Record { return r.r.Record() }
+func (r *Reader) Record() Record { return *r.r.Current() }
 
 // Err returns the error that stopped the Reader, or nil if Next returned
 // false only because it reached the frontier.

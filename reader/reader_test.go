@@ -232,3 +232,36 @@ func TestReaderFrontClosedAndGap(t *testing.T) {
 		t.Fatalf("gap between segments: Err %v, want ErrCorrupt", g.Err())
 	}
 }
+
+// Issue 12: Current points at the record Record returns (package aof's
+// Reader.Record copies it from there), and at the zero Record once the
+// Reader is closed.
+func TestReaderCurrentIsTheRecord(t *testing.T) {
+	src := newFakeSource(t)
+	src.add("a")
+	src.roll(2)
+	src.add("bc")
+	r, err := New(src, 1, Written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cur := r.Current()
+	for _, want := range []string{"a", "bc"} {
+		if !r.Next() {
+			t.Fatalf("Next: false, %v", r.Err())
+		}
+		rec := r.Record()
+		if string(rec.Payload) != want || cur != r.Current() {
+			t.Fatalf("Record %+v, want payload %q; Current moved", rec, want)
+		}
+		if got := *cur; got.Seq != rec.Seq || got.Timestamp != rec.Timestamp || got.Segment != rec.Segment ||
+			got.Offset != rec.Offset || got.Size != rec.Size || string(got.Payload) != want {
+			t.Fatalf("Current %+v, Record %+v", got, rec)
+		}
+	}
+	r.Close()
+	if got := *cur; got.Seq != 0 || got.Segment != 0 || got.Size != 0 || got.Payload != nil {
+		t.Fatalf("Current after Close: %+v, want the zero Record", got)
+	}
+}
