@@ -2,14 +2,16 @@
 // the records in sequence-number order from any retained one, verifying
 // every checksum, and Follow blocks for new ones. It reads through a
 // Source, a small interface over where the segments come from: the live
-// log implements it (package aof, through an unexported adapter), so
-// that every reader shares one set of rules for segment leases, the
-// frontier, retention and cuts (see Cuts).
+// log implements it (package aof, through an unexported adapter), and
+// package inspect implements it over a log directory that another
+// process may be writing (the aof tool's dump, tail and stats), so that
+// every reader shares one set of rules for segment leases, the frontier,
+// retention and cuts (see Cuts).
 //
-// Users import package aof alone: its Level, ReaderOption, TruncatedError,
-// ErrTruncated and ErrClosed are this package's under aof's names, and its
-// Reader, Follow and Record wrap this package's (aof.Record has the same
-// fields as Record, and an ID method).
+// Users import package aof alone: its Record, RecordID, Level,
+// ReaderOption, TruncatedError, ErrTruncated and ErrClosed are this
+// package's under aof's names (type aliases), and its Reader and Follow
+// wrap this package's.
 package reader
 
 import (
@@ -312,30 +314,40 @@ func (r *Reader) Next() bool {
 			r.seq++
 			return true
 		}
-		// No published frame at r.off: either a record being copied
-		// (the frontier) or the end of a segment that rolled over.
-		// Look for the successor first: once it exists, r.s is closed
-		// and its reserved end final.
-		succ := src.Successor(r.s)
-		if succ == nil {
+		if !r.moveOn() {
 			return false
 		}
-		if end, _ := r.s.Reserved(); r.off < end {
-			return false // an appender is still copying
-		}
-		if base := succ.Header().BaseSeq; base != r.seq {
-			if src.Recheck(); r.cuts.Gen() != r.gen {
-				return false
-			}
-			return r.fail(segment.Corrupt(filepath.Base(succ.Path()), succ.Header().Index, -1, "starts at seq %d, but segment %d before it ends before seq %d",
-				base, r.s.Header().Index, r.seq))
-		}
-		if !succ.Acquire() {
-			return r.fail(r.released())
-		}
-		r.s.Unlease()
-		r.s, r.off, r.segIndex = succ, segment.HeaderSize, succ.Header().Index
 	}
+}
+
+// moveOn is Next's step when no published frame is at r.off: either a
+// record being copied (the frontier) or the end of a segment that rolled
+// over. It moves the Reader to the start of the successor and returns
+// true, or returns false at the frontier or on an error (then r.err is
+// set).
+func (r *Reader) moveOn() bool {
+	// Look for the successor first: once it exists, r.s is closed and
+	// its reserved end final.
+	succ := r.src.Successor(r.s)
+	if succ == nil {
+		return false
+	}
+	if end, _ := r.s.Reserved(); r.off < end {
+		return false // an appender is still copying
+	}
+	if base := succ.Header().BaseSeq; base != r.seq {
+		if r.src.Recheck(); r.cuts.Gen() != r.gen {
+			return false
+		}
+		return r.fail(segment.Corrupt(filepath.Base(succ.Path()), succ.Header().Index, -1, "starts at seq %d, but segment %d before it ends before seq %d",
+			base, r.s.Header().Index, r.seq))
+	}
+	if !succ.Acquire() {
+		return r.fail(r.released())
+	}
+	r.s.Unlease()
+	r.s, r.off, r.segIndex = succ, segment.HeaderSize, succ.Header().Index
+	return true
 }
 
 // position finds and leases the segment holding r.seq. It returns false
