@@ -176,7 +176,7 @@ func (s *Store) recoverCommit() error {
 	if first < next {
 		var l raft.Log
 		var err error
-		if commit, err = s.readEntry(next-1, &l); err != nil {
+		if commit, _, err = s.readEntry(next-1, &l); err != nil {
 			return err
 		}
 		seq = next - 1
@@ -217,7 +217,11 @@ func (s *Store) LastIndex() (uint64, error) {
 // returns raft.ErrLogNotFound itself (raft compares with ==); a corrupt
 // entry is an error wrapping aof.ErrCorrupt, and l is then unchanged.
 func (s *Store) GetLog(index uint64, l *raft.Log) error {
-	_, err := s.readEntry(index, l)
+	_, n, err := s.readEntry(index, l)
+	if err == nil {
+		s.tel.read(n)
+		return nil
+	}
 	if errors.Is(err, aof.ErrNotFound) || errors.Is(err, aof.ErrTruncated) || errors.Is(err, aof.ErrInvalidArgument) {
 		return raft.ErrLogNotFound
 	}
@@ -225,25 +229,21 @@ func (s *Store) GetLog(index uint64, l *raft.Log) error {
 }
 
 // readEntry reads and decodes the entry at index, returning its staged
-// commit index.
-func (s *Store) readEntry(index uint64, l *raft.Log) (uint64, error) {
+// commit index and its encoded size.
+func (s *Store) readEntry(index uint64, l *raft.Log) (commit uint64, size int, err error) {
 	rec, err := s.log.Read(index, nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var e raft.Log
-	commit, err := decodeEntry(rec.Payload, &e)
-	if err != nil {
-		return 0, fmt.Errorf("hashiraft: entry %d: %w", index, err)
+	if commit, err = decodeEntry(rec.Payload, &e); err != nil {
+		return 0, 0, fmt.Errorf("hashiraft: entry %d: %w", index, err)
 	}
 	if e.Index != index {
-		return 0, fmt.Errorf("hashiraft: record %d holds entry %d: %w", index, e.Index, aof.ErrCorrupt)
+		return 0, 0, fmt.Errorf("hashiraft: record %d holds entry %d: %w", index, e.Index, aof.ErrCorrupt)
 	}
 	*l = e
-	if s.tel != nil {
-		s.tel.read(len(rec.Payload))
-	}
-	return commit, nil
+	return commit, len(rec.Payload), nil
 }
 
 // StoreLog stores one entry; see StoreLogs.

@@ -132,10 +132,11 @@ func (t *telemetry) written(entries, bytes int) {
 	t.bytesW.Add(ctx, int64(bytes), t.attrs)
 }
 
-func (t *telemetry) read(bytes int) {
+// read counts an entry GetLog returned, of size encoded bytes.
+func (t *telemetry) read(size int) {
 	ctx := context.Background()
 	t.entriesR.Add(ctx, 1, t.attrs)
-	t.bytesR.Add(ctx, int64(bytes), t.attrs)
+	t.bytesR.Add(ctx, int64(size), t.attrs)
 }
 
 func (t *telemetry) truncated(end string) {
