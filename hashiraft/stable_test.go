@@ -84,7 +84,7 @@ func TestStableDamageRefusesOpen(t *testing.T) {
 	refuses := func(what string, want error) {
 		t.Helper()
 		_, err := Open(dir, testConfig())
-		if !errors.Is(err, want) || !strings.Contains(err.Error(), "remove the directory") {
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), "wipe the node and let it rejoin") {
 			t.Fatalf("%s: Open = %v", what, err)
 		}
 	}

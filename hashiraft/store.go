@@ -163,8 +163,9 @@ func OpenContext(ctx context.Context, dir string, cfg Config) (*Store, error) {
 // trusted with what to do about it.
 func wipeAdvice(dir string, err error) error {
 	if errors.Is(err, aof.ErrCorrupt) || errors.Is(err, ErrStableMissing) {
-		return fmt.Errorf("hashiraft: the raft store in %s is damaged, so this node must not rejoin with it: "+
-			"remove the directory and start the node empty (it catches up from the leader, through a snapshot): %w", dir, err)
+		return fmt.Errorf("hashiraft: the raft store in %s is damaged and this node must not run on it: wipe the node and let it rejoin "+
+			"(remove it from the cluster with RemoveServer, move the directory aside, start the node empty, add it back with AddVoter; "+
+			"the leader sends it a snapshot): %w", dir, err)
 	}
 	return fmt.Errorf("hashiraft: open %s: %w", dir, err)
 }

@@ -232,7 +232,7 @@ func TestOpenRefusesCorruptLog(t *testing.T) {
 		t.Fatal("entry 50 not found in the segments")
 	}
 	_, err = Open(dir, testConfig())
-	if !errors.Is(err, aof.ErrCorrupt) || !strings.Contains(err.Error(), "remove the directory") {
+	if !errors.Is(err, aof.ErrCorrupt) || !strings.Contains(err.Error(), "wipe the node and let it rejoin") {
 		t.Fatalf("Open of a corrupt log: %v", err)
 	}
 	if _, err := Open(dir, Config{Log: aof.Config{Recovery: aof.RecoverRepair}}); !errors.Is(err, aof.ErrInvalidConfig) {
