@@ -363,3 +363,31 @@ func TestConcurrentGetLogStoreLogsAndPrefixDeletes(t *testing.T) {
 		t.Fatalf("last index %d", last)
 	}
 }
+
+// StoreLogs makes a batch durable with one sync: with no background
+// flusher, each batch of 64 entries costs exactly one more fsync, on the
+// caller's goroutine.
+func TestStoreLogsOneSyncPerBatch(t *testing.T) {
+	cfg := Config{Log: aof.Config{SegmentSize: 1 << 20, NoBackgroundFlush: true}}
+	s, err := Open(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.StoreLogs(entries(1, 64)); err != nil {
+		t.Fatal(err)
+	}
+	for b := uint64(1); b < 10; b++ {
+		before := s.Log().Metrics()
+		if err := s.StoreLogs(entries(1+64*b, 64*(b+1))); err != nil {
+			t.Fatal(err)
+		}
+		after := s.Log().Metrics()
+		if n := after.Fsyncs - before.Fsyncs; n != 1 {
+			t.Fatalf("batch %d: %d fsyncs", b, n)
+		}
+		if after.DurableSeq != 64*(b+1)+1 {
+			t.Fatalf("batch %d: durable frontier %d when StoreLogs returned", b, after.DurableSeq)
+		}
+	}
+}
