@@ -724,12 +724,12 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 // durable yet, with the configured retries, for flush f.
 func (l flushTarget) syncSegment(ctx context.Context, f *aofotel.Flush, s *seg) error {
 	f.Syncing(s.Header().Index, aofotel.SyncData)
-	if err := l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
+	if err := flush.SyncWithRetry(ctx, l.cfg.Retry, &l.metrics, s.Sync, f.SyncAttempt); err != nil {
 		return fmt.Errorf("segment %d: %w", s.Header().Index, err)
 	}
 	if s.NeedsDirSync() {
 		f.Syncing(s.Header().Index, aofotel.SyncDirectory)
-		if err := l.cfg.Retry.Sync(ctx, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
+		if err := flush.SyncWithRetry(ctx, l.cfg.Retry, &l.metrics, func() error { return l.fs.SyncDir(l.segDir) }, f.SyncAttempt); err != nil {
 			return err
 		}
 		s.DirSynced()
@@ -745,7 +745,7 @@ func (l flushTarget) seal(ctx context.Context, f *aofotel.Flush, s *seg) error {
 	err := s.WriteFooter()
 	if err == nil {
 		f.Syncing(s.Header().Index, aofotel.SyncFooter)
-		err = l.cfg.Retry.Sync(ctx, &l.metrics, s.Sync, f.SyncAttempt)
+		err = flush.SyncWithRetry(ctx, l.cfg.Retry, &l.metrics, s.Sync, f.SyncAttempt)
 	}
 	if err == nil {
 		err = s.FinishSeal()

@@ -476,15 +476,7 @@ func (l *Log) readDurableMark() (segment.DurableMark, error) {
 func (l *Log) writeDurableMark(s *seg) error {
 	var b [segment.DurableMarkSize]byte
 	segment.EncodeDurableMark(b[:], segment.DurableMark{Index: s.Header().Index, Offset: s.Durable()})
-	tmp := l.durableMarkPath() + ".tmp"
-	l.fs.Remove(tmp)
-	if err := segment.WriteFileSync(l.fs, tmp, b[:], l.cfg.FileMode); err != nil {
-		return err
-	}
-	if err := l.fs.Rename(tmp, l.durableMarkPath()); err != nil {
-		return err
-	}
-	return l.fs.SyncDir(l.dir)
+	return l.writeMark(l.durableMarkPath(), b[:])
 }
 
 func (l *Log) repairDir() string { return filepath.Join(l.dir, "repair") }

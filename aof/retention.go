@@ -58,15 +58,7 @@ func (l *Log) cutMarkPath() string   { return filepath.Join(l.dir, segment.CutFi
 
 // writeMark replaces the file at path with b, durably.
 func (l *Log) writeMark(path string, b []byte) error {
-	tmp := path + ".tmp"
-	l.fs.Remove(tmp)
-	if err := segment.WriteFileSync(l.fs, tmp, b, l.cfg.FileMode); err != nil {
-		return err
-	}
-	if err := l.fs.Rename(tmp, path); err != nil {
-		return err
-	}
-	return l.fs.SyncDir(l.dir)
+	return segment.ReplaceFileSync(l.fs, path, b, l.cfg.FileMode)
 }
 
 // removeMark removes the mark file at path, durably.

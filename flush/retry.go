@@ -89,11 +89,11 @@ type SyncAttempt struct {
 	Final    bool          // Err is not retried: the sync failed
 }
 
-// Sync runs sync until it succeeds, fails with an error that is not
-// transient, or has been tried p.Attempts times. Every attempt is counted
+// SyncWithRetry runs sync until it succeeds, fails with an error that is
+// not transient, or has been tried p.Attempts times. Every attempt is counted
 // in m and reported to observe (which may be nil). A cancelled ctx ends
 // the waits between attempts; the sync counts as failed then.
-func (p RetryPolicy) Sync(ctx context.Context, m *Metrics, sync func() error, observe func(SyncAttempt)) error {
+func SyncWithRetry(ctx context.Context, p RetryPolicy, m *Metrics, sync func() error, observe func(SyncAttempt)) error {
 	for attempt := 1; ; attempt++ {
 		m.fsyncs.Add(1)
 		start := time.Now()

@@ -48,7 +48,7 @@ func TestSyncRetriesOnlyTransientErrors(t *testing.T) {
 	var m Metrics
 	var events []SyncAttempt
 	calls := 0
-	err := p.Sync(context.Background(), &m, func() error {
+	err := SyncWithRetry(context.Background(), p, &m, func() error {
 		calls++
 		if calls < 3 {
 			return unix.EAGAIN
@@ -63,12 +63,12 @@ func TestSyncRetriesOnlyTransientErrors(t *testing.T) {
 	}
 
 	calls = 0
-	err = p.Sync(context.Background(), &m, func() error { calls++; return unix.EIO }, nil)
+	err = SyncWithRetry(context.Background(), p, &m, func() error { calls++; return unix.EIO }, nil)
 	if !errors.Is(err, unix.EIO) || calls != 1 {
 		t.Fatalf("EIO: err %v after %d calls; want one call", err, calls)
 	}
 	calls = 0
-	err = p.Sync(context.Background(), &m, func() error { calls++; return unix.EINTR }, nil)
+	err = SyncWithRetry(context.Background(), p, &m, func() error { calls++; return unix.EINTR }, nil)
 	if !errors.Is(err, unix.EINTR) || calls != 4 {
 		t.Fatalf("EINTR forever: err %v after %d calls; want 4", err, calls)
 	}

@@ -502,6 +502,23 @@ func WriteFileSync(fs vfs.FS, path string, b []byte, perm iofs.FileMode) error {
 	return fs.SyncDir(filepath.Dir(path))
 }
 
+// ReplaceFileSync replaces the file at path with one holding b, atomically
+// and durably: it writes b to path+".tmp" (removing a stale one first) and
+// syncs it, renames it over path and syncs the directory. After a crash at
+// any point path holds either its old content or b; a ".tmp" file left
+// behind is never read.
+func ReplaceFileSync(fs vfs.FS, path string, b []byte, perm iofs.FileMode) error {
+	tmp := path + ".tmp"
+	fs.Remove(tmp)
+	if err := WriteFileSync(fs, tmp, b, perm); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		return err
+	}
+	return fs.SyncDir(filepath.Dir(path))
+}
+
 // Resume makes a scanned segment the one that takes appends again, or the
 // one to seal, with the scan's good frames. The bytes in [MaxHint, End) are
 // copied to a fresh append buffer and count as backlog: the next flush

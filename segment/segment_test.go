@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -195,5 +198,30 @@ func TestLeaseKeepsMappingsAfterRelease(t *testing.T) {
 	}
 	if _, err := s.Read(seq, nil); !errors.Is(err, ErrReleased) {
 		t.Fatalf("Read after the last lease: %v, want ErrReleased", err)
+	}
+}
+
+// TestReplaceFileSync: the new content replaces the old, a stale ".tmp"
+// from an interrupted replace does not get in the way, and none is left.
+func TestReplaceFileSync(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "MARK")
+	if err := os.WriteFile(path+".tmp", []byte("stale and longer than the mark"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"first", "second"} {
+		if err := ReplaceFileSync(vfs.Default, path, []byte(want), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != want {
+			t.Fatalf("after replacing with %q: %q, %v", want, got, err)
+		}
+		if _, err := os.Stat(path + ".tmp"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("a .tmp file is left: %v", err)
+		}
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("mode %v, %v", st.Mode().Perm(), err)
+		}
 	}
 }

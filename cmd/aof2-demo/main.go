@@ -100,16 +100,47 @@ func run(dir string, n, writers int, kill time.Duration, flushTelemetry func()) 
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
-	ctx := context.Background()
-	tracer := otel.Tracer("github.com/aof2/aof2/cmd/aof2-demo")
 	fmt.Printf("log:        %s\n", dir)
 
 	// Phase 1: append from several goroutines, then make it all durable.
+	sums, err := appendAll(dir, n, writers)
+	if err != nil {
+		return err
+	}
+
+	// Phase 2: a child appends and acknowledges; kill -9 it.
+	acks, err := crash(dir, kill)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("crash:      child killed with SIGKILL after %v, %d records acknowledged\n", kill, len(acks))
+	for seq, sum := range acks {
+		sums[seq] = sum
+	}
+
+	// Phase 3: recover and check.
 	l, err := aof.Open(dir, config())
 	if err != nil {
-		return fmt.Errorf("open: %w", err)
+		return fmt.Errorf("reopen after crash: %w", err)
 	}
-	sums := make(map[uint64]uint64, n) // seq -> xxhash64 of the payload
+	defer l.Close()
+	defer flushTelemetry()
+	rep := l.Recovery()
+	printRecovery(rep)
+	return verify(l, rep, sums)
+}
+
+// appendAll appends n records to a log in dir from writers goroutines,
+// makes them durable, prints the log's metrics, closes it, and returns
+// what it appended: seq -> xxhash64 of the payload.
+func appendAll(dir string, n, writers int) (map[uint64]uint64, error) {
+	ctx := context.Background()
+	tracer := otel.Tracer("github.com/aof2/aof2/cmd/aof2-demo")
+	l, err := aof.Open(dir, config())
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	sums := make(map[uint64]uint64, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -145,14 +176,23 @@ func run(dir string, n, writers int, kill time.Duration, flushTelemetry func()) 
 	close(errs)
 	if err := <-errs; err != nil {
 		l.Close()
-		return fmt.Errorf("append: %w", err)
+		return nil, fmt.Errorf("append: %w", err)
 	}
 	if err := l.Sync(ctx); err != nil {
 		l.Close()
-		return fmt.Errorf("sync: %w", err)
+		return nil, fmt.Errorf("sync: %w", err)
 	}
 	m := l.Metrics()
 	fmt.Printf("appended:   %d records, %d bytes by %d goroutines in %v\n", m.AppendedRecords, m.AppendedBytes, writers, time.Since(start).Round(time.Millisecond))
+	printMetrics(m)
+	if err := l.Close(); err != nil {
+		return nil, fmt.Errorf("close: %w", err)
+	}
+	return sums, nil
+}
+
+// printMetrics prints the durable frontier, the fsyncs and the flushes.
+func printMetrics(m aof.Metrics) {
 	fmt.Printf("durable:    seq < %d, backlog %d bytes, %d segments (%d sealed)\n", m.DurableSeq, m.BacklogBytes, m.Segments, m.SealedSegments)
 	fmt.Printf("fsyncs:     %d, %v in total, %d retries\n", m.Fsyncs, m.FsyncTime.Round(time.Microsecond), m.RetryAttempts)
 	var reasons []string
@@ -160,33 +200,22 @@ func run(dir string, n, writers int, kill time.Duration, flushTelemetry func()) 
 		reasons = append(reasons, fmt.Sprintf("%s=%d", r, m.FlushesByReason(r)))
 	}
 	fmt.Printf("flushes:    %s (async=%d sync=%d)\n", strings.Join(reasons, " "), m.FlushesByMode(aof.ModeAsync), m.FlushesByMode(aof.ModeSync))
-	if err := l.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
-	}
+}
 
-	// Phase 2: a child appends and acknowledges; kill -9 it.
-	acks, err := crash(dir, kill)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("crash:      child killed with SIGKILL after %v, %d records acknowledged\n", kill, len(acks))
-
-	// Phase 3: recover and check.
-	l, err = aof.Open(dir, config())
-	if err != nil {
-		return fmt.Errorf("reopen after crash: %w", err)
-	}
-	defer l.Close()
-	defer flushTelemetry()
-	rep := l.Recovery()
+// printRecovery prints what the reopen after the crash found and did.
+func printRecovery(rep aof.RecoveryReport) {
 	fmt.Printf("recovery:   %d segments (%d trusted, %d scanned), records %d..%d, in %v\n", rep.Segments, rep.Trusted, rep.Scanned, rep.FirstSeq, rep.NextSeq-1, rep.Duration.Round(time.Microsecond))
 	fmt.Printf("recovered:  %d truncations (%d bytes), %d files removed, backlog %d bytes\n", len(rep.Truncations), rep.TruncatedBytes, len(rep.Removed), rep.BacklogBytes)
 	for _, t := range rep.Truncations {
 		fmt.Printf("  cut:      %s at offset %d, %d bytes: %s\n", t.File, t.Offset, t.Bytes, t.Reason)
 	}
-	for seq, sum := range acks {
-		sums[seq] = sum
-	}
+}
+
+// verify reads back every acknowledged record of sums (seq -> xxhash64 of
+// the payload) and every record the log holds (each Read verifies the
+// checksum), prints what it saw, and fails if anything acknowledged was
+// lost or anything read was corrupt.
+func verify(l *aof.Log, rep aof.RecoveryReport, sums map[uint64]uint64) error {
 	var lost, bad int
 	for seq, sum := range sums {
 		rec, err := l.Read(seq, nil)
@@ -203,7 +232,7 @@ func run(dir string, n, writers int, kill time.Duration, flushTelemetry func()) 
 	}
 	var total int64
 	for seq := rep.FirstSeq; seq < rep.NextSeq; seq++ {
-		rec, err := l.Read(seq, nil) // Read verifies the checksum
+		rec, err := l.Read(seq, nil)
 		if err != nil {
 			bad++
 			fmt.Printf("  UNREADABLE: seq %d: %v\n", seq, err)
