@@ -154,17 +154,11 @@ func decodeStable(b []byte) (map[string][]byte, error) {
 	return kv, nil
 }
 
-// write replaces the stable file with kv, durably: a temporary file written
-// and synced, renamed over the file, and the directory synced.
+// write replaces the stable file with kv, durably and atomically
+// (segment.ReplaceFileSync: a temporary file written and synced, renamed
+// over the file, the directory synced).
 func (s *stable) write(kv map[string][]byte) error {
-	tmp := s.path() + ".tmp"
-	if err := segment.WriteFileSync(s.fs, tmp, encodeStable(kv), s.perm); err != nil {
-		return fmt.Errorf("hashiraft: write the stable store: %w", err)
-	}
-	if err := s.fs.Rename(tmp, s.path()); err != nil {
-		return fmt.Errorf("hashiraft: write the stable store: %w", err)
-	}
-	if err := s.fs.SyncDir(s.dir); err != nil {
+	if err := segment.ReplaceFileSync(s.fs, s.path(), encodeStable(kv), s.perm); err != nil {
 		return fmt.Errorf("hashiraft: write the stable store: %w", err)
 	}
 	return nil
