@@ -26,6 +26,34 @@ type powerImage struct {
 	op   int
 	what string // the operation and its path
 	img  *vfstest.PowerImage
+	// durable is the last index of the entries whose StoreLogs had
+	// returned on n2 when the image was taken (less any DeleteRange since):
+	// the image's log must hold it.
+	durable uint64
+}
+
+// ackedLogs is raft's log store on the power-cut node: it records the last
+// index a StoreLogs returned for (lowered before any DeleteRange).
+type ackedLogs struct {
+	*Store
+	durable *atomic.Uint64
+}
+
+func (a ackedLogs) StoreLogs(logs []*raft.Log) error {
+	err := a.Store.StoreLogs(logs)
+	if err == nil && len(logs) > 0 {
+		a.durable.Store(logs[len(logs)-1].Index)
+	}
+	return err
+}
+
+func (a ackedLogs) StoreLog(l *raft.Log) error { return a.StoreLogs([]*raft.Log{l}) }
+
+func (a ackedLogs) DeleteRange(lo, hi uint64) error {
+	if lo > 0 && a.durable.Load() >= lo {
+		a.durable.Store(lo - 1)
+	}
+	return a.Store.DeleteRange(lo, hi)
 }
 
 // Power loss of one node's disk. Node n2's store (its log and its stable
@@ -52,6 +80,7 @@ func TestPowerLossOfOneNode(t *testing.T) {
 		root   string
 		mu     sync.Mutex // guards images (the hook runs on raft's goroutines)
 		images []powerImage
+		acked  atomic.Uint64
 	)
 	hookRng := rand.New(rand.NewPCG(seed, 3))
 	c := newClusterWith(t, func(n *node) {
@@ -76,10 +105,11 @@ func TestPowerLossOfOneNode(t *testing.T) {
 			}
 			img := snapshot()
 			mu.Lock()
-			images = append(images, powerImage{op: op, what: kind + " " + path, img: img})
+			images = append(images, powerImage{op: op, what: kind + " " + path, img: img, durable: acked.Load()})
 			mu.Unlock()
 		})
 		n.fs = pfs
+		n.logs = func(s *Store) raft.LogStore { return ackedLogs{s, &acked} }
 	})
 	n2 := c.nodes[2]
 
@@ -123,12 +153,12 @@ func TestPowerLossOfOneNode(t *testing.T) {
 	recovered, refused := 0, 0
 	for i, im := range picked {
 		loss := vfstest.Losses()[i%len(vfstest.Losses())]
-		phase := fmt.Sprintf("image at op %d (%s), %v", im.op, im.what, loss)
+		phase := fmt.Sprintf("image at op %d (%s, entries up to %d durable), %v", im.op, im.what, im.durable, loss)
 		desc, err := im.img.Write(resetDir(t, root), loss, rand.New(rand.NewPCG(seed, uint64(i))))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := checkImageStore(root, c.leader()); err != nil {
+		if err := checkImageStore(root, c.leader(), im.durable); err != nil {
 			if !(errors.Is(err, aof.ErrCorrupt) || errors.Is(err, ErrStableMissing)) || !strings.Contains(err.Error(), "wipe the node and let it rejoin") {
 				t.Fatalf("%s (%s): %v", phase, desc, err)
 			}
@@ -136,6 +166,7 @@ func TestPowerLossOfOneNode(t *testing.T) {
 			refused++
 			c.wipeAndRejoin(n2)
 		} else {
+			t.Logf("%s: recovered", phase)
 			recovered++
 		}
 		// The two others go on without n2.
@@ -160,7 +191,7 @@ func TestPowerLossOfOneNode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, StableFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkImageStore(root, c.leader()); !errors.Is(err, aof.ErrCorrupt) || !strings.Contains(err.Error(), "wipe the node and let it rejoin") {
+	if err := checkImageStore(root, c.leader(), 0); !errors.Is(err, aof.ErrCorrupt) || !strings.Contains(err.Error(), "wipe the node and let it rejoin") {
 		t.Fatalf("a damaged stable store: %v", err)
 	}
 	c.wipeAndRejoin(n2)
@@ -172,11 +203,12 @@ func TestPowerLossOfOneNode(t *testing.T) {
 }
 
 // checkImageStore opens the store in dir alone and checks what it holds
-// after a power cut: the error of Open if it refuses; otherwise that every
-// entry of its log is readable, with terms no higher than the stable
+// after a power cut: the error of Open if it refuses; otherwise that its
+// log holds every entry up to durable (whose StoreLogs had returned) and
+// every entry of it is readable, with terms no higher than the stable
 // store's CurrentTerm, and that the stable store's LastVoteTerm is at
 // most its CurrentTerm and its CurrentTerm at most the leader's.
-func checkImageStore(dir string, lead *node) error {
+func checkImageStore(dir string, lead *node, durable uint64) error {
 	s, err := Open(dir, testConfig())
 	if err != nil {
 		return err
@@ -192,6 +224,9 @@ func checkImageStore(dir string, lead *node) error {
 	}
 	first, _ := s.FirstIndex()
 	last, _ := s.LastIndex()
+	if last < durable {
+		return fmt.Errorf("the recovered log ends at %d; StoreLogs had returned for entries up to %d", last, durable)
+	}
 	for i := first; i <= last && first > 0; i++ {
 		var l raft.Log
 		if err := s.GetLog(i, &l); err != nil {
