@@ -26,7 +26,7 @@ import (
 const crashNodeEnv = "HASHIRAFT_CRASH_NODE"
 
 // crashCyclesEnv sets how many kill -9 cycles TestKill9Cluster runs
-// (default 5; HASHIRAFT_CRASH_CYCLES=1000 is the long run).
+// (default 10; HASHIRAFT_CRASH_CYCLES=1000 is the long run).
 const crashCyclesEnv = "HASHIRAFT_CRASH_CYCLES"
 
 func TestMain(m *testing.M) {
@@ -390,12 +390,12 @@ func (c *crashCluster) ordersAgree(phase string) {
 // machines agree on order; at the end every id whose Apply returned nil on
 // the leader is in every node's state machine exactly once, in the same
 // order everywhere. HASHIRAFT_CRASH_CYCLES sets the number of cycles
-// (default 5).
+// (default 10).
 func TestKill9Cluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	cycles := 5
+	cycles := 10
 	if v := os.Getenv(crashCyclesEnv); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
