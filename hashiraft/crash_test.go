@@ -1,8 +1,10 @@
 package hashiraft
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -51,12 +53,28 @@ type crashNodeSpec struct {
 // dedupFSM is the crash test's state machine: the command ids applied, in
 // order, each at most once. A client retries a command whose outcome it
 // does not know, so the same id may be committed twice; the FSM skips the
-// second (and counts it).
+// second (and counts it). sums[i] is a hash of cmds[:i+1], so that two
+// nodes' orders compare without sending the lists.
 type dedupFSM struct {
 	mu      sync.Mutex
 	cmds    []string
+	sums    []uint64
 	seen    map[string]bool
 	skipped int
+}
+
+// add appends id to the list; the caller holds mu.
+func (f *dedupFSM) add(id string) {
+	h := fnv.New64a()
+	var prev [8]byte
+	if n := len(f.sums); n > 0 {
+		binary.LittleEndian.PutUint64(prev[:], f.sums[n-1])
+	}
+	h.Write(prev[:])
+	h.Write([]byte(id))
+	f.seen[id] = true
+	f.cmds = append(f.cmds, id)
+	f.sums = append(f.sums, h.Sum64())
 }
 
 func (f *dedupFSM) Apply(l *raft.Log) any {
@@ -67,8 +85,7 @@ func (f *dedupFSM) Apply(l *raft.Log) any {
 		f.skipped++
 		return nil
 	}
-	f.seen[id] = true
-	f.cmds = append(f.cmds, id)
+	f.add(id)
 	return nil
 }
 
@@ -84,21 +101,20 @@ func (f *dedupFSM) Restore(rc io.ReadCloser) error {
 	if err := json.NewDecoder(rc).Decode(&cmds); err != nil {
 		return err
 	}
-	seen := make(map[string]bool, len(cmds))
-	for _, c := range cmds {
-		seen[c] = true
-	}
 	f.mu.Lock()
-	f.cmds, f.seen = cmds, seen
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	f.cmds, f.sums, f.seen = nil, nil, make(map[string]bool, len(cmds))
+	for _, c := range cmds {
+		f.add(c)
+	}
 	return nil
 }
 
 // crashNodeState is what a child node's GET /state answers.
 type crashNodeState struct {
 	State   string
-	Cmds    []string
-	Skipped int
+	Len     int // ids applied
+	Skipped int // retried ids skipped
 }
 
 // runCrashNode runs one raft node of TestKill9Cluster until it is killed:
@@ -110,6 +126,8 @@ type crashNodeState struct {
 //	                  the node is not the leader, 503 with the error else
 //	POST /barrier     a raft Barrier (leader only)
 //	GET  /state       crashNodeState as JSON
+//	GET  /sum?n=K     the hash of the first K ids applied (404 if fewer)
+//	GET  /cmds        the ids applied, in order, as JSON
 func runCrashNode(specJSON string) error {
 	var spec crashNodeSpec
 	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
@@ -176,18 +194,38 @@ func runCrashNode(specJSON string) error {
 	})
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, req *http.Request) {
 		fsm.mu.Lock()
-		st := crashNodeState{State: r.State().String(), Cmds: slices.Clone(fsm.cmds), Skipped: fsm.skipped}
+		st := crashNodeState{State: r.State().String(), Len: len(fsm.cmds), Skipped: fsm.skipped}
 		fsm.mu.Unlock()
 		json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("GET /sum", func(w http.ResponseWriter, req *http.Request) {
+		k, err := strconv.Atoi(req.URL.Query().Get("n"))
+		fsm.mu.Lock()
+		defer fsm.mu.Unlock()
+		switch {
+		case err != nil || k < 0 || k > len(fsm.sums):
+			http.Error(w, "no such prefix", http.StatusNotFound)
+		case k == 0:
+			json.NewEncoder(w).Encode(uint64(0))
+		default:
+			json.NewEncoder(w).Encode(fsm.sums[k-1])
+		}
+	})
+	mux.HandleFunc("GET /cmds", func(w http.ResponseWriter, req *http.Request) {
+		fsm.mu.Lock()
+		cmds := slices.Clone(fsm.cmds)
+		fsm.mu.Unlock()
+		json.NewEncoder(w).Encode(cmds)
 	})
 	return http.ListenAndServe(spec.HTTPAddr, mux) // until SIGKILL
 }
 
 // crashNode is the parent's handle on one child node.
 type crashNode struct {
-	spec crashNodeSpec
-	cmd  *exec.Cmd
-	logf *os.File
+	spec   crashNodeSpec
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	logf   *os.File
 }
 
 // crashCluster is the parent's view of TestKill9Cluster's cluster and its
@@ -214,8 +252,20 @@ func (c *crashCluster) start(n *crashNode) {
 	if err := n.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	cmd, exited := n.cmd, make(chan struct{})
+	n.exited = exited
+	go func() {
+		cmd.Wait() // "signal: killed", or why the node stopped
+		close(exited)
+	}()
 	n.spec.Bootstrap = nil // only the first start bootstraps
 	c.waitFor(n.spec.ID+" serving", func() bool {
+		select {
+		case <-exited:
+			c.dumpLogs()
+			c.t.Fatalf("%s exited at start: %v", n.spec.ID, cmd.ProcessState)
+		default:
+		}
 		_, err := c.state(n)
 		return err == nil
 	})
@@ -224,24 +274,35 @@ func (c *crashCluster) start(n *crashNode) {
 // kill sends SIGKILL and waits for the process to be gone.
 func (c *crashCluster) kill(n *crashNode) {
 	c.t.Helper()
+	select {
+	case <-n.exited:
+		c.dumpLogs()
+		c.t.Fatalf("%s had exited: %v", n.spec.ID, n.cmd.ProcessState)
+	default:
+	}
 	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		c.t.Fatal(err)
 	}
-	n.cmd.Wait() // "signal: killed"
+	<-n.exited
 	n.cmd = nil
 }
 
 func (c *crashCluster) state(n *crashNode) (crashNodeState, error) {
 	var st crashNodeState
-	resp, err := c.http.Get("http://" + n.spec.HTTPAddr + "/state")
+	return st, c.get(n, "/state", &st)
+}
+
+// get decodes the JSON answer of GET path from n into v.
+func (c *crashCluster) get(n *crashNode, path string, v any) error {
+	resp, err := c.http.Get("http://" + n.spec.HTTPAddr + path)
 	if err != nil {
-		return st, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s: GET /state: %s", n.spec.ID, resp.Status)
+		return fmt.Errorf("%s: GET %s: %s", n.spec.ID, path, resp.Status)
 	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 func (c *crashCluster) post(n *crashNode, path string) (int, error) {
@@ -341,13 +402,14 @@ func (c *crashCluster) leader() *crashNode {
 	return lead
 }
 
-// ordersAgree checks that the running nodes' state machines hold no id
-// twice and that each one's list is a prefix of the other's: they applied
-// the same commands in the same order, some further along.
+// ordersAgree checks that the running nodes' state machines applied the
+// same ids in the same order, some further along: for each pair, the
+// hashes of their common prefix are equal. (A node's list only grows while
+// it runs, so the prefix read after its length is the same one.)
 func (c *crashCluster) ordersAgree(phase string) {
 	c.t.Helper()
-	var lists [][]string
-	var ids []string
+	var running []*crashNode
+	lens := map[*crashNode]int{}
 	for _, n := range c.nodes {
 		if n.cmd == nil {
 			continue
@@ -356,26 +418,22 @@ func (c *crashCluster) ordersAgree(phase string) {
 		if err != nil {
 			c.t.Fatalf("%s: %v", phase, err)
 		}
-		seen := make(map[string]bool, len(st.Cmds))
-		for _, id := range st.Cmds {
-			if seen[id] {
-				c.t.Fatalf("%s: %s applied %s twice", phase, n.spec.ID, id)
-			}
-			seen[id] = true
-		}
-		lists = append(lists, st.Cmds)
-		ids = append(ids, n.spec.ID)
+		running = append(running, n)
+		lens[n] = st.Len
 	}
-	for i := range lists {
-		for j := i + 1; j < len(lists); j++ {
-			a, b := lists[i], lists[j]
-			m := min(len(a), len(b))
-			if !slices.Equal(a[:m], b[:m]) {
-				k := 0
-				for a[k] == b[k] {
-					k++
-				}
-				c.t.Fatalf("%s: %s and %s applied different commands at position %d: %s and %s", phase, ids[i], ids[j], k, a[k], b[k])
+	for i, a := range running {
+		for _, b := range running[i+1:] {
+			m := min(lens[a], lens[b])
+			var sa, sb uint64
+			if err := c.get(a, fmt.Sprintf("/sum?n=%d", m), &sa); err != nil {
+				c.t.Fatalf("%s: %v", phase, err)
+			}
+			if err := c.get(b, fmt.Sprintf("/sum?n=%d", m), &sb); err != nil {
+				c.t.Fatalf("%s: %v", phase, err)
+			}
+			if sa != sb {
+				c.dumpLogs()
+				c.t.Fatalf("%s: %s and %s applied different commands among their first %d", phase, a.spec.ID, b.spec.ID, m)
 			}
 		}
 	}
@@ -477,30 +535,29 @@ func TestKill9Cluster(t *testing.T) {
 		return err == nil && code == http.StatusOK
 	})
 	acked := c.acked
-	lead, err := c.state(c.leader())
-	if err != nil {
+	var final []string // everything committed, applied on the leader
+	if err := c.get(c.leader(), "/cmds", &final); err != nil {
 		t.Fatal(err)
 	}
-	final := lead.Cmds // everything committed, applied on the leader
 	skipped := 0
 	for _, n := range c.nodes {
 		var st crashNodeState
 		c.waitFor(n.spec.ID+" catching up", func() bool {
 			var err error
 			st, err = c.state(n)
-			return err == nil && len(st.Cmds) >= len(final)
+			return err == nil && st.Len >= len(final)
 		})
 		skipped += st.Skipped
 	}
 	c.ordersAgree("end")
 	lost, dup := 0, 0
 	for _, n := range c.nodes {
-		st, err := c.state(n)
-		if err != nil {
+		var cmds []string
+		if err := c.get(n, "/cmds", &cmds); err != nil {
 			t.Fatal(err)
 		}
-		count := make(map[string]int, len(st.Cmds))
-		for _, id := range st.Cmds {
+		count := make(map[string]int, len(cmds))
+		for _, id := range cmds {
 			count[id]++
 		}
 		for _, id := range acked {
@@ -514,7 +571,7 @@ func TestKill9Cluster(t *testing.T) {
 				t.Errorf("%s applied %s %d times", n.spec.ID, id, count[id])
 			}
 		}
-		if !slices.Equal(st.Cmds, final) {
+		if !slices.Equal(cmds, final) {
 			t.Errorf("%s's state machine differs from the leader's", n.spec.ID)
 		}
 	}
