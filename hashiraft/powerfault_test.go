@@ -329,8 +329,8 @@ func TestFailStoppedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	n2.trans.Close()
-	if err := n2.store.Close(); !errors.Is(err, syscall.EIO) {
-		t.Logf("n2's Close: %v", err)
+	if err := n2.store.Close(); !errors.Is(err, aof.ErrFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("n2's Close: %v, want aof.ErrFailed and EIO", err)
 	}
 	n2.raft = nil
 	ffs.SetFault(nil)
