@@ -16,9 +16,9 @@
 // the raft.StableStore. (raft v1.8.0's RestoreCommittedLogs has a defect
 // of its own: a node restarted with it forgets the cluster configuration
 // entries among the committed entries it replays, and may restart knowing
-// no peers; leave it off until raft fixes it.) The log is an aof log in dir/log, one record per
-// entry, the entry's index its record's sequence number; the stable store
-// is the file dir/STABLE.
+// no peers; leave it off until raft fixes it.) The log is an aof log in
+// dir/log, one record per entry, the entry's index its record's sequence
+// number; the stable store is the file dir/STABLE.
 //
 // # What is durable when
 //
