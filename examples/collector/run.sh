@@ -57,7 +57,8 @@ usage: $(basename "$0") COMMAND
 
 Ports: collector OTLP gRPC 4317, HTTP 4318, Prometheus exporter 8889, own
 metrics 8888, health 13134; Jaeger UI/API 16686, OTLP 14317/14318, health
-13133; Prometheus 9090.
+13133; Prometheus 9090 (dashboards at /consoles/aof2.html and
+/consoles/aof2-raft.html, PromQL at /classic/graph).
 State (PIDs, logs, Prometheus TSDB): $STATE
 Binaries: $BIN
 Environment: READY_TIMEOUT (s, default 60), STOP_TIMEOUT (s, default 10),
@@ -120,9 +121,8 @@ fetch_prometheus() {
 			die "PROMETHEUS_BIN=$PROMETHEUS_BIN or PROMTOOL_BIN=$PROMTOOL_BIN is no executable"
 		return
 	fi
-	local stamp=$PROM_ROOT/.packages
-	if [[ -x $PROMETHEUS_BIN && -x $PROMTOOL_BIN && -f $stamp &&
-		$(<"$stamp") == "${PROM_PACKAGES[*]}" ]]; then
+	local stamp=$PROM_ROOT/.packages want="${PROM_PACKAGES[*]} popper-umd"
+	if [[ -x $PROMETHEUS_BIN && -x $PROMTOOL_BIN && -f $stamp && $(<"$stamp") == "$want" ]]; then
 		return
 	fi
 	if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
@@ -154,7 +154,12 @@ fetch_prometheus() {
 		die "the prometheus package holds no $PROMETHEUS_BIN or $PROMTOOL_BIN"
 	[[ -f $PROM_WEB/templates/_base.html && -f $PROM_WEB/static/rickshaw/rickshaw.min.js ]] ||
 		die "the unpacked packages hold no web UI under $PROM_WEB"
-	echo "${PROM_PACKAGES[*]}" >"$stamp"
+	# The web UI loads static/popper.js/popper.min.js, which libjs-popper.js
+	# ships as an ES module (a SyntaxError in a <script>); its umd/ holds the
+	# browser build.
+	ln -sfn ../../../javascript/popper.js/umd "$PROM_WEB/static/popper.js"
+	[[ -f $PROM_WEB/static/popper.js/popper.min.js ]] || die "no popper.js browser build under $PROM_WEB/static"
+	echo "$want" >"$stamp"
 	log "Prometheus: $("$PROMETHEUS_BIN" --version 2>&1 | head -n 1)"
 }
 
@@ -392,7 +397,9 @@ cmd_up() {
 	for name in "${COMPONENTS[@]}"; do
 		start_component "$name"
 	done
-	log "stack is up in $((SECONDS - start)) s; send OTLP to 127.0.0.1:4317, open http://127.0.0.1:16686 and http://127.0.0.1:9090"
+	log "stack is up in $((SECONDS - start)) s; send OTLP to 127.0.0.1:4317, then open
+  http://127.0.0.1:9090/consoles/aof2.html (dashboard), http://127.0.0.1:9090/classic/graph (PromQL),
+  http://127.0.0.1:16686/api/traces?service=aof2-workload (Jaeger's API: this Jaeger build has no UI)"
 }
 
 cmd_down() {
