@@ -4,7 +4,9 @@
 # missing, cached under .bin), runs the e2e test against it, and always
 # stops the stack (the test runs run.sh down and checks that no process is
 # left; the trap makes sure it happens on failure too). Prints how long each
-# step took.
+# step took. With chromium on PATH the test also loads Prometheus' pages in
+# headless Chromium (AOF2_E2E_BROWSER=1: required; screenshots in
+# .state/screenshots).
 #
 #   examples/collector/e2e.sh
 set -euo pipefail

@@ -17,8 +17,22 @@ STOP_TIMEOUT=${STOP_TIMEOUT:-10}
 COLLECTOR_BIN=$BIN/aof2col
 JAEGER_BIN=$BIN/jaeger
 PROM_ROOT=$BIN/prom
+PROMETHEUS_BIN_SET=${PROMETHEUS_BIN:-}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-$PROM_ROOT/usr/bin/prometheus}
 PROMTOOL_BIN=${PROMTOOL_BIN:-$PROM_ROOT/usr/bin/promtool}
+# Debian's prometheus package holds the classic web UI (templates, its own
+# JS and CSS) under usr/share/prometheus/web, whose static/ links to the
+# JavaScript of separate packages (usr/share/javascript/...). They are all
+# unpacked into the same root, so those relative links resolve.
+PROM_WEB=$PROM_ROOT/usr/share/prometheus/web
+PROM_PACKAGES=(prometheus fonts-glyphicons-halflings libjs-bootstrap4
+	libjs-d3 libjs-eonasdan-bootstrap-datetimepicker libjs-jquery
+	libjs-jquery-hotkeys libjs-moment libjs-moment-timezone libjs-mustache
+	libjs-popper.js libjs-rickshaw)
+# The aof2 console templates (served at /consoles/), and the directory that
+# run.sh assembles from our library plus the package's prom.lib.
+CONSOLES=$HERE/prometheus/consoles
+CONSOLE_LIBS_SRC=$HERE/prometheus/console_libraries
 
 COLLECTOR_CONFIG=$HERE/otelcol/config.yaml
 JAEGER_CONFIG=$HERE/tools/jaeger-local.yaml
@@ -43,7 +57,8 @@ usage: $(basename "$0") COMMAND
 
 Ports: collector OTLP gRPC 4317, HTTP 4318, Prometheus exporter 8889, own
 metrics 8888, health 13134; Jaeger UI/API 16686, OTLP 14317/14318, health
-13133; Prometheus 9090.
+13133; Prometheus 9090 (dashboards at /consoles/aof2.html and
+/consoles/aof2-raft.html, PromQL at /classic/graph).
 State (PIDs, logs, Prometheus TSDB): $STATE
 Binaries: $BIN
 Environment: READY_TIMEOUT (s, default 60), STOP_TIMEOUT (s, default 10),
@@ -94,11 +109,20 @@ build_jaeger() {
 	log "Jaeger built in $((SECONDS - start)) s"
 }
 
-# fetch_prometheus unpacks Debian's prometheus package into .bin/prom. It
-# only downloads and extracts the .deb (no dpkg -i), so no maintainer script
-# runs and no daemon starts.
+# fetch_prometheus unpacks Debian's prometheus package, and the packages
+# holding the JavaScript and fonts its web UI links to, into .bin/prom. It
+# only downloads and extracts the .debs (no dpkg -i, no root needed beyond
+# what apt-get download needs), so no maintainer script runs and no daemon
+# starts. A stamp file names the packages unpacked, so a .bin from an older
+# run.sh (the binary without its web files) is completed.
 fetch_prometheus() {
-	if [[ -x $PROMETHEUS_BIN && -x $PROMTOOL_BIN ]]; then
+	if [[ -n ${PROMETHEUS_BIN_SET:-} ]]; then
+		[[ -x $PROMETHEUS_BIN && -x $PROMTOOL_BIN ]] ||
+			die "PROMETHEUS_BIN=$PROMETHEUS_BIN or PROMTOOL_BIN=$PROMTOOL_BIN is no executable"
+		return
+	fi
+	local stamp=$PROM_ROOT/.packages want="${PROM_PACKAGES[*]} popper-umd"
+	if [[ -x $PROMETHEUS_BIN && -x $PROMTOOL_BIN && -f $stamp && $(<"$stamp") == "$want" ]]; then
 		return
 	fi
 	if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
@@ -106,26 +130,61 @@ fetch_prometheus() {
   Install Prometheus yourself and set PROMETHEUS_BIN and PROMTOOL_BIN, or build it:
   go install github.com/prometheus/prometheus/cmd/{prometheus,promtool}@v0.316.0"
 	fi
-	log "fetching Debian's prometheus package into $PROM_ROOT"
+	log "fetching Debian's prometheus package and its web UI's packages into $PROM_ROOT"
 	local tmp
 	tmp=$(mktemp -d)
-	if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+	if ! (cd "$tmp" && apt-get download "${PROM_PACKAGES[@]}" >/dev/null 2>&1); then
 		log "apt-get download failed; running apt-get update once and retrying"
 		apt-get update -qq >/dev/null 2>&1 || true
-		if ! (cd "$tmp" && apt-get download prometheus); then
+		if ! (cd "$tmp" && apt-get download "${PROM_PACKAGES[@]}"); then
 			rm -rf "$tmp"
-			die "could not download Debian's prometheus package (apt-get download prometheus).
+			die "could not download Debian's packages (apt-get download ${PROM_PACKAGES[*]}).
   Install Prometheus yourself and set PROMETHEUS_BIN and PROMTOOL_BIN, or build it:
   go install github.com/prometheus/prometheus/cmd/{prometheus,promtool}@v0.316.0"
 		fi
 	fi
 	rm -rf "$PROM_ROOT"
 	mkdir -p "$PROM_ROOT"
-	dpkg-deb -x "$tmp"/prometheus_*.deb "$PROM_ROOT"
+	local deb
+	for deb in "$tmp"/*.deb; do
+		dpkg-deb -x "$deb" "$PROM_ROOT"
+	done
 	rm -rf "$tmp"
 	[[ -x $PROMETHEUS_BIN && -x $PROMTOOL_BIN ]] ||
 		die "the prometheus package holds no $PROMETHEUS_BIN or $PROMTOOL_BIN"
+	[[ -f $PROM_WEB/templates/_base.html && -f $PROM_WEB/static/rickshaw/rickshaw.min.js ]] ||
+		die "the unpacked packages hold no web UI under $PROM_WEB"
+	# The web UI loads static/popper.js/popper.min.js, which libjs-popper.js
+	# ships as an ES module (a SyntaxError in a <script>); its umd/ holds the
+	# browser build.
+	ln -sfn ../../../javascript/popper.js/umd "$PROM_WEB/static/popper.js"
+	[[ -f $PROM_WEB/static/popper.js/popper.min.js ]] || die "no popper.js browser build under $PROM_WEB/static"
+	echo "$want" >"$stamp"
 	log "Prometheus: $("$PROMETHEUS_BIN" --version 2>&1 | head -n 1)"
+}
+
+# prom_has_flag FLAG: true if the Prometheus binary knows --FLAG (Debian's
+# 2.42 has --web.local-assets; upstream builds do not).
+prom_has_flag() {
+	"$PROMETHEUS_BIN" --help 2>&1 | grep -q -- "--$1[=[:space:]]"
+}
+
+# prepare_console_libs assembles $STATE/console_libraries: our aof2.lib and
+# the package's prom.lib (the console library: PromConsole.Graph's page
+# helpers, time control, query drilldowns). Prometheus reads one directory.
+prepare_console_libs() {
+	local dst=$STATE/console_libraries
+	rm -rf "$dst"
+	mkdir -p "$dst"
+	cp "$CONSOLE_LIBS_SRC"/*.lib "$dst"/
+	local prom_lib
+	for prom_lib in "$PROM_ROOT/usr/share/doc/prometheus/examples/console_libraries/prom.lib" \
+		"${PROM_CONSOLE_LIB:-}"; do
+		if [[ -n $prom_lib && -f $prom_lib ]]; then
+			cp "$prom_lib" "$dst/prom.lib"
+		fi
+	done
+	[[ -f $dst/prom.lib ]] || log "warning: no prom.lib (Prometheus' console library); the /consoles pages will not render (set PROM_CONSOLE_LIB)"
 }
 
 build_all() {
@@ -155,7 +214,14 @@ comp_args() {
 		ARGS=("--config.file=$PROM_CONFIG"
 			"--storage.tsdb.path=$STATE/prometheus-data"
 			"--web.listen-address=127.0.0.1:9090"
-			"--enable-feature=exemplar-storage")
+			"--enable-feature=exemplar-storage"
+			"--web.console.templates=$CONSOLES"
+			"--web.console.libraries=$STATE/console_libraries")
+		# Debian's binary looks for its web UI in /usr/share/prometheus/web
+		# unless told where the unpacked package put it.
+		if [[ -d $PROM_WEB ]] && prom_has_flag web.local-assets; then
+			ARGS+=("--web.local-assets=$PROM_WEB/")
+		fi
 		;;
 	esac
 }
@@ -251,6 +317,7 @@ start_component() {
 	rm -f "$(pid_file "$name")"
 	if [[ $name == prometheus ]]; then
 		rm -rf "$STATE/prometheus-data" # a fresh TSDB each time
+		prepare_console_libs
 	fi
 	local ARGS=()
 	comp_args "$name"
@@ -330,7 +397,9 @@ cmd_up() {
 	for name in "${COMPONENTS[@]}"; do
 		start_component "$name"
 	done
-	log "stack is up in $((SECONDS - start)) s; send OTLP to 127.0.0.1:4317, open http://127.0.0.1:16686 and http://127.0.0.1:9090"
+	log "stack is up in $((SECONDS - start)) s; send OTLP to 127.0.0.1:4317, then open
+  http://127.0.0.1:9090/consoles/aof2.html (dashboard), http://127.0.0.1:9090/classic/graph (PromQL),
+  http://127.0.0.1:16686/api/traces?service=aof2-workload (Jaeger's API: this Jaeger build has no UI)"
 }
 
 cmd_down() {

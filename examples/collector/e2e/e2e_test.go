@@ -1,8 +1,10 @@
 // Package e2e is the end-to-end test of the examples/collector stack: it
 // runs the workload against the collector, Jaeger and Prometheus started by
 // ../run.sh and checks, over their HTTP APIs, that the traces and metrics
-// the library emits really arrive, and that every Grafana panel's query
-// returns data.
+// the library emits really arrive, that every Grafana panel's query
+// returns data, and (when Chromium is there, see browser_test.go) that
+// Prometheus' graph page and the aof2 console pages render their graphs in
+// a real browser.
 //
 // It is skipped unless AOF2_E2E=1. With AOF2_E2E_STACK_UP=1 it assumes the
 // stack is already up (../e2e.sh starts it); otherwise it runs `run.sh up`
@@ -88,6 +90,7 @@ func TestStack(t *testing.T) {
 	t.Run("jaeger", testJaeger)
 	t.Run("prometheus", testPrometheus)
 	t.Run("dashboard", func(t *testing.T) { testDashboard(t, filepath.Join(dir, "grafana", "dashboards", "aof2.json")) })
+	t.Run("browser", func(t *testing.T) { testBrowser(t, dir, runStart) })
 	t.Logf("checks took %v", time.Since(checkStart).Round(time.Millisecond))
 
 	if keep {
