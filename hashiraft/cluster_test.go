@@ -80,6 +80,10 @@ type node struct {
 	// store as raft's log store.
 	fs   vfs.FS
 	logs func(*Store) raft.LogStore
+	// cuttable makes its transport one whose network link the test can
+	// cut (layer; see partition_test.go).
+	cuttable bool
+	layer    *cutLayer
 
 	store *Store
 	trans *raft.NetworkTransport
@@ -132,7 +136,7 @@ func (n *node) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 50 { // the port may still be held a moment after a stop
-		if n.trans, err = raft.NewTCPTransport(n.addr, nil, 3, 2*time.Second, io.Discard); err == nil {
+		if n.trans, err = n.newTransport(); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
