@@ -9,7 +9,9 @@
 //	curl http://127.0.0.1:8002/kv/greeting
 //
 // With -node ID it runs one node of the cluster (what the parent starts
-// three times).
+// three times). With -trace TRACEID it prints that trace from Jaeger's
+// query API as a span tree, each node's aof.flush under the append it made
+// durable.
 package main
 
 import (
@@ -50,9 +52,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		trailing  = fs.Uint64("trailing-logs", 1024, "entries raft keeps in the log after a snapshot")
 		logLevel  = fs.String("log-level", "WARN", "raft's log level (TRACE, DEBUG, INFO, WARN, ERROR)")
 		restart   = fs.Bool("restart", true, "the parent restarts a node that exits (after a kill -9, say) after a second")
+		traceID   = fs.String("trace", "", "print this trace from Jaeger's query API (-jaeger) as a span tree, with the aof.flush spans that link it, and exit")
+		jaeger    = fs.String("jaeger", "http://127.0.0.1:16686", "Jaeger's query API, for -trace")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *traceID != "" {
+		return printTrace(ctx, os.Stdout, *jaeger, *traceID)
 	}
 	members := *cluster
 	if members == "" {
