@@ -287,27 +287,23 @@ func testBrowser(t *testing.T, dir string, since time.Time) {
 		}
 		doc := b.load(t, consoleURL("/consoles/aof2-raft.html", window), 1400, 2200, "console-aof2-raft.png")
 		checkNoErrorText(t, "/consoles/aof2-raft.html", doc)
-		// The workload runs no raft node: until one reports, the page says
-		// so and every graph says its query returned nothing (which also
-		// shows the query ran: a PromQL error leaves neither text nor lines).
-		// Once a node reports, the graphs of what every store has (entries
-		// and bytes written, oldest entry age) must draw; truncations, stable
-		// sets and reads may not have happened yet.
+		// examples/raftkv ran beside the workload (three nodes, PUTs, a
+		// snapshot on each): the page must not say that no store reports,
+		// and every graph must draw (entries and bytes written and read,
+		// head truncations, stable store sets, oldest entry age).
 		noData := byID(doc, "aof2_raft_nodata") != nil
-		always := map[string]bool{"raft_entries": true, "raft_bytes": true, "raft_oldest_age": true}
+		if noData {
+			t.Error("aof2-raft.html says no hashiraft metrics, but examples/raftkv's three nodes reported")
+		}
 		for _, id := range ids {
 			drawn, errText, ok := graphState(doc, id)
 			switch {
 			case !ok:
 				t.Errorf("aof2-raft.html: no graph element %q", id)
-			case noData && (drawn != 0 || errText != "No timeseries returned"):
-				t.Errorf("aof2-raft.html says no hashiraft metrics, but graph %q drew %d lines and shows %q", id, drawn, errText)
-			case !noData && always[id] && (drawn == 0 || errText != ""):
+			case drawn == 0 || errText != "":
 				t.Errorf("aof2-raft.html: graph %q drew %d lines, shows %q", id, drawn, errText)
-			case !noData && (drawn == 0 || errText != "") && (drawn != 0 || errText != "No timeseries returned"):
-				t.Errorf("aof2-raft.html: graph %q drew %d lines and shows %q: want lines or \"No timeseries returned\"", id, drawn, errText)
 			default:
-				t.Logf("aof2-raft.html: graph %q: %d lines %s", id, drawn, errText)
+				t.Logf("aof2-raft.html: graph %q: %d lines", id, drawn)
 			}
 		}
 		t.Logf("aof2-raft.html: hashiraft metrics present: %v", !noData)

@@ -81,15 +81,20 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	// examples/raftkv's three raft nodes run beside the workload, under a
+	// load of PUTs, so the raft console page has data.
+	kv := startRaftKV(t, dir)
 	runStart := time.Now()
 	runCmd(t, filepath.Join(dir, "e2e"), []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317"},
 		"go", "run", "../workload", "-duration", "20s", "-dir", t.TempDir())
 	t.Logf("workload took %v", time.Since(runStart).Round(time.Millisecond))
+	kv.stop(t)
 
 	checkStart := time.Now()
 	t.Run("jaeger", testJaeger)
 	t.Run("prometheus", testPrometheus)
 	t.Run("dashboard", func(t *testing.T) { testDashboard(t, filepath.Join(dir, "grafana", "dashboards", "aof2.json")) })
+	t.Run("raftkv", func(t *testing.T) { testRaftKV(t, kv) })
 	t.Run("browser", func(t *testing.T) { testBrowser(t, dir, runStart) })
 	t.Logf("checks took %v", time.Since(checkStart).Round(time.Millisecond))
 
