@@ -1,0 +1,70 @@
+package hashiraft
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/aof2/aof2/aof"
+)
+
+// withTrace returns l with a trace block for a span of trace id and span
+// id (Inject), as a leader's StoreLogs sees entries of different clients.
+func withTrace(l *raft.Log, id byte) *raft.Log {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{id}, SpanID: trace.SpanID{id}, TraceFlags: trace.FlagsSampled})
+	Inject(trace.ContextWithSpanContext(context.Background(), sc), l)
+	return l
+}
+
+// Review finding 1: a StoreLogs whose batch spans several trace contexts
+// appended the runs before a failing one (an entry too large for a
+// record), so a failed StoreLogs left a prefix stored while raft's cached
+// last index did not move, and raft's retry of the same entries (the
+// follower's next AppendEntries, or the stepped-down leader's) then failed
+// with ErrNotContiguous forever.
+func TestStoreLogsTooLargeEntryStoresNothing(t *testing.T) {
+	s := openT(t, t.TempDir())
+	defer s.Close()
+	big := entry(2)
+	big.Data = make([]byte, s.Log().MaxRecordSize()+1)
+	err := s.StoreLogs([]*raft.Log{withTrace(entry(1), 1), withTrace(big, 2)})
+	if !errors.Is(err, aof.ErrRecordTooLarge) {
+		t.Fatalf("StoreLogs with an entry too large = %v, want aof.ErrRecordTooLarge", err)
+	}
+	if last, _ := s.LastIndex(); last != 0 {
+		t.Fatalf("a failed StoreLogs left entries up to %d stored", last)
+	}
+	// What raft does next: store the entries again, from its own last index.
+	if err := s.StoreLogs([]*raft.Log{withTrace(entry(1), 1), withTrace(entry(2), 2)}); err != nil {
+		t.Fatalf("StoreLogs again after the failure: %v", err)
+	}
+	last, _ := s.LastIndex()
+	if last != 2 {
+		t.Fatalf("LastIndex %d, want 2", last)
+	}
+}
+
+// Review finding 2: the log's automatic retention (RetainBytes,
+// RetainAge) removes sealed segments behind raft's back: entries raft has
+// not compacted, committed ones a lagging follower or this node's own
+// FSM still needs, vanish. Open must refuse it, as it refuses
+// RecoverRepair.
+func TestOpenRefusesLogRetention(t *testing.T) {
+	for _, c := range []aof.Config{
+		{SegmentSize: 64 << 10, RetainBytes: 64 << 10},
+		{SegmentSize: 64 << 10, RetainAge: time.Hour},
+	} {
+		s, err := Open(t.TempDir(), Config{Log: c})
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open with RetainBytes %d, RetainAge %v succeeded", c.RetainBytes, c.RetainAge)
+		}
+		if !errors.Is(err, aof.ErrInvalidConfig) {
+			t.Fatalf("Open with retention = %v, want aof.ErrInvalidConfig", err)
+		}
+	}
+}
