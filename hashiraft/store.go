@@ -264,8 +264,10 @@ func (s *Store) StoreLog(l *raft.Log) error {
 // aof.append span is its child, and the aof.flush span that made it
 // durable links to that.
 //
-// If StoreLogs fails, a prefix of the entries may have been stored (and
-// survive a crash): raft treats the failure as fatal for the node anyway.
+// An entry too large for one of the log's records stores nothing (an
+// error wrapping aof.ErrRecordTooLarge). If StoreLogs fails otherwise (the
+// log failed), a prefix of the entries may have been stored (and survive
+// a crash).
 func (s *Store) StoreLogs(logs []*raft.Log) error {
 	return s.storeLogs(context.Background(), logs)
 }
@@ -292,6 +294,13 @@ func (s *Store) storeLogs(ctx context.Context, logs []*raft.Log) error {
 		start := len(buf)
 		buf = appendEntry(buf, l, commit)
 		payloads[i] = buf[start:len(buf):len(buf)]
+		// Checked for the whole batch before any run is appended: a
+		// batch of several trace contexts is appended run by run, and a
+		// prefix left stored by a failed StoreLogs makes raft's retry
+		// of the same entries fail for good.
+		if n := len(payloads[i]); n > s.log.MaxRecordSize() {
+			return fmt.Errorf("hashiraft: entry %d: %w: %d bytes encoded, at most %d", l.Index, aof.ErrRecordTooLarge, n, s.log.MaxRecordSize())
+		}
 	}
 	last := base + uint64(len(logs)) - 1
 
