@@ -51,7 +51,8 @@ var (
 type Config struct {
 	// Log configures the aof log holding the entries. Its Recovery must
 	// be aof.RecoverStrict (the zero value): a raft node must not run,
-	// nor vote, with a hole cut in its log.
+	// nor vote, with a hole cut in its log. RetainBytes and RetainAge
+	// must be 0: raft alone decides which entries to delete.
 	Log aof.Config
 	// FS is the file system for the log and the stable store; nil is
 	// vfs.Default. Tests pass vfstest's FaultFS or PowerFS.
@@ -110,6 +111,10 @@ func Open(dir string, cfg Config) (*Store, error) {
 func OpenContext(ctx context.Context, dir string, cfg Config) (*Store, error) {
 	if cfg.Log.Recovery != aof.RecoverStrict {
 		return nil, fmt.Errorf("%w: hashiraft needs aof.RecoverStrict", aof.ErrInvalidConfig)
+	}
+	if cfg.Log.RetainBytes != 0 || cfg.Log.RetainAge != 0 {
+		return nil, fmt.Errorf("%w: hashiraft needs the log without automatic retention (RetainBytes, RetainAge): "+
+			"raft compacts its log itself after snapshots (raft.Config.TrailingLogs)", aof.ErrInvalidConfig)
 	}
 	fsys := cfg.FS
 	if fsys == nil {
