@@ -68,3 +68,60 @@ func TestOpenRefusesLogRetention(t *testing.T) {
 		}
 	}
 }
+
+// Review finding 3: the oldest-entry age cached the first entry's time by
+// its index alone, so after every entry was deleted (a snapshot installed
+// or restored) and the log started again at the same index, the gauge
+// kept reporting the deleted entry's time.
+func TestOldestEntryAgeForgetsDeletedEntry(t *testing.T) {
+	s := openT(t, t.TempDir())
+	defer s.Close()
+	if err := s.StoreLogs(entries(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.tel.oldest(); !ok {
+		t.Fatal("no oldest entry in a store of 3")
+	}
+	if err := s.DeleteRange(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs(entries(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Log().Read(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts, ok := s.tel.oldest(); !ok || ts != rec.Timestamp {
+		t.Fatalf("oldest entry stored at %d, %v; entry 1 was stored at %d", ts, ok, rec.Timestamp)
+	}
+}
+
+// Review finding 4: Set after Close still rewrote the stable file, so a
+// closed Store (a raft goroutine outliving its shutdown) could overwrite
+// the term and vote of the Store opened next on the same directory with
+// its stale ones.
+func TestStableSetAfterCloseFails(t *testing.T) {
+	dir := t.TempDir()
+	old := openT(t, dir)
+	if err := old.SetUint64([]byte("CurrentTerm"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openT(t, dir)
+	defer s.Close()
+	if err := s.SetUint64([]byte("CurrentTerm"), 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetUint64([]byte("LastVoteTerm"), 5); !errors.Is(err, aof.ErrClosed) {
+		t.Fatalf("Set on a closed Store = %v, want aof.ErrClosed", err)
+	}
+	s.Close()
+	s = openT(t, dir)
+	defer s.Close()
+	if v, err := s.GetUint64([]byte("CurrentTerm")); v != 6 || err != nil {
+		t.Fatalf("CurrentTerm = %d, %v after a closed Store's Set, want 6", v, err)
+	}
+}
