@@ -402,6 +402,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 		s.cmu.Lock()
 		s.commit, s.commitSeq = 0, 0
 		s.cmu.Unlock()
+		s.tel.forget()
 		s.tel.truncated(endAll)
 	case lo == first:
 		if err := s.log.TruncateFront(ctx, hi+1); err != nil {
