@@ -460,6 +460,7 @@ func (s *Store) GetCommitIndex() (uint64, error) {
 }
 
 // Set stores key = val in the stable store, durably (raft.StableStore).
+// After Close it fails with an error wrapping aof.ErrClosed.
 func (s *Store) Set(key, val []byte) error {
 	if err := s.stable.set(key, val); err != nil {
 		return err
@@ -499,6 +500,7 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 // instruments. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stable.close()
 		terr := s.tel.close()
 		s.closeErr = errors.Join(s.log.Close(), terr)
 	})
