@@ -1,8 +1,10 @@
 package hashiraft
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"syscall"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/aof2/aof2/aof"
+	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // withTrace returns l with a trace block for a span of trace id and span
@@ -123,5 +127,53 @@ func TestStableSetAfterCloseFails(t *testing.T) {
 	defer s.Close()
 	if v, err := s.GetUint64([]byte("CurrentTerm")); v != 6 || err != nil {
 		t.Fatalf("CurrentTerm = %d, %v after a closed Store's Set, want 6", v, err)
+	}
+}
+
+// Review finding 5: a StoreLogs whose batch crossed into a segment the log
+// could not create (the disk full) appended the part that fit in the
+// current segment and failed, the log still usable: the entries were left
+// in the store (to be made durable by the next flush) though StoreLogs
+// failed, so raft's retry of the same entries, from its own last index,
+// failed with ErrNotContiguous until the node restarted.
+func TestStoreLogsFailedRolloverStoresNothing(t *testing.T) {
+	ffs := vfstest.NewFaultFS(vfs.Default)
+	cfg := testConfig()
+	cfg.FS = ffs
+	s, err := Open(t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ffs.SetFault(vfstest.Fail(vfstest.OpCreate, syscall.ENOSPC))
+	batch := func(from uint64) []*raft.Log {
+		ls := entries(from, from+9)
+		for _, l := range ls {
+			l.Data = bytes.Repeat([]byte{byte(l.Index)}, 1000)
+		}
+		return ls
+	}
+	var acked uint64
+	for {
+		ls := batch(acked + 1)
+		err := s.StoreLogs(ls)
+		if err == nil {
+			acked += uint64(len(ls))
+			if acked > 1000 {
+				t.Fatal("no segment creation failed")
+			}
+			continue
+		}
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("StoreLogs: %v, want ENOSPC", err)
+		}
+		if last, _ := s.LastIndex(); last != acked {
+			t.Fatalf("a failed StoreLogs left entries up to %d stored; the last acknowledged is %d", last, acked)
+		}
+		ffs.SetFault(nil)
+		if err := s.StoreLogs(ls); err != nil {
+			t.Fatalf("StoreLogs again once the disk has room: %v", err)
+		}
+		break
 	}
 }
