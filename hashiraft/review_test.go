@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/aof2/aof2/aof"
+	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
 	"github.com/aof2/aof2/vfs/vfstest"
 )
@@ -135,7 +138,8 @@ func TestStableSetAfterCloseFails(t *testing.T) {
 // current segment and failed, the log still usable: the entries were left
 // in the store (to be made durable by the next flush) though StoreLogs
 // failed, so raft's retry of the same entries, from its own last index,
-// failed with ErrNotContiguous until the node restarted.
+// failed with ErrNotContiguous until the node restarted. (Here the disk
+// has room again as soon as anything but a segment is created.)
 func TestStoreLogsFailedRolloverStoresNothing(t *testing.T) {
 	ffs := vfstest.NewFaultFS(vfs.Default)
 	cfg := testConfig()
@@ -145,7 +149,20 @@ func TestStoreLogsFailedRolloverStoresNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ffs.SetFault(vfstest.Fail(vfstest.OpCreate, syscall.ENOSPC))
+	// The disk is full for segment files until something else is
+	// created: the disk has room again by the time the store reacts.
+	var full atomic.Bool
+	full.Store(true)
+	ffs.SetFault(vfstest.Only(vfstest.OpCreate, func(op vfstest.Op) error {
+		if filepath.Base(filepath.Dir(op.Path)) == segment.SegmentsDir {
+			if full.Load() {
+				return syscall.ENOSPC
+			}
+			return nil
+		}
+		full.Store(false)
+		return nil
+	}))
 	batch := func(from uint64) []*raft.Log {
 		ls := entries(from, from+9)
 		for _, l := range ls {
@@ -170,9 +187,12 @@ func TestStoreLogsFailedRolloverStoresNothing(t *testing.T) {
 		if last, _ := s.LastIndex(); last != acked {
 			t.Fatalf("a failed StoreLogs left entries up to %d stored; the last acknowledged is %d", last, acked)
 		}
-		ffs.SetFault(nil)
+		full.Store(false)
 		if err := s.StoreLogs(ls); err != nil {
 			t.Fatalf("StoreLogs again once the disk has room: %v", err)
+		}
+		if last, _ := s.LastIndex(); last != acked+uint64(len(ls)) {
+			t.Fatalf("LastIndex %d after the retry, want %d", last, acked+uint64(len(ls)))
 		}
 		break
 	}
