@@ -269,10 +269,12 @@ func (s *Store) StoreLog(l *raft.Log) error {
 // aof.append span is its child, and the aof.flush span that made it
 // durable links to that.
 //
-// An entry too large for one of the log's records stores nothing (an
-// error wrapping aof.ErrRecordTooLarge). If StoreLogs fails otherwise (the
-// log failed), a prefix of the entries may have been stored (and survive
-// a crash).
+// A StoreLogs that fails stores nothing: an entry too large for one of
+// the log's records is an error wrapping aof.ErrRecordTooLarge, and
+// entries appended before a failure (a segment the log could not create)
+// are removed again. If the log failed for good, a prefix of the entries
+// may survive a crash (raft reads the log's last index when the node
+// restarts).
 func (s *Store) StoreLogs(logs []*raft.Log) error {
 	return s.storeLogs(context.Background(), logs)
 }
@@ -365,11 +367,27 @@ func (s *Store) append(ctx context.Context, logs []*raft.Log, payloads [][]byte)
 			spans = append(spans, sp)
 		}
 		if _, err := s.log.AppendBatch(actx, payloads[i:j]); err != nil {
-			return spans, err
+			return spans, s.unappend(ctx, logs[0].Index, err)
 		}
 		i = j
 	}
 	return spans, nil
+}
+
+// unappend removes the entries from base on that a failed append stored
+// (the log could not roll over to a new segment, say), so that the
+// failed StoreLogs stores nothing and raft's retry of the same entries
+// continues the log. If that fails too, the log has failed (it
+// fail-stops when a cut fails). The caller holds wmu, and the log ended
+// at base-1 when the append began.
+func (s *Store) unappend(ctx context.Context, base uint64, err error) error {
+	if _, next := s.log.Bounds(); next <= base {
+		return err
+	}
+	if cerr := s.log.TruncateBack(ctx, base-1); cerr != nil {
+		return errors.Join(err, fmt.Errorf("hashiraft: remove the entries stored from %d on: %w", base, cerr))
+	}
+	return err
 }
 
 // DeleteRange deletes the entries [min, max]. Raft deletes a prefix
