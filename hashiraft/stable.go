@@ -165,8 +165,9 @@ func (s *stable) write(kv map[string][]byte) error {
 	return nil
 }
 
-// set stores key = val durably; after close it fails. On an error the store keeps the old value
-// in memory; the file holds the old or the new one.
+// set stores key = val durably; after close it fails. On an error the
+// store keeps the old value in memory; the file holds the old or the new
+// one.
 func (s *stable) set(key, val []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
