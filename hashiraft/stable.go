@@ -38,8 +38,9 @@ type stable struct {
 	dir  string
 	perm iofs.FileMode
 
-	mu sync.RWMutex
-	kv map[string][]byte
+	mu     sync.RWMutex
+	kv     map[string][]byte
+	closed bool // set by close: set fails, the file is never written again
 }
 
 // openStable reads the stable file of dir. A missing file is an empty store
@@ -164,11 +165,15 @@ func (s *stable) write(kv map[string][]byte) error {
 	return nil
 }
 
-// set stores key = val durably. On an error the store keeps the old value
-// in memory; the file holds the old or the new one.
+// set stores key = val durably; after close it fails. On an error the
+// store keeps the old value in memory; the file holds the old or the new
+// one.
 func (s *stable) set(key, val []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("hashiraft: set stable key %q: %w", key, aof.ErrClosed)
+	}
 	kv := make(map[string][]byte, len(s.kv)+1)
 	for k, v := range s.kv {
 		kv[k] = v
@@ -179,6 +184,14 @@ func (s *stable) set(key, val []byte) error {
 	}
 	s.kv = kv
 	return nil
+}
+
+// close makes later sets fail with aof.ErrClosed, once a set in progress
+// is done: the Store next opened on the directory owns the file.
+func (s *stable) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 }
 
 // get returns a copy of key's value and whether the key is set.

@@ -51,7 +51,8 @@ var (
 type Config struct {
 	// Log configures the aof log holding the entries. Its Recovery must
 	// be aof.RecoverStrict (the zero value): a raft node must not run,
-	// nor vote, with a hole cut in its log.
+	// nor vote, with a hole cut in its log. RetainBytes and RetainAge
+	// must be 0: raft alone decides which entries to delete.
 	Log aof.Config
 	// FS is the file system for the log and the stable store; nil is
 	// vfs.Default. Tests pass vfstest's FaultFS or PowerFS.
@@ -110,6 +111,10 @@ func Open(dir string, cfg Config) (*Store, error) {
 func OpenContext(ctx context.Context, dir string, cfg Config) (*Store, error) {
 	if cfg.Log.Recovery != aof.RecoverStrict {
 		return nil, fmt.Errorf("%w: hashiraft needs aof.RecoverStrict", aof.ErrInvalidConfig)
+	}
+	if cfg.Log.RetainBytes != 0 || cfg.Log.RetainAge != 0 {
+		return nil, fmt.Errorf("%w: hashiraft needs the log without automatic retention (RetainBytes, RetainAge): "+
+			"raft compacts its log itself after snapshots (raft.Config.TrailingLogs)", aof.ErrInvalidConfig)
 	}
 	fsys := cfg.FS
 	if fsys == nil {
@@ -264,8 +269,12 @@ func (s *Store) StoreLog(l *raft.Log) error {
 // aof.append span is its child, and the aof.flush span that made it
 // durable links to that.
 //
-// If StoreLogs fails, a prefix of the entries may have been stored (and
-// survive a crash): raft treats the failure as fatal for the node anyway.
+// A StoreLogs that fails stores nothing: an entry too large for one of
+// the log's records is an error wrapping aof.ErrRecordTooLarge, and
+// entries appended before a failure (a segment the log could not create)
+// are removed again. If the log failed for good, a prefix of the entries
+// may survive a crash (raft reads the log's last index when the node
+// restarts).
 func (s *Store) StoreLogs(logs []*raft.Log) error {
 	return s.storeLogs(context.Background(), logs)
 }
@@ -292,6 +301,13 @@ func (s *Store) storeLogs(ctx context.Context, logs []*raft.Log) error {
 		start := len(buf)
 		buf = appendEntry(buf, l, commit)
 		payloads[i] = buf[start:len(buf):len(buf)]
+		// Checked for the whole batch before any run is appended: a
+		// batch of several trace contexts is appended run by run, and a
+		// prefix left stored by a failed StoreLogs makes raft's retry
+		// of the same entries fail for good.
+		if n := len(payloads[i]); n > s.log.MaxRecordSize() {
+			return fmt.Errorf("hashiraft: entry %d: %w: %d bytes encoded, at most %d", l.Index, aof.ErrRecordTooLarge, n, s.log.MaxRecordSize())
+		}
 	}
 	last := base + uint64(len(logs)) - 1
 
@@ -351,11 +367,27 @@ func (s *Store) append(ctx context.Context, logs []*raft.Log, payloads [][]byte)
 			spans = append(spans, sp)
 		}
 		if _, err := s.log.AppendBatch(actx, payloads[i:j]); err != nil {
-			return spans, err
+			return spans, s.unappend(ctx, logs[0].Index, err)
 		}
 		i = j
 	}
 	return spans, nil
+}
+
+// unappend removes the entries from base on that a failed append stored
+// (the log could not roll over to a new segment, say), so that the
+// failed StoreLogs stores nothing and raft's retry of the same entries
+// continues the log. If that fails too, the log has failed (it
+// fail-stops when a cut fails). The caller holds wmu, and the log ended
+// at base-1 when the append began.
+func (s *Store) unappend(ctx context.Context, base uint64, err error) error {
+	if _, next := s.log.Bounds(); next <= base {
+		return err
+	}
+	if cerr := s.log.TruncateBack(ctx, base-1); cerr != nil {
+		return errors.Join(err, fmt.Errorf("hashiraft: remove the entries stored from %d on: %w", base, cerr))
+	}
+	return err
 }
 
 // DeleteRange deletes the entries [min, max]. Raft deletes a prefix
@@ -388,6 +420,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 		s.cmu.Lock()
 		s.commit, s.commitSeq = 0, 0
 		s.cmu.Unlock()
+		s.tel.forget()
 		s.tel.truncated(endAll)
 	case lo == first:
 		if err := s.log.TruncateFront(ctx, hi+1); err != nil {
@@ -445,6 +478,7 @@ func (s *Store) GetCommitIndex() (uint64, error) {
 }
 
 // Set stores key = val in the stable store, durably (raft.StableStore).
+// After Close it fails with an error wrapping aof.ErrClosed.
 func (s *Store) Set(key, val []byte) error {
 	if err := s.stable.set(key, val); err != nil {
 		return err
@@ -484,6 +518,7 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 // instruments. Later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stable.close()
 		terr := s.tel.close()
 		s.closeErr = errors.Join(s.log.Close(), terr)
 	})

@@ -124,6 +124,15 @@ func (t *telemetry) oldest() (int64, bool) {
 	return t.oldestTime, true
 }
 
+// forget drops the cached time of the first entry: the store deleted every
+// entry, and the index of the old first entry may come back holding a new
+// one.
+func (t *telemetry) forget() {
+	t.mu.Lock()
+	t.oldestSeq = 0
+	t.mu.Unlock()
+}
+
 func (t *telemetry) close() error { return t.reg.Unregister() }
 
 func (t *telemetry) written(entries, bytes int) {
