@@ -170,7 +170,8 @@ func DiskUse(s Store, dir string, size, total, snapEvery, trailing int) (Disk, e
 			if err != nil {
 				return Disk{}, err
 			}
-			if upTo := idx - 1 - uint64(trailing); upTo >= first {
+			if last := idx - 1; last > uint64(trailing) && last-uint64(trailing) >= first {
+				upTo := last - uint64(trailing)
 				if err := s.DeleteRange(first, upTo); err != nil {
 					return Disk{}, fmt.Errorf("delete [%d, %d]: %w", first, upTo, err)
 				}
