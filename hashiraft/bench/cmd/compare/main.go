@@ -15,6 +15,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/aof2/aof2/hashiraft/bench"
 )
@@ -43,6 +46,7 @@ type options struct {
 	rounds                 int
 	warmup, measure, slice time.Duration
 	diskEntries            int
+	retried                map[string]int // slices run again, by store
 }
 
 func run() error {
@@ -61,7 +65,7 @@ func run() error {
 		diskEntries = flag.Int("disk-entries", 256<<10, "entries of 4 KiB written in the disk-use run")
 	)
 	flag.Parse()
-	o := options{dir: *dir, stores: strings.Split(*storesF, ","), rounds: *rounds, warmup: *warmup, measure: *measure, slice: *slice, diskEntries: *diskEntries}
+	o := options{dir: *dir, stores: strings.Split(*storesF, ","), rounds: *rounds, warmup: *warmup, measure: *measure, slice: *slice, diskEntries: *diskEntries, retried: map[string]int{}}
 	if *quick {
 		o.rounds, o.warmup, o.measure, o.slice, o.diskEntries = 2, 300*time.Millisecond, time.Second, 300*time.Millisecond, 16<<10
 	}
@@ -83,6 +87,7 @@ func run() error {
 	}
 	parts := strings.Split(*partsF, ",")
 
+	load0 := loadavg()
 	var md bytes.Buffer
 	w := io.MultiWriter(os.Stdout, &md)
 	start := time.Now()
@@ -114,12 +119,19 @@ func run() error {
 			return err
 		}
 	}
-	fmt.Fprintf(w, "\nTotal time %s.\n", time.Since(start).Round(time.Second))
+	fmt.Fprintf(w, "\nTotal time %s; load average at the start %s, at the end %s.\n", time.Since(start).Round(time.Second), load0, loadavg())
 	if *out != "" {
 		return os.WriteFile(*out, md.Bytes(), 0o644)
 	}
 	return nil
 }
+
+// errRetry marks a slice's failure as worth another run: the cluster lost
+// its leader.
+var errRetry = errors.New("the cluster lost its leader")
+
+// maxRetries bounds the runs again of one slice.
+const maxRetries = 3
 
 // rounds runs fn for every store in every round, the order rotating, and
 // returns each store's results by round.
@@ -135,6 +147,18 @@ func rounds(o options, label string, fn func(kind, dir string) (bench.Result, er
 			got, err := fn(kind, dir)
 			os.RemoveAll(dir)
 			syscall.Sync() // one slice's write-back does not land in the next
+			for try := 1; err != nil && errors.Is(err, errRetry) && try <= maxRetries; try++ {
+				// A leader change under a stalled disk: the slice says
+				// nothing about throughput; run it again, and count it.
+				fmt.Fprintf(os.Stderr, "%s round %d %s: %v; again (%d/%d)\n", label, r+1, kind, err, try, maxRetries)
+				o.retried[kind]++
+				if dir, err = os.MkdirTemp(o.dir, "hashiraft-bench-"+kind+"-"); err != nil {
+					return nil, err
+				}
+				got, err = fn(kind, dir)
+				os.RemoveAll(dir)
+				syscall.Sync()
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s, %s, round %d: %w", label, kind, r+1, err)
 			}
@@ -222,7 +246,11 @@ func clusterPart(ctx context.Context, w io.Writer, o options, sizes, callers []i
 			r, err := rounds(o, label, func(kind, dir string) (bench.Result, error) {
 				cctx, cancel := context.WithTimeout(ctx, o.warmup+o.measure+time.Minute)
 				defer cancel()
-				return bench.RunCluster(cctx, dir, bench.ClusterCase{Kind: kind, Size: size, Callers: n, Warmup: o.warmup, Measure: o.measure})
+				r, err := bench.RunCluster(cctx, dir, bench.ClusterCase{Kind: kind, Size: size, Callers: n, Warmup: o.warmup, Measure: o.measure})
+				if errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrEnqueueTimeout) {
+					err = fmt.Errorf("%w: %w", errRetry, err)
+				}
+				return r, err
 			})
 			if err != nil {
 				return err
@@ -231,7 +259,50 @@ func clusterPart(ctx context.Context, w io.Writer, o options, sizes, callers []i
 		}
 	}
 	table(w, "cmds/s", cases, res, o)
+	if len(o.retried) > 0 {
+		fmt.Fprintf(w, "Slices run again after the cluster lost its leader (a stalled disk), by store: %v.\n\n", o.retried)
+	}
+	goals(w, cases, res)
 	return nil
+}
+
+// goals prints issue 13's goals for the cluster: hashiraft at >= 1.3x
+// raft-wal's applied commands/s with 64 callers, and the lowest p99 of
+// the stores in every case.
+func goals(w io.Writer, cases []string, res []map[string][]bench.Result) {
+	if len(res) == 0 || res[0][bench.Hashiraft] == nil {
+		return
+	}
+	fmt.Fprintln(w, "Goals: hashiraft ≥ 1.3× raft-wal's cmds/s at 64 callers; the lowest p99 of the stores.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| goal | case | hashiraft | best peer | ratio | verdict |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|---|")
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**missed**"
+	}
+	for i, c := range cases {
+		h, _, hp99 := medians(res[i][bench.Hashiraft])
+		if strings.HasSuffix(c, " 64 callers") && res[i][bench.RaftWAL] != nil {
+			p, _, _ := medians(res[i][bench.RaftWAL])
+			fmt.Fprintf(w, "| cmds/s ≥ 1.3× raft-wal | %s | %s | %s (raftwal) | %.2f× | %s |\n", c, num(h), num(p), h/p, verdict(h >= 1.3*p))
+		}
+		best, bestK := time.Duration(0), ""
+		for k, rs := range res[i] {
+			if k == bench.Hashiraft {
+				continue
+			}
+			if _, _, p99 := medians(rs); bestK == "" || p99 < best {
+				best, bestK = p99, k
+			}
+		}
+		if bestK != "" {
+			fmt.Fprintf(w, "| lowest p99 | %s | %s | %s (%s) | %.2f× | %s |\n", c, dur(hp99), dur(best), bestK, float64(hp99)/float64(best), verdict(hp99 <= best))
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 // settle lets a freshly opened store's background work (aof prepares its
@@ -393,3 +464,17 @@ func dur(d time.Duration) string {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// loadavg returns the machine's 1, 5 and 15 minute load averages
+// (/proc/loadavg), which say how busy the shared machine was.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
