@@ -13,6 +13,7 @@ replace (
 replace github.com/hashicorp/go-metrics => github.com/hashicorp/go-metrics v0.5.4
 
 require (
+	github.com/aof2/aof2 v0.0.0-00010101000000-000000000000
 	github.com/aof2/aof2/hashiraft v0.0.0-00010101000000-000000000000
 	github.com/hashicorp/raft v1.8.0
 	github.com/hashicorp/raft-boltdb/v2 v2.3.1
@@ -20,7 +21,6 @@ require (
 )
 
 require (
-	github.com/aof2/aof2 v0.0.0-00010101000000-000000000000 // indirect
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/benbjohnson/immutable v0.4.0 // indirect
 	github.com/boltdb/bolt v1.3.1 // indirect
