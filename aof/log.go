@@ -27,7 +27,8 @@
 // compare-and-swap reserves space and sequence numbers, the frame is copied
 // into the segment's append buffer, and a final atomic store publishes it.
 // Rolling over to the next segment (prepared ahead of time by a background
-// goroutine) takes a mutex, once per segment.
+// goroutine once the active one is half full) takes a mutex, once per
+// segment.
 //
 // Goroutines: a Log owns the flusher (unless Config.NoBackgroundFlush),
 // the segment preparer and, with Config.RetainBytes or RetainAge, the
@@ -104,9 +105,13 @@ type Log struct {
 	dirLock    vfs.Unlocker
 	maxPayload int
 	prep       *preparer
-	pipe       *flush.Pipeline
-	tel        *aofotel.Telemetry
-	report     RecoveryReport
+	// prepareAt is the offset in the active segment whose crossing by
+	// an append asks the preparer for the next segment: half the
+	// segment, so no file or buffer is made before it may be needed.
+	prepareAt int64
+	pipe      *flush.Pipeline
+	tel       *aofotel.Telemetry
+	report    RecoveryReport
 	// At open, for "since open" metrics.
 	openSeq uint64
 	openPos int64
@@ -251,6 +256,10 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		return nil, err
 	}
 	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode)
+	l.prepareAt = cfg.SegmentSize / 2
+	if end, _ := l.active.Load().Reserved(); end >= l.prepareAt {
+		l.prep.kick()
+	}
 	l.pipe = flush.New(flushTarget{l}, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.report.durableSeq)
 	if err := l.tel.Observe(l.observe); err != nil {
 		l.prep.stop()
@@ -341,7 +350,7 @@ func (l *Log) append(ctx context.Context, payload []byte, span trace.Span) (Reco
 			l.tel.AppendReserved(span, seq)
 		}
 		end := s.Fill(off, seq, payload, time.Now().UnixNano())
-		l.appended(s.pos+end, n)
+		l.appended(s, end, n)
 		return RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}, nil
 	}
 }
@@ -412,7 +421,7 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte, span trace.Spa
 			seq++
 		}
 		payloads = payloads[k:]
-		l.appended(s.pos+off, n)
+		l.appended(s, off, n)
 	}
 	return ids, nil
 }
@@ -438,11 +447,15 @@ func (l *Log) admit(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-// appended runs the flush triggers after n bytes were appended, ending at
-// log position end.
-func (l *Log) appended(end, n int64) {
+// appended runs the flush triggers after n bytes were appended to s,
+// ending at offset end, and asks for the next segment to be prepared
+// when s is getting full.
+func (l *Log) appended(s *seg, end, n int64) {
 	l.tail.notify()
-	backlog := end - l.durablePos.Load()
+	if end >= l.prepareAt && end-n < l.prepareAt {
+		l.prep.kick()
+	}
+	backlog := s.pos + end - l.durablePos.Load()
 	switch {
 	case backlog >= l.cfg.FlushWatermark && backlog-n < l.cfg.FlushWatermark:
 		l.pipe.Request(flush.ReasonWatermark)
@@ -488,7 +501,6 @@ func (l *Log) rotate(full *seg) error {
 	l.pending = append(l.pending, s)
 	l.segMu.Unlock()
 	l.active.Store(s)
-	l.prep.kick()
 	l.events.publish(segmentEvent(EventActivated, s, ""))
 	// The full segment is sealed by the next flush.
 	l.pipe.Request(flush.ReasonRollover)
@@ -706,6 +718,10 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		}
 		l.durablePos.Store(s.pos + s.Durable())
 		durable = s.Header().BaseSeq + count
+		if !closed {
+			// After the sync, so durable waiters do not wait for it.
+			s.Warm()
+		}
 		// Seal a segment once rollover closed it and all of it is
 		// durable. The active segment is never sealed: Close closes
 		// it to stop appends, and reopening continues it.

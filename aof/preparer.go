@@ -8,8 +8,9 @@ import (
 	"github.com/aof2/aof2/vfs"
 )
 
-// preparer keeps the next segment file created, preallocated and mapped,
-// so a rollover only writes a header and renames a file. It owns one
+// preparer makes the next segment file, created, preallocated and mapped,
+// when asked (kick: the log asks once the active segment is half full), so
+// a rollover only writes a header and renames a file. It owns one
 // goroutine, stopped by stop.
 type preparer struct {
 	fs   vfs.FS
@@ -40,7 +41,6 @@ func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode) *prepa
 	}
 	p.cond.L = &p.mu
 	go p.run()
-	p.kick()
 	return p
 }
 
@@ -80,7 +80,7 @@ func (p *preparer) run() {
 }
 
 // take returns a prepared segment, preparing one on the caller's goroutine
-// if none is ready, and asks for the next one.
+// if none is ready.
 func (p *preparer) take() (*segment.Segment, error) {
 	p.mu.Lock()
 	for p.busy {

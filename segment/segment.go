@@ -156,6 +156,7 @@ type Segment struct {
 
 	// Owned by the flusher (see the package comment).
 	scanCount    uint64
+	warmed       int64 // the append buffer is faulted in below it
 	lastIndexed  int64
 	digest       xxhash.Digest
 	headerSynced bool
@@ -201,6 +202,7 @@ func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64, perm iofs.FileMode
 	if err := s.allocBuffer(HeaderSize); err != nil {
 		return nil, err
 	}
+	s.warmTo(HeaderSize + warmAhead)
 	s.resv.Store(closedBit) // closed until activated
 	return s, nil
 }
@@ -219,22 +221,52 @@ func (s *Segment) allocBuffer(start int64) error {
 	if err != nil {
 		return fmt.Errorf("segment %d: append buffer of %d bytes: %w", s.hdr.Index, s.hdr.Size, err)
 	}
-	// Fault the buffer in now, on the preparer's goroutine, rather than
-	// one page at a time inside Append (a first touch of a 4 KiB page
-	// costs about 12 µs here). Huge pages, where the kernel gives them,
-	// make that 512 times fewer faults.
+	// Huge pages, where the kernel gives them, make faulting the buffer
+	// in 512 times fewer faults. Only a window ahead of the appenders is
+	// faulted in (warmTo), never the whole buffer at once.
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
-	for i := 0; i < len(b); i += pageSize {
-		b[i] = 0
-	}
 	s.buf = b
 	s.bufLive = true
 	s.bufStart = start
+	s.warmed = start &^ (hugePage - 1)
 	return nil
 }
 
-// pageSize is the stride that faults every page of the append buffer in.
-const pageSize = 4096
+// The append buffer is faulted in (warmed) ahead of the appenders, by
+// the preparer and the flusher, so that Append rarely takes a page fault
+// itself (a first touch of a 4 KiB page costs about 12 µs here): at most
+// warmAhead bytes past the reserved end, in steps of hugePage, so an
+// idle log holds a few MiB of it, not a segment's worth.
+const (
+	warmAhead = 4 << 20
+	hugePage  = 2 << 20
+)
+
+// Warm faults in the append buffer up to warmAhead bytes past the
+// reserved end, if it is not already. Flusher only.
+func (s *Segment) Warm() {
+	end, _ := s.Reserved()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.bufLive {
+		s.warmTo(end + warmAhead)
+	}
+}
+
+// warmTo faults in the append buffer up to to (rounded up to a huge page),
+// without changing its bytes: MADV_POPULATE_WRITE, so appenders may be
+// writing into the same pages meanwhile. On a kernel without it
+// (before 5.14) nothing is faulted in ahead, and appenders take the
+// faults. The buffer must be live; the caller is the flusher, or the
+// segment is not shared yet.
+func (s *Segment) warmTo(to int64) {
+	to = min((to+hugePage-1)&^(hugePage-1), int64(len(s.buf)))
+	if to <= s.warmed {
+		return
+	}
+	_ = unix.Madvise(s.buf[s.warmed:to], unix.MADV_POPULATE_WRITE)
+	s.warmed = to
+}
 
 // Activate gives a prepared segment its index and base sequence number: it
 // writes the header, renames the file to its final name and opens it for
