@@ -722,6 +722,9 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			// After the sync, so durable waiters do not wait for it.
 			s.Warm()
 		}
+		if err := s.Trim(); err != nil {
+			return durable, flushed, err
+		}
 		// Seal a segment once rollover closed it and all of it is
 		// durable. The active segment is never sealed: Close closes
 		// it to stop appends, and reopening continues it.

@@ -26,9 +26,13 @@
 //     verify each frame's checksum. A reader that copies holds the
 //     segment's read lock while it copies; a reader that keeps zero-copy
 //     slices of the mappings (ViewFrame) holds a lease (Acquire, Unlease),
-//     and the mappings outlive every lease.
+//     and the mappings outlive every lease. A lease also says how far its
+//     holder has moved on (Advance).
 //
-// The append buffer is anonymous memory outside the Go heap. It is retired
+// The append buffer is anonymous memory outside the Go heap, faulted in a
+// window at a time ahead of the appenders (Warm), and released behind the
+// durable end once no lease may still hold a slice there (Trim): from then
+// on readers find those bytes through the file mapping. It is retired
 // when the segment is sealed, which happens only after every reserved frame
 // was published, written and made durable, so no appender can still be
 // writing into it; it is unmapped once no lease holds it. Release, the
@@ -130,8 +134,9 @@ type Segment struct {
 	// copy of it padded with zeros, until extend (recovery only).
 	short bool
 	// holders counts who keeps the mappings alive: the owner (1 until
-	// Release) and one per lease. Under mu.
+	// Release) and one per lease; leases lists the leases. Under mu.
 	holders int
+	leases  []*Lease
 	// bufRetired: sealed while leases held the append buffer, which is
 	// unmapped when they end. Under mu.
 	bufRetired bool
@@ -145,7 +150,8 @@ type Segment struct {
 	buf     []byte
 	bufLive bool
 	// bufStart is the first offset the append buffer holds; below it
-	// (data recovered and already durable) readers use rmap.
+	// (data recovered and already durable, or durable and trimmed away)
+	// readers use rmap. Raised by Trim, under mu.
 	bufStart int64
 
 	resv     atomic.Uint64 // reservation word
@@ -157,6 +163,7 @@ type Segment struct {
 	// Owned by the flusher (see the package comment).
 	scanCount    uint64
 	warmed       int64 // the append buffer is faulted in below it
+	step         int64 // warm and trim in multiples of it (a power of two)
 	lastIndexed  int64
 	digest       xxhash.Digest
 	headerSynced bool
@@ -228,15 +235,19 @@ func (s *Segment) allocBuffer(start int64) error {
 	s.buf = b
 	s.bufLive = true
 	s.bufStart = start
-	s.warmed = start &^ (hugePage - 1)
+	// Small segments (tests, mostly) warm and trim in smaller steps, so
+	// that they do it as often as large ones.
+	s.step = min(hugePage, max(int64(unix.Getpagesize()), s.hdr.Size/32))
+	s.warmed = start &^ (s.step - 1)
 	return nil
 }
 
 // The append buffer is faulted in (warmed) ahead of the appenders, by
 // the preparer and the flusher, so that Append rarely takes a page fault
 // itself (a first touch of a 4 KiB page costs about 12 µs here): at most
-// warmAhead bytes past the reserved end, in steps of hugePage, so an
-// idle log holds a few MiB of it, not a segment's worth.
+// warmAhead bytes past the reserved end, in steps of a huge page (less
+// for segments under 64 MiB), so an idle log holds a few MiB of it, not a
+// segment's worth.
 const (
 	warmAhead = 4 << 20
 	hugePage  = 2 << 20
@@ -253,19 +264,73 @@ func (s *Segment) Warm() {
 	}
 }
 
-// warmTo faults in the append buffer up to to (rounded up to a huge page),
+// warmTo faults in the append buffer up to to (rounded up to a step),
 // without changing its bytes: MADV_POPULATE_WRITE, so appenders may be
 // writing into the same pages meanwhile. On a kernel without it
 // (before 5.14) nothing is faulted in ahead, and appenders take the
-// faults. The buffer must be live; the caller is the flusher, or the
-// segment is not shared yet.
+// faults. Pages Trim released are not faulted in again. The buffer must
+// be live; the caller is the flusher, or the segment is not shared yet.
 func (s *Segment) warmTo(to int64) {
-	to = min((to+hugePage-1)&^(hugePage-1), int64(len(s.buf)))
-	if to <= s.warmed {
+	to = min((to+s.step-1)&^(s.step-1), int64(len(s.buf)))
+	from := max(s.warmed, s.bufStart&^(s.step-1))
+	if to <= from {
 		return
 	}
-	_ = unix.Madvise(s.buf[s.warmed:to], unix.MADV_POPULATE_WRITE)
+	_ = unix.Madvise(s.buf[from:to], unix.MADV_POPULATE_WRITE)
 	s.warmed = to
+}
+
+// Trim releases the append buffer's pages below the durable end, in whole
+// steps (huge pages), once no lease may still hold a slice of them (each lease
+// says how far its holder has moved on: Lease.Advance). Reads of those
+// offsets go through the file mapping from then on, which holds the same
+// bytes. So the buffer's memory is bounded by the bytes not yet durable,
+// the window faulted in ahead and what the slowest lease still reads.
+// Flusher only.
+func (s *Segment) Trim() error {
+	durable := s.durable.Load()
+	s.mu.RLock()
+	_, to := s.trimRange(durable)
+	s.mu.RUnlock()
+	if to < 0 {
+		return nil
+	}
+	s.mu.Lock()
+	// Again, under the write lock: a lease taken since may see more.
+	from, to := s.trimRange(durable)
+	if to >= 0 {
+		s.bufStart = to
+	}
+	s.mu.Unlock()
+	if to < 0 {
+		return nil
+	}
+	// No reader uses buf below bufStart any more, no lease holds a slice
+	// of it, and appenders write past the durable end.
+	if err := unix.Madvise(s.buf[from:to], unix.MADV_DONTNEED); err != nil {
+		return fmt.Errorf("segment %d: release append buffer [%d, %d): %w", s.hdr.Index, from, to, err)
+	}
+	return nil
+}
+
+// trimRange returns the whole steps of the append buffer that Trim
+// releases, given the durable end: from the one holding bufStart up to
+// the lowest lease floor or the durable end, whichever is lower, rounded
+// down. to is -1 if there are none (the buffer is gone, or nothing moved
+// on far enough). mu must be held.
+func (s *Segment) trimRange(durable int64) (from, to int64) {
+	if !s.bufLive {
+		return 0, -1
+	}
+	to = durable
+	for _, l := range s.leases {
+		to = min(to, l.floor.Load())
+	}
+	to &^= s.step - 1
+	if to <= s.bufStart {
+		return 0, -1
+	}
+	return s.bufStart &^ (s.step - 1), to
 }
 
 // Activate gives a prepared segment its index and base sequence number: it
@@ -641,24 +706,61 @@ func (s *Segment) Release() error {
 	return errors.Join(err, s.unmapIfUnheld())
 }
 
+// Lease keeps a segment's mappings, and so the slices ViewFrame returns,
+// valid while it is held. A holder that moves on through the segment says
+// so with Advance, so that the append buffer's pages behind it can be
+// released (Trim) while it still holds the lease. A Lease is used by one
+// goroutine at a time.
+type Lease struct {
+	s *Segment
+	// floor: the holder keeps no slice of bytes before it. Raised by
+	// Advance, read by Trim.
+	floor atomic.Int64
+}
+
 // Acquire takes a lease: the segment's mappings, and so every slice
 // ViewFrame returns, stay valid until Unlease, even if the owner releases
-// the segment meanwhile. It returns false once the segment is unmapped:
-// its owner released it and no lease was left.
-func (s *Segment) Acquire() bool {
+// the segment meanwhile. It returns nil once the segment is unmapped: its
+// owner released it and no lease was left.
+func (s *Segment) Acquire() *Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holders <= 0 {
-		return false
+		return nil
 	}
 	s.holders++
-	return true
+	l := &Lease{s: s}
+	// Every slice of buf the holder gets from now on is at bufStart or
+	// after: Trim only raises it.
+	l.floor.Store(s.bufStart)
+	s.leases = append(s.leases, l)
+	return l
 }
 
-// Unlease ends a lease taken with Acquire.
-func (s *Segment) Unlease() {
+// Advance tells the segment that the holder keeps no slice of the bytes
+// before off any more (a reader moved on to the frame at off). Slices of
+// frames at off or after stay valid. off only moves forward: a smaller
+// one is ignored.
+func (l *Lease) Advance(off int64) {
+	if off > l.floor.Load() {
+		l.floor.Store(off)
+	}
+}
+
+// Unlease ends the lease: no slice obtained under it may be used after.
+// It is called once.
+func (l *Lease) Unlease() {
+	s := l.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i, x := range s.leases {
+		if x == l {
+			last := len(s.leases) - 1
+			s.leases[i], s.leases[last] = s.leases[last], nil
+			s.leases = s.leases[:last]
+			break
+		}
+	}
 	s.holders--
 	s.unmapIfUnheld()
 }
@@ -834,9 +936,9 @@ func (s *Segment) readFrame(off int64, dst []byte) (rec Record, next int64, ok b
 // (HeaderSize, or an offset ViewFrame or Locate returned), for sequential
 // reading (the reader package's cursors). It is readFrame without the copy:
 // the payload is a slice of the segment's mapping, read-only, valid while
-// the caller holds a lease (Acquire). ok is false, with a nil error, when no
-// published frame is at off; a corrupt frame is an error wrapping
-// ErrCorrupt.
+// the caller holds a lease (Acquire) and has not advanced it past off. ok
+// is false, with a nil error, when no published frame is at off; a corrupt
+// frame is an error wrapping ErrCorrupt.
 func (s *Segment) ViewFrame(off int64) (rec Record, next int64, ok bool, err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

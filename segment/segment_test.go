@@ -168,7 +168,8 @@ func TestLeaseKeepsMappingsAfterRelease(t *testing.T) {
 	}
 	s.Fill(off, seq, p, 1)
 	s.Advance()
-	if !s.Acquire() {
+	lease := s.Acquire()
+	if lease == nil {
 		t.Fatal("Acquire of a live segment failed")
 	}
 	rec, _, ok, err := s.ViewFrame(off)
@@ -185,15 +186,16 @@ func TestLeaseKeepsMappingsAfterRelease(t *testing.T) {
 	if again, _, ok, err := s.ViewFrame(off); !ok || err != nil || !bytes.Equal(again.Payload, p) {
 		t.Fatalf("ViewFrame under a lease after Release: %q, ok %v, %v", again.Payload, ok, err)
 	}
-	if !s.Acquire() {
+	second := s.Acquire()
+	if second == nil {
 		t.Fatal("a second lease while one is held failed")
 	}
-	s.Unlease()
+	second.Unlease()
 	if _, _, _, err := s.ViewFrame(off); err != nil {
 		t.Fatalf("ViewFrame with one lease left: %v", err)
 	}
-	s.Unlease() // the last holder: unmapped now
-	if s.Acquire() {
+	lease.Unlease() // the last holder: unmapped now
+	if s.Acquire() != nil {
 		t.Fatal("Acquire succeeded after the owner and every lease let go")
 	}
 	if _, err := s.Read(seq, nil); !errors.Is(err, ErrReleased) {
