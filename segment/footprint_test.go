@@ -50,11 +50,11 @@ func newSized(t *testing.T, size int64) *Segment {
 }
 
 // TestPrepareFaultsInOnlyAWindow: a prepared 64 MiB segment's append
-// buffer is not faulted in whole (it was, ahead of time), only the window
-// ahead of the first append.
+// buffer is not faulted in whole (it was, ahead of time), only a small
+// window ahead of the first append.
 func TestPrepareFaultsInOnlyAWindow(t *testing.T) {
 	s := newSized(t, 64<<20)
-	if got, limit := resident(t, s.buf), int64(warmAhead+hugePage); got > limit {
+	if got, limit := resident(t, s.buf), 2*s.step; got > limit {
 		t.Fatalf("%d bytes of the append buffer resident after Prepare, want at most %d", got, limit)
 	}
 }
@@ -122,14 +122,14 @@ func TestTrimKeepsWhatALeaseHolds(t *testing.T) {
 	if err := s.Trim(); err != nil {
 		t.Fatal(err)
 	}
-	floor := offs[held] &^ (s.step - 1)
+	floor := s.alignDown(offs[held])
 	if s.bufStart != floor {
 		t.Fatalf("Trim with a lease at %d: bufStart %d, want %d", offs[held], s.bufStart, floor)
 	}
 	if !bytes.Equal(rec.Payload, want) {
 		t.Fatal("the payload a lease holds changed when the append buffer was trimmed")
 	}
-	if got := resident(t, s.buf[HeaderSize&^(s.step-1):floor]); got != 0 {
+	if got := resident(t, s.buf[:floor]); got != 0 {
 		t.Fatalf("%d bytes of the append buffer below the lease's floor %d still resident", got, floor)
 	}
 
@@ -143,7 +143,7 @@ func TestTrimKeepsWhatALeaseHolds(t *testing.T) {
 	if err := s.Trim(); err != nil {
 		t.Fatal(err)
 	}
-	if want := last &^ (s.step - 1); s.bufStart != want {
+	if want := s.alignDown(last); s.bufStart != want {
 		t.Fatalf("Trim with the lease at %d: bufStart %d, want %d", last, s.bufStart, want)
 	}
 	if !bytes.Equal(rec.Payload, payloadOf(rec.Seq, 4000)) {
@@ -185,7 +185,7 @@ func TestTrimWithoutLeasesStopsAtTheDurableEnd(t *testing.T) {
 	if err := s.Trim(); err != nil {
 		t.Fatal(err)
 	}
-	if want := durable &^ (s.step - 1); s.bufStart != want {
+	if want := s.alignDown(durable); s.bufStart != want {
 		t.Fatalf("bufStart %d after Trim, want %d (durable end %d)", s.bufStart, want, durable)
 	}
 	lease := s.Acquire()
@@ -195,5 +195,42 @@ func TestTrimWithoutLeasesStopsAtTheDurableEnd(t *testing.T) {
 	}
 	if r, err := s.Read(seq, nil); err != nil || !bytes.Equal(r.Payload, payloadOf(seq, 100)) {
 		t.Fatalf("Read of the record not yet durable: %v", err)
+	}
+}
+
+// TestWarmFollowsTheAppendRate: Warm faults in twice what was appended
+// since the last call ahead of the reserved end, at least a step and at
+// most warmAhead, and never what Trim released.
+func TestWarmFollowsTheAppendRate(t *testing.T) {
+	s := newSized(t, 64<<20)
+	fillDurable(t, s, 100, HeaderSize+4<<10) // a few records: idle
+	s.Warm()
+	end, _ := s.Reserved()
+	if want := s.alignUp(end + s.step); s.warmed != want {
+		t.Fatalf("idle: warmed to %d, want %d (end %d + a step)", s.warmed, want, end)
+	}
+	if got, limit := resident(t, s.buf), 3*s.step; got > limit {
+		t.Fatalf("idle: %d bytes resident, want at most %d", got, limit)
+	}
+	fillDurable(t, s, 4000, 1<<20+HeaderSize) // about 1 MiB since
+	s.Warm()
+	end2, _ := s.Reserved()
+	if want := s.alignUp(end2 + 2*(end2-end)); s.warmed != want {
+		t.Fatalf("after %d bytes: warmed to %d, want %d", end2-end, s.warmed, want)
+	}
+	fillDurable(t, s, 4000, 20<<20) // a burst
+	if err := s.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	s.Warm()
+	end3, _ := s.Reserved()
+	if want := s.alignUp(end3 + warmAhead); s.warmed != want {
+		t.Fatalf("after a burst: warmed to %d, want %d (at most warmAhead ahead)", s.warmed, want)
+	}
+	if got, limit := resident(t, s.buf[:s.bufStart]), int64(0); got > limit {
+		t.Fatalf("%d bytes resident below bufStart %d after Warm", got, s.bufStart)
+	}
+	if got, limit := resident(t, s.buf), s.warmed-s.bufStart; got > limit {
+		t.Fatalf("%d bytes resident, more than [bufStart %d, warmed %d)", got, s.bufStart, s.warmed)
 	}
 }
