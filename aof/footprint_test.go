@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -72,4 +73,99 @@ func TestZeroCopyReaderSurvivesTrim(t *testing.T) {
 		}
 	}
 	checkRecords(t, l, 1, n, 300)
+}
+
+// withMappedSegments bounds the sealed segments kept mapped (tests only).
+func withMappedSegments(n int) Option {
+	return func(o *options) { o.mappedSegments = n }
+}
+
+// mappedFiles returns how many mappings of the process map a file under
+// dir.
+func mappedFiles(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, dir+string(filepath.Separator)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestManySmallSegmentsStayWithinTheMappingBound: a log of many small
+// segments keeps at most the bound of sealed segments mapped (plus the
+// active one, and the one a Reader leases), while it is written, when it
+// is reopened, and while every record is read back sequentially and at
+// random; unmapped segments are mapped again when read. Before, every
+// segment stayed mapped for the log's life (65,530 segments reached the
+// kernel's default vm.max_map_count). AOF2_MANY_SEGMENTS sets how many
+// segments (default 300, of 64 KiB).
+func TestManySmallSegmentsStayWithinTheMappingBound(t *testing.T) {
+	segs := 300
+	if v := os.Getenv("AOF2_MANY_SEGMENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("AOF2_MANY_SEGMENTS=%q: %v", v, err)
+		}
+		segs = n
+	}
+	const bound = 8
+	dir := t.TempDir()
+	segDir := filepath.Join(dir, "segments")
+	cfg := Config{SegmentSize: 64 << 10}
+	l := openT(t, dir, cfg, withMappedSegments(bound))
+	// Active and prepared segments are mapped too: at most one of each
+	// beyond the bound, and one a Reader leases.
+	limit := bound + 3
+	var next uint64 = 1
+	for l.active.Load().Header().Index <= uint64(segs) {
+		appendN(t, l, next, next+500)
+		next += 500
+		if got := mappedFiles(t, segDir); got > limit {
+			t.Fatalf("%d segment files mapped while writing %d segments, bound %d", got, l.active.Load().Header().Index, bound)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openT(t, dir, cfg, withMappedSegments(bound))
+	defer l.Close()
+	if got := mappedFiles(t, segDir); got > limit {
+		t.Fatalf("%d segment files mapped after reopening a log of %d segments, bound %d", got, segs, bound)
+	}
+	r, err := l.NewReader(1, Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for seq := uint64(1); seq < next; seq++ {
+		if !r.Next() {
+			t.Fatalf("Next at %d: %v", seq, r.Err())
+		}
+		if rec := r.Record(); rec.Seq != seq || !bytes.Equal(rec.Payload, payloadFor(seq, 300)) {
+			t.Fatalf("record %d (seq %d) differs from the one appended", seq, rec.Seq)
+		}
+		if seq%500 == 0 {
+			if got := mappedFiles(t, segDir); got > limit {
+				t.Fatalf("%d segment files mapped while reading seq %d, bound %d", got, seq, bound)
+			}
+		}
+	}
+	// Random access, which maps segments again out of order.
+	for seq := uint64(1); seq < next; seq += 97 {
+		s := (seq * 7919) % (next - 1)
+		checkRecords(t, l, s+1, s+2, 300)
+	}
+	if got := mappedFiles(t, segDir); got > limit {
+		t.Fatalf("%d segment files mapped after random reads, bound %d", got, bound)
+	}
+	if got := l.maps.mapped(); got > bound+1 {
+		t.Fatalf("%d sealed segments counted as mapped, bound %d", got, bound)
+	}
 }

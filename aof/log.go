@@ -105,6 +105,8 @@ type Log struct {
 	dirLock    vfs.Unlocker
 	maxPayload int
 	prep       *preparer
+	// maps bounds the sealed segments kept mapped (mappings.go).
+	maps mappings
 	// prepareAt is the offset in the active segment whose crossing by
 	// an append asks the preparer for the next segment: half the
 	// segment, so no file or buffer is made before it may be needed.
@@ -231,6 +233,10 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		fs:         o.fs,
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
 		crashPoint: o.crashPoint,
+		maps:       mappings{bound: DefaultMappedSegments},
+	}
+	if o.mappedSegments > 0 {
+		l.maps.bound = o.mappedSegments
 	}
 	if err := makeDirs(l.fs, l.segDir, 2, cfg.DirMode); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
@@ -706,7 +712,8 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		l.metrics.AddFlushedBytes(n)
 		if s.Durable() < end {
 			if appendedAt == 0 {
-				appendedAt = s.TimestampAt(s.Durable())
+				// A segment not sealed is never unmapped: no error.
+				appendedAt, _ = s.TimestampAt(s.Durable())
 			}
 			if err := l.syncSegment(ctx, f, s); err != nil {
 				return durable, flushed, err
@@ -768,6 +775,9 @@ func (l flushTarget) seal(ctx context.Context, f *aofotel.Flush, s *seg) error {
 	}
 	if err == nil {
 		err = s.FinishSeal()
+	}
+	if err == nil {
+		err = l.maps.watch(s.Segment)
 	}
 	f.Sealed(s.Header().Index, start, err)
 	if err != nil {

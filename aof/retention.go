@@ -631,5 +631,9 @@ func newest(s *seg) int64 {
 	if err != nil {
 		return time.Now().UnixNano() // unreadable: not old by age
 	}
-	return s.TimestampAt(off)
+	at, err := s.TimestampAt(off)
+	if err != nil {
+		return time.Now().UnixNano()
+	}
+	return at
 }

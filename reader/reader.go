@@ -348,9 +348,9 @@ func (r *Reader) moveOn() bool {
 		return r.fail(segment.Corrupt(filepath.Base(succ.Path()), succ.Header().Index, -1, "starts at seq %d, but segment %d before it ends before seq %d",
 			base, r.s.Header().Index, r.seq))
 	}
-	lease := succ.Acquire()
-	if lease == nil {
-		return r.fail(r.released())
+	lease, err := succ.Acquire()
+	if err != nil {
+		return r.fail(err) // ErrReleased: the log closed, or retention
 	}
 	r.lease.Unlease()
 	r.s, r.lease, r.off, r.segIndex = succ, lease, segment.HeaderSize, succ.Header().Index
@@ -364,9 +364,9 @@ func (r *Reader) position() bool {
 	if s == nil {
 		return false // not appended yet
 	}
-	lease := s.Acquire()
-	if lease == nil {
-		return r.fail(r.released())
+	lease, err := s.Acquire()
+	if err != nil {
+		return r.fail(err) // ErrReleased: the log closed, or retention
 	}
 	off, err := s.Locate(r.seq)
 	if err != nil {

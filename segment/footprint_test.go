@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"unsafe"
 
@@ -103,9 +104,9 @@ func payloadOf(seq uint64, n int) []byte {
 func TestTrimKeepsWhatALeaseHolds(t *testing.T) {
 	const size = 8 << 20
 	s := newSized(t, size)
-	lease := s.Acquire()
-	if lease == nil {
-		t.Fatal("Acquire failed")
+	lease, err := s.Acquire()
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer lease.Unlease()
 	offs := fillDurable(t, s, 4000, 2<<20)
@@ -188,7 +189,10 @@ func TestTrimWithoutLeasesStopsAtTheDurableEnd(t *testing.T) {
 	if want := s.alignDown(durable); s.bufStart != want {
 		t.Fatalf("bufStart %d after Trim, want %d (durable end %d)", s.bufStart, want, durable)
 	}
-	lease := s.Acquire()
+	lease, err := s.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer lease.Unlease()
 	if lease.floor.Load() != s.bufStart {
 		t.Fatalf("a new lease's floor %d, want bufStart %d", lease.floor.Load(), s.bufStart)
@@ -232,5 +236,93 @@ func TestWarmFollowsTheAppendRate(t *testing.T) {
 	}
 	if got, limit := resident(t, s.buf), s.warmed-s.bufStart; got > limit {
 		t.Fatalf("%d bytes resident, more than [bufStart %d, warmed %d)", got, s.bufStart, s.warmed)
+	}
+}
+
+// TestUnmapAndMapAgain: a sealed segment's mapping can be dropped only
+// while no lease holds it; a read or a lease maps it again (and tells the
+// owner, OnMap); once released, it is not mapped again.
+func TestUnmapAndMapAgain(t *testing.T) {
+	s, err := Prepare(vfs.Default, t.TempDir(), 1, MinSize, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(1, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	offs := fillDurable(t, s, 100, 8<<10)
+	if ok, err := s.Unmap(); ok || err != nil {
+		t.Fatalf("Unmap of a segment not sealed: %v, %v", ok, err)
+	}
+	s.Close()
+	if err := s.WriteFooter(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishSeal(); err != nil {
+		t.Fatal(err)
+	}
+	maps := 0
+	s.OnMap(func() { maps++ })
+
+	lease, err := s.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Unmap(); ok || err != nil {
+		t.Fatalf("Unmap of a leased segment: %v, %v", ok, err)
+	}
+	lease.Unlease()
+	if !s.Referenced() || s.Referenced() {
+		t.Fatal("Referenced after a lease: want true once, then false")
+	}
+	if ok, err := s.Unmap(); !ok || err != nil {
+		t.Fatalf("Unmap of a sealed segment nobody leases: %v, %v", ok, err)
+	}
+	if s.rmap != nil {
+		t.Fatal("the mapping is still there after Unmap")
+	}
+	// A read maps it again.
+	for i, off := range offs {
+		seq := uint64(i + 1)
+		r, err := s.Read(seq, nil)
+		if err != nil || r.Offset != off || !bytes.Equal(r.Payload, payloadOf(seq, 100)) {
+			t.Fatalf("Read(%d) after Unmap: %v", seq, err)
+		}
+	}
+	if maps != 1 {
+		t.Fatalf("OnMap called %d times for one mapping again, want 1", maps)
+	}
+	// So does a lease.
+	if ok, _ := s.Unmap(); !ok {
+		t.Fatal("second Unmap refused")
+	}
+	lease, err = s.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, ok, err := s.ViewFrame(offs[0]); !ok || err != nil || !bytes.Equal(rec.Payload, payloadOf(1, 100)) {
+		t.Fatalf("ViewFrame under a lease after Unmap: ok %v, %v", ok, err)
+	}
+	lease.Unlease()
+	if maps != 2 {
+		t.Fatalf("OnMap called %d times, want 2", maps)
+	}
+	if ok, _ := s.Unmap(); !ok {
+		t.Fatal("third Unmap refused")
+	}
+	if err := s.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(1, nil); !errors.Is(err, ErrReleased) {
+		t.Fatalf("Read of a released, unmapped segment: %v, want ErrReleased", err)
+	}
+	if _, err := s.Acquire(); !errors.Is(err, ErrReleased) {
+		t.Fatalf("Acquire of a released, unmapped segment: %v, want ErrReleased", err)
+	}
+	if ok, err := s.Unmap(); !ok || err != nil {
+		t.Fatalf("Unmap of a released segment: %v, %v (want: no longer mapped)", ok, err)
 	}
 }

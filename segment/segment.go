@@ -143,6 +143,13 @@ type Segment struct {
 	// released: the owner called Release, so every holder left is a
 	// lease. Under mu.
 	released bool
+	// unmapped: a sealed segment whose mapping Unmap dropped; the next
+	// read maps it again (remap) and calls onMap. Under mu.
+	unmapped bool
+	onMap    func()
+	// used is set by reads and leases, and cleared by Referenced: the
+	// owner's LRU of mappings gives a used segment a second chance.
+	used atomic.Bool
 	// buf is the anonymous append buffer of hdr.Size bytes. The field is
 	// set once, before the segment is shared, and never written again,
 	// so appenders read it without a lock; bufLive (under mu) says
@@ -557,12 +564,18 @@ func (s *Segment) PendingSince(now int64) (appendedAt int64, ok bool) {
 }
 
 // TimestampAt returns the append time (Unix nanoseconds) of the complete
-// frame at off.
-func (s *Segment) TimestampAt(off int64) int64 {
-	s.mu.RLock()
+// frame at off. It fails only if the segment was released (ErrReleased),
+// or its file could not be mapped again for the read.
+func (s *Segment) TimestampAt(off int64) (int64, error) {
+	if err := s.rlockMapped(); err != nil {
+		return 0, err
+	}
 	defer s.mu.RUnlock()
 	src, _ := s.source(off)
-	return int64(binary.LittleEndian.Uint64(src[off+24:]))
+	if src == nil {
+		return 0, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
+	}
+	return int64(binary.LittleEndian.Uint64(src[off+24:])), nil
 }
 
 // WriteOut writes the complete bytes not yet written to the file with one
@@ -660,7 +673,9 @@ func (s *Segment) CutAndSeal(end int64, count uint64) error {
 		}
 		s.file = f
 	}
-	s.mu.RLock()
+	if err := s.rlockMapped(); err != nil {
+		return err
+	}
 	var index []IndexEntry
 	for _, e := range s.index {
 		if e.Offset < end {
@@ -753,21 +768,129 @@ type Lease struct {
 
 // Acquire takes a lease: the segment's mappings, and so every slice
 // ViewFrame returns, stay valid until Unlease, even if the owner releases
-// the segment meanwhile. It returns nil once the segment is unmapped: its
-// owner released it and no lease was left.
-func (s *Segment) Acquire() *Lease {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.holders <= 0 {
-		return nil
+// the segment meanwhile. A sealed segment whose mapping was dropped
+// (Unmap) is mapped again. It fails with an error wrapping ErrReleased
+// once the segment is unmapped for good: its owner released it and no
+// lease was left.
+func (s *Segment) Acquire() (*Lease, error) {
+	for {
+		s.mu.Lock()
+		if s.holders <= 0 {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
+		}
+		if !s.unmapped {
+			break
+		}
+		s.mu.Unlock()
+		if err := s.remap(); err != nil {
+			return nil, err
+		}
 	}
+	defer s.mu.Unlock()
+	s.touch()
 	s.holders++
 	l := &Lease{s: s}
 	// Every slice of buf the holder gets from now on is at bufStart or
 	// after: Trim only raises it.
 	l.floor.Store(s.bufStart)
 	s.leases = append(s.leases, l)
-	return l
+	return l, nil
+}
+
+// touch marks the segment used (Referenced).
+func (s *Segment) touch() {
+	if !s.used.Load() {
+		s.used.Store(true)
+	}
+}
+
+// Referenced reports whether the segment was read or leased since the last
+// call, and clears that: the owner's LRU of mappings (second chance).
+func (s *Segment) Referenced() bool { return s.used.Swap(false) }
+
+// OnMap sets a function called, on the reader's goroutine and with no
+// lock of the segment held, each time a read maps the segment again after
+// Unmap: the owner's LRU of mappings counts it. Call it before the segment
+// is shared.
+func (s *Segment) OnMap(fn func()) { s.onMap = fn }
+
+// Unmap drops the file mapping of a sealed segment that no lease holds, to
+// bound the mappings a log keeps; the next read or lease maps it again.
+// It reports whether the segment no longer counts as mapped for its owner:
+// its mapping was dropped now, or it was released. It returns false, and
+// does nothing, for a segment that is leased, not sealed, or already
+// unmapped.
+func (s *Segment) Unmap() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released {
+		return true, nil
+	}
+	if !s.sealed.Load() || s.unmapped || s.holders != 1 || s.bufLive || s.bufRetired || s.short || s.rmap == nil {
+		return false, nil
+	}
+	err := s.rmap.Unmap()
+	s.rmap, s.unmapped = nil, true
+	if err != nil {
+		return true, fmt.Errorf("segment %d: unmap: %w", s.hdr.Index, err)
+	}
+	return true, nil
+}
+
+// remap maps a segment again after Unmap, for a read.
+func (s *Segment) remap() error {
+	s.mu.Lock()
+	if !s.unmapped {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.holders <= 0 {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
+	}
+	f, err := s.fs.OpenReadOnly(s.path)
+	if err != nil {
+		s.mu.Unlock()
+		if errors.Is(err, iofs.ErrNotExist) {
+			// Retention removed the file and is about to release it.
+			return fmt.Errorf("%w: segment %d: %w", ErrReleased, s.hdr.Index, err)
+		}
+		return fmt.Errorf("segment %d: map again: %w", s.hdr.Index, err)
+	}
+	m, err := f.MapReadOnly(int(s.hdr.Size))
+	err = errors.Join(err, f.Close())
+	if err != nil {
+		if m != nil {
+			m.Unmap()
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("segment %d: map again: %w", s.hdr.Index, err)
+	}
+	s.rmap, s.unmapped = m, false
+	onMap := s.onMap
+	s.mu.Unlock()
+	if onMap != nil {
+		onMap()
+	}
+	return nil
+}
+
+// rlockMapped read-locks mu with the file mapped: a sealed segment whose
+// mapping Unmap dropped is mapped again first. The caller unlocks mu if it
+// returns nil.
+func (s *Segment) rlockMapped() error {
+	for {
+		s.mu.RLock()
+		if !s.unmapped {
+			s.touch()
+			return nil
+		}
+		s.mu.RUnlock()
+		if err := s.remap(); err != nil {
+			return err
+		}
+	}
 }
 
 // Advance tells the segment that the holder keeps no slice of the bytes
@@ -868,7 +991,9 @@ func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
 // to dst. The checksum is verified; a corrupt record is an error wrapping
 // ErrCorrupt that names the segment and offset, and no payload is returned.
 func (s *Segment) Read(seq uint64, dst []byte) (Record, error) {
-	s.mu.RLock()
+	if err := s.rlockMapped(); err != nil {
+		return Record{}, err
+	}
 	defer s.mu.RUnlock()
 	off, err := s.find(seq)
 	if err != nil {
@@ -942,7 +1067,9 @@ func (s *Segment) frameLen(off int64) (uint32, error) {
 // index and a walk of at most one index interval. Like Read, it waits for
 // appenders still filling the frames it walks over.
 func (s *Segment) Locate(seq uint64) (int64, error) {
-	s.mu.RLock()
+	if err := s.rlockMapped(); err != nil {
+		return 0, err
+	}
 	defer s.mu.RUnlock()
 	return s.find(seq)
 }
@@ -956,7 +1083,9 @@ func (s *Segment) Locate(seq uint64) (int64, error) {
 // never waits. A corrupt frame is an error wrapping ErrCorrupt that names
 // the segment and offset, and no payload is returned.
 func (s *Segment) readFrame(off int64, dst []byte) (rec Record, next int64, ok bool, err error) {
-	s.mu.RLock()
+	if err := s.rlockMapped(); err != nil {
+		return Record{}, off, false, err
+	}
 	defer s.mu.RUnlock()
 	rec, next, ok, err = s.viewFrame(off)
 	if ok {
@@ -973,7 +1102,9 @@ func (s *Segment) readFrame(off int64, dst []byte) (rec Record, next int64, ok b
 // is false, with a nil error, when no published frame is at off; a corrupt
 // frame is an error wrapping ErrCorrupt.
 func (s *Segment) ViewFrame(off int64) (rec Record, next int64, ok bool, err error) {
-	s.mu.RLock()
+	if err := s.rlockMapped(); err != nil {
+		return Record{}, off, false, err
+	}
 	defer s.mu.RUnlock()
 	return s.viewFrame(off)
 }
