@@ -5,8 +5,11 @@ package aof
 // (/proc/self/status VmRSS) above what it was just before Open, after a
 // GC that returns the heap's free pages to the system.
 //
-//	go test -run '^$' -bench Footprint -count 6 ./aof/ | tee footprint.txt
+//	go test -run '^$' -bench Footprint -benchtime 10x -count 6 ./aof/ | tee footprint.txt
 //	benchstat footprint.txt
+//
+// Always with a fixed -benchtime: only part of each op is timed (Open, or
+// one Append), so a -benchtime in seconds would run thousands of ops.
 
 import (
 	"bufio"

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOpenPreparesNoSegmentAhead: Open of a new log makes the active
@@ -167,5 +169,30 @@ func TestManySmallSegmentsStayWithinTheMappingBound(t *testing.T) {
 	}
 	if got := l.maps.mapped(); got > bound+1 {
 		t.Fatalf("%d sealed segments counted as mapped, bound %d", got, bound)
+	}
+}
+
+// TestAppendsAskForWarm: an append whose frame crosses the active
+// segment's WarmAt asks the preparer to fault in further ahead, and it
+// does (WarmAt moves on).
+func TestAppendsAskForWarm(t *testing.T) {
+	l := openT(t, t.TempDir(), Config{})
+	defer l.Close()
+	s := l.active.Load()
+	w0 := s.WarmAt()
+	for end, _ := s.Reserved(); end < w0; end, _ = s.Reserved() {
+		mustAppend(t, l, make([]byte, 1000))
+	}
+	// Not a timing assertion: the preparer's goroutine runs Warm at
+	// some point; this only bounds a hang.
+	deadline := time.Now().Add(time.Minute)
+	for s.WarmAt() == w0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("WarmAt still %d a minute after appends crossed it", w0)
+		}
+		runtime.Gosched()
+	}
+	if end, _ := s.Reserved(); s.WarmAt() <= end {
+		t.Fatalf("WarmAt %d is not past the reserved end %d after Warm", s.WarmAt(), end)
 	}
 }

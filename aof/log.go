@@ -261,7 +261,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		lock.Unlock()
 		return nil, err
 	}
-	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode)
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, func() *segment.Segment { return l.active.Load().Segment })
 	l.prepareAt = cfg.SegmentSize / 2
 	if end, _ := l.active.Load().Reserved(); end >= l.prepareAt {
 		l.prep.kick()
@@ -460,6 +460,9 @@ func (l *Log) appended(s *seg, end, n int64) {
 	l.tail.notify()
 	if end >= l.prepareAt && end-n < l.prepareAt {
 		l.prep.kick()
+	}
+	if w := s.WarmAt(); end >= w && end-n < w {
+		l.prep.warm()
 	}
 	backlog := s.pos + end - l.durablePos.Load()
 	switch {
@@ -725,10 +728,6 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		}
 		l.durablePos.Store(s.pos + s.Durable())
 		durable = s.Header().BaseSeq + count
-		if !closed {
-			// After the sync, so durable waiters do not wait for it.
-			s.Warm()
-		}
 		if err := s.Trim(); err != nil {
 			return durable, flushed, err
 		}

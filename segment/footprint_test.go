@@ -202,9 +202,10 @@ func TestTrimWithoutLeasesStopsAtTheDurableEnd(t *testing.T) {
 	}
 }
 
-// TestWarmFollowsTheAppendRate: Warm faults in twice what was appended
-// since the last call ahead of the reserved end, at least a step and at
-// most warmAhead, and never what Trim released.
+// TestWarmFollowsTheAppendRate: Warm faults in four times what was
+// appended since the last call ahead of the reserved end, at least a step
+// and at most warmAhead, asks again halfway there (WarmAt), and never
+// faults in again what Trim released.
 func TestWarmFollowsTheAppendRate(t *testing.T) {
 	s := newSized(t, 64<<20)
 	fillDurable(t, s, 100, HeaderSize+4<<10) // a few records: idle
@@ -213,13 +214,16 @@ func TestWarmFollowsTheAppendRate(t *testing.T) {
 	if want := s.alignUp(end + s.step); s.warmed != want {
 		t.Fatalf("idle: warmed to %d, want %d (end %d + a step)", s.warmed, want, end)
 	}
+	if want := end + (s.warmed-end)/2; s.WarmAt() != want {
+		t.Fatalf("idle: WarmAt %d, want %d (halfway from %d to %d)", s.WarmAt(), want, end, s.warmed)
+	}
 	if got, limit := resident(t, s.buf), 3*s.step; got > limit {
 		t.Fatalf("idle: %d bytes resident, want at most %d", got, limit)
 	}
 	fillDurable(t, s, 4000, 1<<20+HeaderSize) // about 1 MiB since
 	s.Warm()
 	end2, _ := s.Reserved()
-	if want := s.alignUp(end2 + 2*(end2-end)); s.warmed != want {
+	if want := s.alignUp(end2 + min(warmAhead, 4*(end2-end))); s.warmed != want {
 		t.Fatalf("after %d bytes: warmed to %d, want %d", end2-end, s.warmed, want)
 	}
 	fillDurable(t, s, 4000, 20<<20) // a burst

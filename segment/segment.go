@@ -45,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
+	"math"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -128,8 +129,12 @@ type Segment struct {
 	// footer and the trailer is never handed to records.
 	limit int64
 
-	mu   sync.RWMutex // guards the lifetime of rmap and buf
-	rmap vfs.Mapping  // read-only shared mapping of [0, hdr.Size)
+	mu sync.RWMutex // guards the lifetime of rmap and buf
+	// warmMu is held while pages of the append buffer are faulted in
+	// (Warm) or released (Trim), and while the buffer is unmapped at seal,
+	// so that none of these overlap. Taken before mu.
+	warmMu sync.Mutex
+	rmap   vfs.Mapping // read-only shared mapping of [0, hdr.Size)
 	// short: the file is shorter than hdr.Size and rmap is a private
 	// copy of it padded with zeros, until extend (recovery only).
 	short bool
@@ -166,8 +171,11 @@ type Segment struct {
 	written  atomic.Int64  // end of the bytes written to the file
 	durable  atomic.Int64  // end of the bytes known durable
 	sealed   atomic.Bool
+	// warmAt: an appender whose frame crosses it asks for Warm.
+	warmAt atomic.Int64
 
-	// Owned by the flusher (see the package comment).
+	// Owned by the flusher (see the package comment), but warmed and
+	// warmEnd by the caller of Warm.
 	scanCount uint64
 	warmed    int64 // the append buffer is faulted in below it
 	warmEnd   int64 // the reserved end at the last Warm
@@ -220,7 +228,7 @@ func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64, perm iofs.FileMode
 	if err := s.allocBuffer(HeaderSize); err != nil {
 		return nil, err
 	}
-	s.warmTo(HeaderSize + s.step)
+	s.warmTo(HeaderSize, HeaderSize+s.step)
 	s.resv.Store(closedBit) // closed until activated
 	return s, nil
 }
@@ -259,13 +267,14 @@ func (s *Segment) allocBuffer(start int64) error {
 	return nil
 }
 
-// The append buffer is faulted in (warmed) ahead of the appenders, by the
-// preparer and the flusher, so that Append rarely takes a page fault
-// itself (a first touch of a 4 KiB page costs 1.3 µs here, against 1.2 µs
-// per page faulted in ahead, or 0.15 µs in huge pages): after each flush,
-// twice what was appended since the flush before, at least one small step
-// and at most warmAhead. An idle log holds a few small pages of it, a
-// busy one a few MiB, never a segment's worth.
+// The append buffer is faulted in (warmed) ahead of the appenders, on
+// another goroutine (the log's preparer), so that Append rarely takes a
+// page fault itself (a first touch of a 4 KiB page costs 1.3 µs here,
+// against 1.2 µs per page faulted in ahead, or 0.15 µs in huge pages; a
+// huge page the kernel must compact memory for costs milliseconds): a
+// window of one small step at first, doubled each time the appenders
+// get halfway through it, up to warmAhead. An idle log holds a few small
+// pages of it, a busy one a few MiB, never a segment's worth.
 const (
 	warmAhead = 4 << 20
 	smallStep = 64 << 10
@@ -289,17 +298,29 @@ func (s *Segment) alignUp(off int64) int64 {
 	return (off + s.step - 1) &^ (s.step - 1)
 }
 
-// Warm faults in the append buffer ahead of the reserved end: twice what
-// was appended since the last call, at least a step, at most warmAhead.
-// Flusher only.
+// WarmAt returns the offset at which appenders ask for Warm: the log
+// calls Warm, on another goroutine, once a frame it appends crosses it.
+func (s *Segment) WarmAt() int64 { return s.warmAt.Load() }
+
+// Warm faults in the append buffer ahead of the reserved end by four times
+// what was appended since the last call (at least a step, at most
+// warmAhead), and sets WarmAt halfway there; it goes on while the
+// appenders pass WarmAt meanwhile. It is called by one goroutine at a
+// time.
 func (s *Segment) Warm() {
-	end, _ := s.Reserved()
-	ahead := min(warmAhead, max(s.step, 2*(end-s.warmEnd)))
-	s.warmEnd = end
+	s.warmMu.Lock()
+	defer s.warmMu.Unlock()
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.bufLive {
-		s.warmTo(end + ahead)
+	live := s.bufLive
+	s.mu.RUnlock()
+	for live {
+		end, _ := s.Reserved()
+		ahead := min(warmAhead, max(s.step, 4*(end-s.warmEnd)))
+		s.warmEnd = end
+		s.warmTo(end, end+ahead)
+		if now, _ := s.Reserved(); now < s.warmAt.Load() {
+			return
+		}
 	}
 }
 
@@ -307,11 +328,18 @@ func (s *Segment) Warm() {
 // granule), without changing its bytes: MADV_POPULATE_WRITE, so
 // appenders may be writing into the same pages meanwhile. On a kernel
 // without it (before 5.14) nothing is faulted in ahead, and appenders take
-// the faults. Pages Trim released are not faulted in again. The buffer
-// must be live; the caller is the flusher, or the segment is not shared
-// yet.
-func (s *Segment) warmTo(to int64) {
+// the faults. Pages Trim released are not faulted in again. It sets
+// WarmAt halfway from end, the reserved end, to to; past the buffer's end
+// nobody asks again. The buffer must be live; the caller is Warm's, or
+// the segment is not shared yet. bufStart does not change meanwhile (Trim
+// waits for warmMu).
+func (s *Segment) warmTo(end, to int64) {
 	to = min(s.alignUp(to), int64(len(s.buf)))
+	if to == int64(len(s.buf)) {
+		s.warmAt.Store(math.MaxInt64)
+	} else {
+		s.warmAt.Store(end + (to-end)/2)
+	}
 	from := max(s.warmed, s.alignDown(s.bufStart))
 	if to <= from {
 		return
@@ -326,8 +354,13 @@ func (s *Segment) warmTo(to int64) {
 // offsets go through the file mapping from then on, which holds the same
 // bytes. So the buffer's memory is bounded by the bytes not yet durable,
 // the window faulted in ahead and what the slowest lease still reads.
-// Flusher only.
+// Flusher only. It gives up, until the next call, while Warm runs: the
+// flusher does not wait for it.
 func (s *Segment) Trim() error {
+	if !s.warmMu.TryLock() {
+		return nil
+	}
+	defer s.warmMu.Unlock()
 	durable := s.durable.Load()
 	s.mu.RLock()
 	_, to := s.trimRange(durable)
@@ -718,6 +751,8 @@ func (s *Segment) CutAndSeal(end int64, count uint64) error {
 // releases the read-write file and the append buffer (once no lease holds
 // it). Flusher only.
 func (s *Segment) FinishSeal() error {
+	s.warmMu.Lock() // no Warm is faulting pages in while the buffer goes
+	defer s.warmMu.Unlock()
 	s.mu.Lock()
 	var err error
 	if s.bufLive {
