@@ -92,9 +92,11 @@ type seg struct {
 type Log struct {
 	// Lock order, outermost first: retainMu, rotateMu, the flush
 	// pipeline's flush lock (pipe.Exclusive, pipe.Flush), segMu, then a
-	// segment's own lock (leases, reads, WaitPublished). The telemetry's,
-	// the event hub's and reader.Cuts' mutexes are leaves: nothing is
-	// taken while they are held. Append takes none of them: it reserves
+	// segment's own lock (leases, reads, WaitPublished). The mappings'
+	// mutex (maps) is taken with no segment lock held, and takes segment
+	// locks inside it (Unmap). The telemetry's, the event hub's and
+	// reader.Cuts' mutexes are leaves: nothing is taken while they are
+	// held. Append takes none of them: it reserves
 	// with a compare-and-swap and takes rotateMu only to roll over.
 
 	// Set by Open, then read-only.

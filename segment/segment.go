@@ -305,8 +305,8 @@ func (s *Segment) WarmAt() int64 { return s.warmAt.Load() }
 // Warm faults in the append buffer ahead of the reserved end by four times
 // what was appended since the last call (at least a step, at most
 // warmAhead), and sets WarmAt halfway there; it goes on while the
-// appenders pass WarmAt meanwhile. It is called by one goroutine at a
-// time.
+// appenders pass WarmAt meanwhile. Calls are serialised (warmMu); the log
+// makes them on its preparer's goroutine.
 func (s *Segment) Warm() {
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()
@@ -329,8 +329,8 @@ func (s *Segment) Warm() {
 // appenders may be writing into the same pages meanwhile. On a kernel
 // without it (before 5.14) nothing is faulted in ahead, and appenders take
 // the faults. Pages Trim released are not faulted in again. It sets
-// WarmAt halfway from end, the reserved end, to to; past the buffer's end
-// nobody asks again. The buffer must be live; the caller is Warm's, or
+// WarmAt halfway from end, the reserved end, to where the buffer is
+// faulted in; past the buffer's end nobody asks again. The buffer must be live; the caller is Warm's, or
 // the segment is not shared yet. bufStart does not change meanwhile (Trim
 // waits for warmMu).
 func (s *Segment) warmTo(end, to int64) {
@@ -338,7 +338,7 @@ func (s *Segment) warmTo(end, to int64) {
 	if to == int64(len(s.buf)) {
 		s.warmAt.Store(math.MaxInt64)
 	} else {
-		s.warmAt.Store(end + (to-end)/2)
+		s.warmAt.Store(end + (max(to, s.warmed)-end)/2)
 	}
 	from := max(s.warmed, s.alignDown(s.bufStart))
 	if to <= from {
@@ -349,10 +349,10 @@ func (s *Segment) warmTo(end, to int64) {
 }
 
 // Trim releases the append buffer's pages below the durable end, in whole
-// granules (huge pages, or steps), once no lease may still hold a slice of them (each lease
-// says how far its holder has moved on: Lease.Advance). Reads of those
-// offsets go through the file mapping from then on, which holds the same
-// bytes. So the buffer's memory is bounded by the bytes not yet durable,
+// granules (huge pages, or steps), once no lease may still hold a slice of
+// them (each lease says how far its holder has moved on: Lease.Advance).
+// Reads of those offsets go through the file mapping from then on, which
+// holds the same bytes. So the buffer's memory is bounded by the bytes not yet durable,
 // the window faulted in ahead and what the slowest lease still reads.
 // Flusher only. It gives up, until the next call, while Warm runs: the
 // flusher does not wait for it.
