@@ -69,8 +69,8 @@ func benchClose(b *testing.B, l *Log) {
 	}
 }
 
-// settle lets a new log's preparer finish faulting in the next segment's
-// append buffer, so it does not compete for the machine's second core with
+// settle lets a new log's background work (recovery's flush, faulting in
+// the append buffer's first window) finish, so it does not compete for the machine's second core with
 // what is measured. Run Append benchmarks with -benchtime 200000x (58 MB of
 // frames) to stay within the first 64 MiB segment; longer runs add the
 // rollovers' cost (sealing, preparing the next buffer) to ns/op.

@@ -167,6 +167,9 @@ type options struct {
 	// multi-step disk changes (TruncateFront, TruncateBack) so a child
 	// process can be killed exactly there.
 	crashPoint func(point string)
+	// mappedSegments, set by tests only, replaces
+	// DefaultMappedSegments.
+	mappedSegments int
 }
 
 // WithTracerProvider sets where the log's spans go. Without it the global

@@ -27,7 +27,8 @@
 // compare-and-swap reserves space and sequence numbers, the frame is copied
 // into the segment's append buffer, and a final atomic store publishes it.
 // Rolling over to the next segment (prepared ahead of time by a background
-// goroutine) takes a mutex, once per segment.
+// goroutine once the active one is half full) takes a mutex, once per
+// segment.
 //
 // Goroutines: a Log owns the flusher (unless Config.NoBackgroundFlush),
 // the segment preparer and, with Config.RetainBytes or RetainAge, the
@@ -91,9 +92,11 @@ type seg struct {
 type Log struct {
 	// Lock order, outermost first: retainMu, rotateMu, the flush
 	// pipeline's flush lock (pipe.Exclusive, pipe.Flush), segMu, then a
-	// segment's own lock (leases, reads, WaitPublished). The telemetry's,
-	// the event hub's and reader.Cuts' mutexes are leaves: nothing is
-	// taken while they are held. Append takes none of them: it reserves
+	// segment's own lock (leases, reads, WaitPublished). The mappings'
+	// mutex (maps) is taken with no segment lock held, and takes segment
+	// locks inside it (Unmap). The telemetry's, the event hub's and
+	// reader.Cuts' mutexes are leaves: nothing is taken while they are
+	// held. Append takes none of them: it reserves
 	// with a compare-and-swap and takes rotateMu only to roll over.
 
 	// Set by Open, then read-only.
@@ -104,9 +107,15 @@ type Log struct {
 	dirLock    vfs.Unlocker
 	maxPayload int
 	prep       *preparer
-	pipe       *flush.Pipeline
-	tel        *aofotel.Telemetry
-	report     RecoveryReport
+	// maps bounds the sealed segments kept mapped (mappings.go).
+	maps mappings
+	// prepareAt is the offset in the active segment whose crossing by
+	// an append asks the preparer for the next segment: half the
+	// segment, so no file or buffer is made before it may be needed.
+	prepareAt int64
+	pipe      *flush.Pipeline
+	tel       *aofotel.Telemetry
+	report    RecoveryReport
 	// At open, for "since open" metrics.
 	openSeq uint64
 	openPos int64
@@ -226,6 +235,10 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		fs:         o.fs,
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
 		crashPoint: o.crashPoint,
+		maps:       mappings{bound: DefaultMappedSegments},
+	}
+	if o.mappedSegments > 0 {
+		l.maps.bound = o.mappedSegments
 	}
 	if err := makeDirs(l.fs, l.segDir, 2, cfg.DirMode); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
@@ -250,7 +263,11 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		lock.Unlock()
 		return nil, err
 	}
-	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode)
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, func() *segment.Segment { return l.active.Load().Segment })
+	l.prepareAt = cfg.SegmentSize / 2
+	if end, _ := l.active.Load().Reserved(); end >= l.prepareAt {
+		l.prep.kick()
+	}
 	l.pipe = flush.New(flushTarget{l}, flush.Config{Interval: cfg.FlushInterval, Watermark: cfg.FlushWatermark}, &l.metrics, l.report.durableSeq)
 	if err := l.tel.Observe(l.observe); err != nil {
 		l.prep.stop()
@@ -341,7 +358,7 @@ func (l *Log) append(ctx context.Context, payload []byte, span trace.Span) (Reco
 			l.tel.AppendReserved(span, seq)
 		}
 		end := s.Fill(off, seq, payload, time.Now().UnixNano())
-		l.appended(s.pos+end, n)
+		l.appended(s, end, n)
 		return RecordID{Seq: seq, Segment: s.Header().Index, Offset: off}, nil
 	}
 }
@@ -412,7 +429,7 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte, span trace.Spa
 			seq++
 		}
 		payloads = payloads[k:]
-		l.appended(s.pos+off, n)
+		l.appended(s, off, n)
 	}
 	return ids, nil
 }
@@ -438,11 +455,18 @@ func (l *Log) admit(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-// appended runs the flush triggers after n bytes were appended, ending at
-// log position end.
-func (l *Log) appended(end, n int64) {
+// appended runs the flush triggers after n bytes were appended to s,
+// ending at offset end, and asks for the next segment to be prepared
+// when s is getting full.
+func (l *Log) appended(s *seg, end, n int64) {
 	l.tail.notify()
-	backlog := end - l.durablePos.Load()
+	if end >= l.prepareAt && end-n < l.prepareAt {
+		l.prep.kick()
+	}
+	if w := s.WarmAt(); end >= w && end-n < w {
+		l.prep.warm()
+	}
+	backlog := s.pos + end - l.durablePos.Load()
 	switch {
 	case backlog >= l.cfg.FlushWatermark && backlog-n < l.cfg.FlushWatermark:
 		l.pipe.Request(flush.ReasonWatermark)
@@ -488,7 +512,6 @@ func (l *Log) rotate(full *seg) error {
 	l.pending = append(l.pending, s)
 	l.segMu.Unlock()
 	l.active.Store(s)
-	l.prep.kick()
 	l.events.publish(segmentEvent(EventActivated, s, ""))
 	// The full segment is sealed by the next flush.
 	l.pipe.Request(flush.ReasonRollover)
@@ -694,7 +717,8 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		l.metrics.AddFlushedBytes(n)
 		if s.Durable() < end {
 			if appendedAt == 0 {
-				appendedAt = s.TimestampAt(s.Durable())
+				// A segment not sealed is never unmapped: no error.
+				appendedAt, _ = s.TimestampAt(s.Durable())
 			}
 			if err := l.syncSegment(ctx, f, s); err != nil {
 				return durable, flushed, err
@@ -706,6 +730,9 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 		}
 		l.durablePos.Store(s.pos + s.Durable())
 		durable = s.Header().BaseSeq + count
+		if err := s.Trim(); err != nil {
+			return durable, flushed, err
+		}
 		// Seal a segment once rollover closed it and all of it is
 		// durable. The active segment is never sealed: Close closes
 		// it to stop appends, and reopening continues it.
@@ -749,6 +776,9 @@ func (l flushTarget) seal(ctx context.Context, f *aofotel.Flush, s *seg) error {
 	}
 	if err == nil {
 		err = s.FinishSeal()
+	}
+	if err == nil {
+		err = l.maps.watch(s.Segment)
 	}
 	f.Sealed(s.Header().Index, start, err)
 	if err != nil {

@@ -8,9 +8,11 @@ import (
 	"github.com/aof2/aof2/vfs"
 )
 
-// preparer keeps the next segment file created, preallocated and mapped,
-// so a rollover only writes a header and renames a file. It owns one
-// goroutine, stopped by stop.
+// preparer makes the next segment file, created, preallocated and mapped,
+// when asked (kick: the log asks once the active segment is half full), so
+// a rollover only writes a header and renames a file; and it faults in the
+// active segment's append buffer ahead of the appenders when they ask
+// (warm: segment.WarmAt). It owns one goroutine, stopped by stop.
 type preparer struct {
 	fs   vfs.FS
 	dir  string
@@ -23,24 +25,28 @@ type preparer struct {
 	busy  bool             // the goroutine is preparing one
 	next  uint64           // temporary-name counter
 
+	active func() *segment.Segment // the segment appenders write to
+
 	kickc chan struct{}
+	warmc chan struct{}
 	stopc chan struct{}
 	done  chan struct{}
 }
 
-func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode) *preparer {
+func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode, active func() *segment.Segment) *preparer {
 	p := &preparer{
-		fs:    fsys,
-		dir:   dir,
-		size:  size,
-		perm:  perm,
-		kickc: make(chan struct{}, 1),
-		stopc: make(chan struct{}),
-		done:  make(chan struct{}),
+		fs:     fsys,
+		dir:    dir,
+		size:   size,
+		perm:   perm,
+		active: active,
+		kickc:  make(chan struct{}, 1),
+		warmc:  make(chan struct{}, 1),
+		stopc:  make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	p.cond.L = &p.mu
 	go p.run()
-	p.kick()
 	return p
 }
 
@@ -52,12 +58,24 @@ func (p *preparer) kick() {
 	}
 }
 
+// warm asks for the active segment's append buffer to be faulted in
+// further ahead (Segment.Warm).
+func (p *preparer) warm() {
+	select {
+	case p.warmc <- struct{}{}:
+	default:
+	}
+}
+
 func (p *preparer) run() {
 	defer close(p.done)
 	for {
 		select {
 		case <-p.stopc:
 			return
+		case <-p.warmc:
+			p.active().Warm()
+			continue
 		case <-p.kickc:
 		}
 		p.mu.Lock()
@@ -80,7 +98,7 @@ func (p *preparer) run() {
 }
 
 // take returns a prepared segment, preparing one on the caller's goroutine
-// if none is ready, and asks for the next one.
+// if none is ready.
 func (p *preparer) take() (*segment.Segment, error) {
 	p.mu.Lock()
 	for p.busy {

@@ -157,6 +157,11 @@ func (l *Log) gatherRecovery(ctx context.Context) (_ *recoveryFacts, handles []*
 		sf.hdr, sf.sealed = s.Header(), s.Sealed()
 		if sf.sealed {
 			sf.end, sf.records = s.Reserved()
+			// Mapped now to read its footer: at most the bound of
+			// sealed segments stay so, however many there are.
+			if err := l.maps.watch(s); err != nil {
+				return nil, nil, fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+			}
 			continue
 		}
 		// A done ctx stops recovery before the next scan: nothing on

@@ -400,7 +400,6 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("aof2: %s: new segment %d: %w", op, index, err)
 	}
-	l.prep.kick()
 	fresh := &seg{Segment: ns, pos: pos}
 	// The cut is complete; the new segment's name becomes durable with
 	// its first flush, like any segment's (before that, Open makes a
@@ -632,5 +631,9 @@ func newest(s *seg) int64 {
 	if err != nil {
 		return time.Now().UnixNano() // unreadable: not old by age
 	}
-	return s.TimestampAt(off)
+	at, err := s.TimestampAt(off)
+	if err != nil {
+		return time.Now().UnixNano()
+	}
+	return at
 }

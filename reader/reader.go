@@ -207,6 +207,7 @@ type Reader struct {
 
 	seq      uint64           // sequence number of the next record to return
 	s        *segment.Segment // segment holding seq, leased; nil until positioned
+	lease    *segment.Lease   // the lease on s
 	off      int64            // offset of seq's frame in s
 	segIndex uint64           // s's index, for the records it returns
 	gen      uint64           // the cut generation when positioned
@@ -303,6 +304,11 @@ func (r *Reader) Next() bool {
 			}
 			if r.copy {
 				rec.Payload = append([]byte(nil), rec.Payload...)
+				r.lease.Advance(next)
+			} else {
+				// The payload returned before this one is no longer
+				// valid: the append buffer behind this one may go.
+				r.lease.Advance(rec.Offset)
 			}
 			// Set field by field here rather than through MakeRecord
 			// (the index is kept, the size is next-off) or a Record
@@ -342,11 +348,12 @@ func (r *Reader) moveOn() bool {
 		return r.fail(segment.Corrupt(filepath.Base(succ.Path()), succ.Header().Index, -1, "starts at seq %d, but segment %d before it ends before seq %d",
 			base, r.s.Header().Index, r.seq))
 	}
-	if !succ.Acquire() {
-		return r.fail(r.released())
+	lease, err := succ.Acquire()
+	if err != nil {
+		return r.fail(err) // ErrReleased: the log closed, or retention
 	}
-	r.s.Unlease()
-	r.s, r.off, r.segIndex = succ, segment.HeaderSize, succ.Header().Index
+	r.lease.Unlease()
+	r.s, r.lease, r.off, r.segIndex = succ, lease, segment.HeaderSize, succ.Header().Index
 	return true
 }
 
@@ -357,15 +364,16 @@ func (r *Reader) position() bool {
 	if s == nil {
 		return false // not appended yet
 	}
-	if !s.Acquire() {
-		return r.fail(r.released())
+	lease, err := s.Acquire()
+	if err != nil {
+		return r.fail(err) // ErrReleased: the log closed, or retention
 	}
 	off, err := s.Locate(r.seq)
 	if err != nil {
-		s.Unlease()
+		lease.Unlease()
 		return r.fail(err)
 	}
-	r.s, r.off, r.segIndex = s, off, s.Header().Index
+	r.s, r.lease, r.off, r.segIndex = s, lease, off, s.Header().Index
 	return true
 }
 
@@ -400,8 +408,8 @@ func (r *Reader) fail(err error) bool {
 // unlease ends the lease on the current segment, if any.
 func (r *Reader) unlease() {
 	if r.s != nil {
-		r.s.Unlease()
-		r.s = nil
+		r.lease.Unlease()
+		r.s, r.lease = nil, nil
 	}
 }
 

@@ -563,6 +563,7 @@ func (s *Segment) Resume(r ScanResult) error {
 		return err
 	}
 	copy(s.buf[r.MaxHint:r.End], s.rmap[r.MaxHint:r.End])
+	s.warmTo(r.End, r.End+s.step)
 	s.scanCount = r.Count
 	s.resv.Store(packResv(r.End, r.Count))
 	s.complete.Store(r.End)

@@ -168,8 +168,9 @@ func TestLeaseKeepsMappingsAfterRelease(t *testing.T) {
 	}
 	s.Fill(off, seq, p, 1)
 	s.Advance()
-	if !s.Acquire() {
-		t.Fatal("Acquire of a live segment failed")
+	lease, err := s.Acquire()
+	if err != nil {
+		t.Fatalf("Acquire of a live segment: %v", err)
 	}
 	rec, _, ok, err := s.ViewFrame(off)
 	if !ok || err != nil {
@@ -185,15 +186,16 @@ func TestLeaseKeepsMappingsAfterRelease(t *testing.T) {
 	if again, _, ok, err := s.ViewFrame(off); !ok || err != nil || !bytes.Equal(again.Payload, p) {
 		t.Fatalf("ViewFrame under a lease after Release: %q, ok %v, %v", again.Payload, ok, err)
 	}
-	if !s.Acquire() {
-		t.Fatal("a second lease while one is held failed")
+	second, err := s.Acquire()
+	if err != nil {
+		t.Fatalf("a second lease while one is held: %v", err)
 	}
-	s.Unlease()
+	second.Unlease()
 	if _, _, _, err := s.ViewFrame(off); err != nil {
 		t.Fatalf("ViewFrame with one lease left: %v", err)
 	}
-	s.Unlease() // the last holder: unmapped now
-	if s.Acquire() {
+	lease.Unlease() // the last holder: unmapped now
+	if _, err := s.Acquire(); !errors.Is(err, ErrReleased) {
 		t.Fatal("Acquire succeeded after the owner and every lease let go")
 	}
 	if _, err := s.Read(seq, nil); !errors.Is(err, ErrReleased) {

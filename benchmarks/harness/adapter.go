@@ -73,6 +73,10 @@ type Impl struct {
 	Note string
 	// Open opens (creating if needed) a log in dir, which exists.
 	Open func(dir string, mode Mode) (Log, error)
+	// OpenSized, if set, is Open with segments of segmentSize bytes
+	// instead of the adapter's usual 64 MiB (the many-logs benchmark,
+	// which cannot preallocate 64 MiB per log for a thousand logs).
+	OpenSized func(dir string, mode Mode, segmentSize int64) (Log, error)
 	// Modes lists the modes the implementation has; a workload skips
 	// an implementation without its mode.
 	Modes []Mode

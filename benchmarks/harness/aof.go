@@ -15,9 +15,12 @@ import (
 // (group commit across goroutines, no caller-side mutex).
 func init() {
 	register(Impl{
-		Name:   "aof",
-		Note:   "aof2 at this commit; default Config; buffered = Append (background flusher running); durable = Append + FlushUntil (group commit); batch = AppendBatch + FlushUntil(last)",
-		Open:   openAOF,
+		Name: "aof",
+		Note: "aof2 at this commit; default Config; buffered = Append (background flusher running); durable = Append + FlushUntil (group commit); batch = AppendBatch + FlushUntil(last)",
+		Open: openAOF,
+		OpenSized: func(dir string, mode Mode, size int64) (Log, error) {
+			return openAOFConfig(dir, mode, aof.Config{SegmentSize: size})
+		},
 		Modes:  []Mode{Buffered, Durable},
 		Follow: followAOF,
 	})
@@ -29,7 +32,11 @@ type aofLog struct {
 }
 
 func openAOF(dir string, mode Mode) (Log, error) {
-	l, err := aof.Open(dir, aof.Config{})
+	return openAOFConfig(dir, mode, aof.Config{})
+}
+
+func openAOFConfig(dir string, mode Mode, cfg aof.Config) (Log, error) {
+	l, err := aof.Open(dir, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("aof open: %w", err)
 	}

@@ -21,9 +21,12 @@ import (
 // syncs at segment rotation are not seen).
 func init() {
 	register(Impl{
-		Name:  "raftwal",
-		Note:  "github.com/hashicorp/raft-wal v0.4.2 (raft.LogStore: StoreLog/StoreLogs, GetLog); 64 MiB segments; durable only (fsync per StoreLogs, no no-sync mode); caller-side mutex",
-		Open:  openRaftWAL,
+		Name: "raftwal",
+		Note: "github.com/hashicorp/raft-wal v0.4.2 (raft.LogStore: StoreLog/StoreLogs, GetLog); 64 MiB segments; durable only (fsync per StoreLogs, no no-sync mode); caller-side mutex",
+		Open: openRaftWAL,
+		OpenSized: func(dir string, mode Mode, size int64) (Log, error) {
+			return openRaftWALSized(dir, int(size))
+		},
 		Modes: []Mode{Durable},
 	})
 }
@@ -37,10 +40,21 @@ type raftWALLog struct {
 	ptrs  []*raft.Log
 }
 
-func openRaftWAL(dir string, _ Mode) (Log, error) {
+func openRaftWAL(dir string, _ Mode) (Log, error) { return openRaftWALSized(dir, 0) }
+
+// openRaftWALSized opens with segments of size bytes, or raft-wal's
+// default (64 MiB) if size is 0.
+func openRaftWALSized(dir string, size int) (Log, error) {
 	syncs := new(atomic.Int64)
 	vfs := &countingVFS{VFS: fs.New(), syncs: syncs}
-	w, err := raftwal.Open(dir, raftwal.WithSegmentFiler(segment.NewFiler(dir, vfs)))
+	filer := raftwal.WithSegmentFiler(segment.NewFiler(dir, vfs))
+	var w *raftwal.WAL
+	var err error
+	if size > 0 {
+		w, err = raftwal.Open(dir, filer, raftwal.WithSegmentSize(size))
+	} else {
+		w, err = raftwal.Open(dir, filer)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raft-wal open: %w", err)
 	}

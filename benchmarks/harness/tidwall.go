@@ -17,10 +17,11 @@ import (
 // writers.
 func init() {
 	register(Impl{
-		Name:  "tidwall",
-		Note:  "github.com/tidwall/wal v1.2.1; 64 MiB segments, NoCopy; buffered = NoSync; durable = default (fsync in every Write); caller-side mutex",
-		Open:  openTidwall,
-		Modes: []Mode{Buffered, Durable},
+		Name:      "tidwall",
+		Note:      "github.com/tidwall/wal v1.2.1; 64 MiB segments, NoCopy; buffered = NoSync; durable = default (fsync in every Write); caller-side mutex",
+		Open:      openTidwall,
+		OpenSized: openTidwallSized,
+		Modes:     []Mode{Buffered, Durable},
 	})
 }
 
@@ -32,9 +33,13 @@ type tidwallLog struct {
 }
 
 func openTidwall(dir string, mode Mode) (Log, error) {
+	return openTidwallSized(dir, mode, 64<<20)
+}
+
+func openTidwallSized(dir string, mode Mode, size int64) (Log, error) {
 	opts := *wal.DefaultOptions
 	opts.NoSync = mode == Buffered
-	opts.SegmentSize = 64 << 20
+	opts.SegmentSize = int(size)
 	opts.NoCopy = true
 	l, err := wal.Open(dir, &opts)
 	if err != nil {

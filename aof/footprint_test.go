@@ -1,0 +1,198 @@
+package aof
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOpenPreparesNoSegmentAhead: Open of a new log makes the active
+// segment only; the next one is prepared once the active one is half full
+// (before, Open prepared it at once: a second file and buffer).
+func TestOpenPreparesNoSegmentAhead(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Config{SegmentSize: 1 << 20})
+	defer l.Close()
+	mustAppend(t, l, []byte("one"))
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The preparer is only started by a kick; with none, it never runs.
+	l.prep.mu.Lock()
+	ready, busy, asked := l.prep.ready, l.prep.busy, len(l.prep.kickc)
+	l.prep.mu.Unlock()
+	if ready != nil || busy || asked != 0 {
+		t.Fatalf("a segment is prepared (ready %v, busy %v, asked %d) while the active one holds one record", ready != nil, busy, asked)
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "segments"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Fatalf("a prepared segment file %s exists after Open and one record", e.Name())
+		}
+	}
+}
+
+// TestZeroCopyReaderSurvivesTrim: a zero-copy Reader holding a record's
+// payload keeps it intact while the writer appends and syncs far past it
+// (the flushes release the append buffer behind the durable end, but not
+// what the Reader holds); then it reads every record on, across
+// rollovers, and every record reads back.
+func TestZeroCopyReaderSurvivesTrim(t *testing.T) {
+	l := openT(t, t.TempDir(), Config{SegmentSize: 1 << 20})
+	defer l.Close()
+	appendN(t, l, 1, 11)
+	r, err := l.NewReader(5, Written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Next() {
+		t.Fatalf("Next: %v", r.Err())
+	}
+	held := r.Record().Payload
+	// About 3 MiB of records: the first segment fills and rolls over.
+	const n = 10000
+	for i := uint64(11); i < n; i += 1000 {
+		appendN(t, l, i, min(i+1000, n))
+	}
+	if !bytes.Equal(held, payloadFor(5, 300)) {
+		t.Fatal("a zero-copy payload changed while its Reader held it and the log went on")
+	}
+	for seq := uint64(6); seq < n; seq++ {
+		if !r.Next() {
+			t.Fatalf("Next at %d: %v", seq, r.Err())
+		}
+		if rec := r.Record(); rec.Seq != seq || !bytes.Equal(rec.Payload, payloadFor(seq, 300)) {
+			t.Fatalf("record %d (seq %d) differs from the one appended", seq, rec.Seq)
+		}
+	}
+	checkRecords(t, l, 1, n, 300)
+}
+
+// withMappedSegments bounds the sealed segments kept mapped (tests only).
+func withMappedSegments(n int) Option {
+	return func(o *options) { o.mappedSegments = n }
+}
+
+// mappedFiles returns how many mappings of the process map a file under
+// dir.
+func mappedFiles(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, dir+string(filepath.Separator)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestManySmallSegmentsStayWithinTheMappingBound: a log of many small
+// segments keeps at most the bound of sealed segments mapped (plus the
+// active one, and the one a Reader leases), while it is written, when it
+// is reopened, and while every record is read back sequentially and at
+// random; unmapped segments are mapped again when read. Before, every
+// segment stayed mapped for the log's life (65,530 segments reached the
+// kernel's default vm.max_map_count). AOF2_MANY_SEGMENTS sets how many
+// segments (default 300, of 64 KiB).
+func TestManySmallSegmentsStayWithinTheMappingBound(t *testing.T) {
+	segs := 300
+	if v := os.Getenv("AOF2_MANY_SEGMENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("AOF2_MANY_SEGMENTS=%q: %v", v, err)
+		}
+		segs = n
+	}
+	const bound = 8
+	dir := t.TempDir()
+	segDir := filepath.Join(dir, "segments")
+	cfg := Config{SegmentSize: 64 << 10}
+	l := openT(t, dir, cfg, withMappedSegments(bound))
+	// Active and prepared segments are mapped too: at most one of each
+	// beyond the bound, and one a Reader leases.
+	limit := bound + 3
+	var next uint64 = 1
+	for l.active.Load().Header().Index <= uint64(segs) {
+		appendN(t, l, next, next+500)
+		next += 500
+		if got := mappedFiles(t, segDir); got > limit {
+			t.Fatalf("%d segment files mapped while writing %d segments, bound %d", got, l.active.Load().Header().Index, bound)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openT(t, dir, cfg, withMappedSegments(bound))
+	defer l.Close()
+	if got := mappedFiles(t, segDir); got > limit {
+		t.Fatalf("%d segment files mapped after reopening a log of %d segments, bound %d", got, segs, bound)
+	}
+	r, err := l.NewReader(1, Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for seq := uint64(1); seq < next; seq++ {
+		if !r.Next() {
+			t.Fatalf("Next at %d: %v", seq, r.Err())
+		}
+		if rec := r.Record(); rec.Seq != seq || !bytes.Equal(rec.Payload, payloadFor(seq, 300)) {
+			t.Fatalf("record %d (seq %d) differs from the one appended", seq, rec.Seq)
+		}
+		if seq%500 == 0 {
+			if got := mappedFiles(t, segDir); got > limit {
+				t.Fatalf("%d segment files mapped while reading seq %d, bound %d", got, seq, bound)
+			}
+		}
+	}
+	// Random access, which maps segments again out of order.
+	for seq := uint64(1); seq < next; seq += 97 {
+		s := (seq * 7919) % (next - 1)
+		checkRecords(t, l, s+1, s+2, 300)
+	}
+	if got := mappedFiles(t, segDir); got > limit {
+		t.Fatalf("%d segment files mapped after random reads, bound %d", got, bound)
+	}
+	if got := l.maps.mapped(); got > bound+1 {
+		t.Fatalf("%d sealed segments counted as mapped, bound %d", got, bound)
+	}
+}
+
+// TestAppendsAskForWarm: an append whose frame crosses the active
+// segment's WarmAt asks the preparer to fault in further ahead, and it
+// does (WarmAt moves on).
+func TestAppendsAskForWarm(t *testing.T) {
+	l := openT(t, t.TempDir(), Config{})
+	defer l.Close()
+	s := l.active.Load()
+	w0 := s.WarmAt()
+	for end, _ := s.Reserved(); end < w0; end, _ = s.Reserved() {
+		mustAppend(t, l, make([]byte, 1000))
+	}
+	// Not a timing assertion: the preparer's goroutine runs Warm at
+	// some point; this only bounds a hang.
+	deadline := time.Now().Add(time.Minute)
+	for s.WarmAt() == w0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("WarmAt still %d a minute after appends crossed it", w0)
+		}
+		runtime.Gosched()
+	}
+	if end, _ := s.Reserved(); s.WarmAt() <= end {
+		t.Fatalf("WarmAt %d is not past the reserved end %d after Warm", s.WarmAt(), end)
+	}
+}
