@@ -196,3 +196,32 @@ func TestAppendsAskForWarm(t *testing.T) {
 		t.Fatalf("WarmAt %d is not past the reserved end %d after Warm", s.WarmAt(), end)
 	}
 }
+
+// TestTruncateBackSealedSegmentsStayWithinTheMappingBound: a TruncateBack
+// that cuts the active segment seals it; that segment then counts against
+// the bound of mapped sealed segments like one sealed by rollover (before,
+// it was never registered, so it stayed mapped for the log's life: a raft
+// log truncating often would reach vm.max_map_count).
+func TestTruncateBackSealedSegmentsStayWithinTheMappingBound(t *testing.T) {
+	const bound = 4
+	dir := t.TempDir()
+	segDir := filepath.Join(dir, "segments")
+	l := openT(t, dir, Config{SegmentSize: 64 << 10}, withMappedSegments(bound))
+	defer l.Close()
+	limit := bound + 3 // the active segment, a prepared one, slack
+	var next uint64 = 1
+	for i := 0; i < 4*bound; i++ {
+		appendN(t, l, next, next+3)
+		next += 3
+		// Cut the last record: the active segment is sealed after the
+		// one before it, and a fresh segment takes appends.
+		next--
+		if err := l.TruncateBack(ctx, next-1); err != nil {
+			t.Fatal(err)
+		}
+		if got := mappedFiles(t, segDir); got > limit {
+			t.Fatalf("%d segment files mapped after %d TruncateBacks, bound %d", got, i+1, bound)
+		}
+	}
+	checkRecords(t, l, 1, next, 300)
+}
