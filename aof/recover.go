@@ -362,7 +362,7 @@ func (l *Log) finishCut(m segment.CutMark, dropped []string, segs []*seg, keep [
 			s.MarkDurable(r.End)
 			s.Close()
 		}
-		if _, err := cutSegment(s.Segment, m.LastSeq); err != nil {
+		if _, err := l.cutSegment(s.Segment, m.LastSeq); err != nil {
 			return err
 		}
 	}

@@ -424,7 +424,7 @@ func (l *Log) cut(last uint64, reset bool) (uint64, error) {
 // sealKept seals s, which keeps the cut's last record, right after it,
 // and returns the index and log position of the segment that follows.
 func (l *Log) sealKept(s *seg, last uint64) (index uint64, pos int64, err error) {
-	changed, err := cutSegment(s.Segment, last)
+	changed, err := l.cutSegment(s.Segment, last)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -510,8 +510,10 @@ func (l *Log) installCut(segs []*seg, keep int, fresh *seg, front uint64, why st
 }
 
 // cutSegment seals s right after record last, which it holds, unless it
-// is sealed and ends there already; changed says whether it did.
-func cutSegment(s *segment.Segment, last uint64) (changed bool, err error) {
+// is sealed and ends there already; changed says whether it did. A
+// segment it seals for the first time joins the mappings' bound, like one
+// sealed by a flush.
+func (l *Log) cutSegment(s *segment.Segment, last uint64) (changed bool, err error) {
 	end, count := s.Reserved()
 	keep := last + 1 - s.Header().BaseSeq
 	if keep == count && s.Sealed() {
@@ -524,7 +526,14 @@ func cutSegment(s *segment.Segment, last uint64) (changed bool, err error) {
 		}
 		end = off
 	}
-	return true, s.CutAndSeal(end, keep)
+	wasSealed := s.Sealed()
+	if err := s.CutAndSeal(end, keep); err != nil {
+		return true, err
+	}
+	if !wasSealed {
+		return true, l.maps.watch(s)
+	}
+	return true, nil
 }
 
 // retainer applies Config.RetainBytes and RetainAge on its goroutine,
