@@ -330,3 +330,43 @@ func TestUnmapAndMapAgain(t *testing.T) {
 		t.Fatalf("Unmap of a released segment: %v, %v (want: no longer mapped)", ok, err)
 	}
 }
+
+// isMapped reports whether the page at b[0] is mapped (mincore fails with
+// ENOMEM on an unmapped range).
+func isMapped(b []byte) bool {
+	var vec [1]byte
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(unix.Getpagesize()), uintptr(unsafe.Pointer(&vec[0])))
+	return errno == 0
+}
+
+// TestWarmKeepsTheBufferMappedThroughARelease: the owner releasing the
+// active segment while Warm faults its append buffer in (a TruncateBack or
+// Reset dropping it, on another goroutine than the log's preparer) leaves
+// the buffer mapped until Warm is done, then unmaps it. Before, Release
+// unmapped it under Warm, which went on with madvise on an address range
+// the process may have mapped again for something else.
+func TestWarmKeepsTheBufferMappedThroughARelease(t *testing.T) {
+	s, err := Prepare(vfs.Default, t.TempDir(), 1, 1<<20, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(1, 1, 1); err != nil {
+		s.Discard()
+		t.Fatal(err)
+	}
+	buf := s.buf
+	var mappedDuring bool
+	s.warmHook = func() {
+		if err := s.Release(); err != nil {
+			t.Error(err)
+		}
+		mappedDuring = isMapped(buf)
+	}
+	s.Warm()
+	if !mappedDuring {
+		t.Fatal("Release unmapped the append buffer while Warm was faulting it in")
+	}
+	if isMapped(buf) {
+		t.Fatal("the append buffer of a released segment is still mapped after Warm")
+	}
+}

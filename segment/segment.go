@@ -173,6 +173,9 @@ type Segment struct {
 	sealed   atomic.Bool
 	// warmAt: an appender whose frame crosses it asks for Warm.
 	warmAt atomic.Int64
+	// warmHook, set by tests only, runs in Warm once it found the
+	// buffer live, before it faults pages in.
+	warmHook func()
 
 	// Owned by the flusher (see the package comment), but warmed and
 	// warmEnd by the caller of Warm.
@@ -313,6 +316,9 @@ func (s *Segment) Warm() {
 	s.mu.RLock()
 	live := s.bufLive
 	s.mu.RUnlock()
+	if live && s.warmHook != nil {
+		s.warmHook()
+	}
 	for live {
 		end, _ := s.Reserved()
 		ahead := min(warmAhead, max(s.step, 4*(end-s.warmEnd)))
