@@ -139,7 +139,8 @@ type Segment struct {
 	// copy of it padded with zeros, until extend (recovery only).
 	short bool
 	// holders counts who keeps the mappings alive: the owner (1 until
-	// Release) and one per lease; leases lists the leases. Under mu.
+	// Release), one per lease, and Warm while it runs; leases lists the
+	// leases. Under mu.
 	holders int
 	leases  []*Lease
 	// bufRetired: sealed while leases held the append buffer, which is
@@ -313,13 +314,29 @@ func (s *Segment) WarmAt() int64 { return s.warmAt.Load() }
 func (s *Segment) Warm() {
 	s.warmMu.Lock()
 	defer s.warmMu.Unlock()
-	s.mu.RLock()
-	live := s.bufLive
-	s.mu.RUnlock()
-	if live && s.warmHook != nil {
+	// Warm holds the buffer like a lease while it faults pages in: the
+	// owner may release the segment meanwhile (a TruncateBack dropping
+	// it), and the buffer is then unmapped when Warm is done, not under
+	// its madvise.
+	s.mu.Lock()
+	live := s.bufLive && s.holders > 0
+	if live {
+		s.holders++
+	}
+	s.mu.Unlock()
+	if !live {
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		s.holders--
+		s.unmapIfUnheld()
+		s.mu.Unlock()
+	}()
+	if s.warmHook != nil {
 		s.warmHook()
 	}
-	for live {
+	for {
 		end, _ := s.Reserved()
 		ahead := min(warmAhead, max(s.step, 4*(end-s.warmEnd)))
 		s.warmEnd = end
