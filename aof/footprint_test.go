@@ -225,3 +225,49 @@ func TestTruncateBackSealedSegmentsStayWithinTheMappingBound(t *testing.T) {
 	}
 	checkRecords(t, l, 1, next, 300)
 }
+
+// TestRecordLargerThanTheWarmWindow: only a window of the append buffer
+// (at most 4 MiB) is faulted in ahead of the appenders, but a record of
+// any size up to MaxRecordSize still goes in whole: the largest one a
+// 32 MiB segment takes, several times the window, is appended after a
+// small one, rolls over to a fresh segment, is made durable and reads
+// back byte for byte, also after a reopen; a Reader returns it too.
+func TestRecordLargerThanTheWarmWindow(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{SegmentSize: 32 << 20}
+	l := openT(t, dir, cfg)
+	small := mustAppend(t, l, []byte("small"))
+	big := make([]byte, l.MaxRecordSize())
+	for i := range big {
+		big[i] = byte(i*7 + i>>13)
+	}
+	id := mustAppend(t, l, big)
+	if id.Segment == small.Segment {
+		t.Fatalf("the largest record went into segment %d beside a small one", id.Segment)
+	}
+	if err := l.FlushUntil(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, l *Log) {
+		t.Helper()
+		rec, err := l.Read(id.Seq, nil)
+		if err != nil || !bytes.Equal(rec.Payload, big) {
+			t.Fatalf("%s: Read of the %d-byte record: equal %v, %v", when, len(big), bytes.Equal(rec.Payload, big), err)
+		}
+		r, err := l.NewReader(id.Seq, Durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if !r.Next() || !bytes.Equal(r.Record().Payload, big) {
+			t.Fatalf("%s: Reader of the %d-byte record: %v", when, len(big), r.Err())
+		}
+	}
+	check("written", l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, dir, cfg)
+	defer l.Close()
+	check("reopened", l)
+}
