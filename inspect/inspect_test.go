@@ -52,6 +52,35 @@ func writeLog(t *testing.T, dir string, n int, closeIt bool) func() {
 	return func() { l.Close() }
 }
 
+// openLiveLog opens a new log in dir with 64 KiB segments (it rolls over
+// many times), closed when the test ends: a writer the tool reads beside.
+func openLiveLog(t *testing.T, dir string) *aof.Log {
+	t.Helper()
+	l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// appendDurable appends the records first..last (payloadOf each) to l and
+// makes them durable.
+func appendDurable(t *testing.T, l *aof.Log, first, last uint64) {
+	t.Helper()
+	ctx := context.Background()
+	var id aof.RecordID
+	for seq := first; seq <= last; seq++ {
+		var err error
+		if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.FlushUntil(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestListSurveyVerifyReadCleanLog(t *testing.T) {
 	dir := t.TempDir()
 	writeLog(t, dir, 2000, true)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/aof2/aof2/aof"
 	"github.com/aof2/aof2/inspect"
 	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
@@ -94,25 +93,9 @@ func TestSourceReadsASealedLog(t *testing.T) {
 // A live log the library appends to in this process: a Reader at the end
 // reads the records appended since, across rollovers.
 func TestSourceFollowsALiveLog(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	appendTo := func(first, last uint64) {
-		t.Helper()
-		var id aof.RecordID
-		for seq := first; seq <= last; seq++ {
-			if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := l.FlushUntil(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := openLiveLog(t, dir)
+	appendTo := func(first, last uint64) { t.Helper(); appendDurable(t, l, first, last) }
 	appendTo(1, 100)
 	src, r := openReader(t, dir, 1)
 	seqs, err := drain(t, src, r)
@@ -261,20 +244,8 @@ func TestSourceHoldsReadersWhileACutMarkIsThere(t *testing.T) {
 func TestSourceReportsRetention(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var id aof.RecordID
-	for seq := uint64(1); seq <= 3000; seq++ {
-		if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.FlushUntil(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	l := openLiveLog(t, dir)
+	appendDurable(t, l, 1, 3000)
 	d, err := inspect.List(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -310,20 +281,8 @@ func TestSourceReaderInASegmentTheWriterCuts(t *testing.T) {
 		t.Run(where, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			var id aof.RecordID
-			for seq := uint64(1); seq <= 2000; seq++ {
-				if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := l.FlushUntil(ctx, id); err != nil {
-				t.Fatal(err)
-			}
+			l := openLiveLog(t, dir)
+			appendDurable(t, l, 1, 2000)
 			d, err := inspect.List(vfs.Default, dir)
 			if err != nil {
 				t.Fatal(err)
@@ -343,14 +302,7 @@ func TestSourceReaderInASegmentTheWriterCuts(t *testing.T) {
 			if err := l.TruncateBack(ctx, last); err != nil {
 				t.Fatal(err)
 			}
-			for seq := last + 1; seq <= last+50; seq++ {
-				if id, err = l.Append(ctx, payloadOf(seq)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := l.FlushUntil(ctx, id); err != nil {
-				t.Fatal(err)
-			}
+			appendDurable(t, l, last+1, last+50)
 			seqs, err := drain(t, src, r)
 			if where == "before the cut" {
 				if err != nil {
@@ -373,11 +325,7 @@ func TestSourceFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := t.TempDir()
-	l, err := aof.Open(dir, aof.Config{SegmentSize: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := openLiveLog(t, dir)
 	src, err := inspect.OpenSource(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
