@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -121,73 +122,122 @@ var titles = map[Workload]string{
 
 // WriteSummary prints one Markdown table per workload: a row per case,
 // a column per implementation, and aof's ratio to each peer in the cell.
-func WriteSummary(w io.Writer, crs []CaseResult) {
+// With several runs (each a []CaseResult) a cell shows each run's figure
+// and ratio, in the runs' order, separated by " / ".
+func WriteSummary(w io.Writer, runs [][]CaseResult) {
+	all := make([][]CaseResult, len(runs))
+	for i, crs := range runs {
+		all[i] = append(slices.Clone(crs), SeqRead(crs)...)
+	}
 	for _, wl := range []Workload{WBuffered, WDurable, WBatch, WReopen, WSeqRead, WRandom, WFollow} {
-		var rows []CaseResult
-		for _, cr := range crs {
-			if cr.Case.Workload == wl {
-				rows = append(rows, cr)
-			}
-		}
-		if len(rows) == 0 {
+		cases, names := casesOf(all, wl)
+		if len(cases) == 0 {
 			continue
 		}
-		var names []string
-		for _, r := range rows[0].Results {
-			names = append(names, r.Impl)
-		}
 		fmt.Fprintf(w, "\n#### %s\n\n", titles[wl])
-		hdr := "| size |"
-		sep := "|---|"
+		hdr, sep := "| size |", "|---|"
 		if wl == WDurable {
-			hdr += " writers |"
-			sep += "---|"
+			hdr, sep = hdr+" writers |", sep+"---|"
 		}
-		if wl == WReopen || wl == WRandom || wl == WSeqRead {
-			hdr += " log |"
-			sep += "---|"
+		reads := wl == WReopen || wl == WRandom || wl == WSeqRead
+		if reads {
+			hdr, sep = hdr+" log |", sep+"---|"
 		}
 		for _, n := range names {
-			hdr += " " + n + " |"
-			sep += "---|"
+			hdr, sep = hdr+" "+n+" |", sep+"---|"
 		}
 		fmt.Fprintln(w, hdr)
 		fmt.Fprintln(w, sep)
-		for _, cr := range rows {
-			line := "| " + sizeName(cr.Case.Size) + " |"
+		for _, c := range cases {
+			line := "| " + sizeName(c.Size) + " |"
 			if wl == WDurable {
-				line += fmt.Sprintf(" %d |", cr.Case.Writers)
+				line += fmt.Sprintf(" %d |", c.Writers)
 			}
-			var ours *Result
-			for _, r := range cr.Results {
-				if r.Impl == "aof" {
-					ours = r
-				}
-			}
-			if wl == WReopen || wl == WRandom || wl == WSeqRead {
+			if reads {
 				var recs int64
-				for _, r := range cr.Results {
-					recs = max(recs, r.LogRecords)
-				}
-				line += fmt.Sprintf(" %s records, %s |", Num(float64(recs)), bytesName(recs*int64(cr.Case.Size)))
-			}
-			for _, r := range cr.Results {
-				switch {
-				case r.Skip != "":
-					line += " n/a |"
-				case r.Impl == "aof" || strings.HasPrefix(r.Impl, "aof-"):
-					line += " **" + headline(cr.Case, r) + "** |"
-				default:
-					cell := headline(cr.Case, r)
-					if x, ok := Ratio(cr.Case, ours, r); ok {
-						cell += fmt.Sprintf(" (%.2f×)", x)
+				for _, crs := range all {
+					for _, r := range resultsOf(crs, c) {
+						recs = max(recs, r.LogRecords)
 					}
-					line += " " + cell + " |"
 				}
+				line += fmt.Sprintf(" %s records, %s |", Num(float64(recs)), bytesName(recs*int64(c.Size)))
+			}
+			for _, n := range names {
+				line += " " + summaryCell(all, c, n) + " |"
 			}
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// casesOf returns the cases of workload wl over all runs, in the order
+// first seen, and the implementations that appear in them.
+func casesOf(runs [][]CaseResult, wl Workload) ([]Case, []string) {
+	var cases []Case
+	var names []string
+	for _, crs := range runs {
+		for _, cr := range crs {
+			if cr.Case.Workload != wl {
+				continue
+			}
+			if !slices.Contains(cases, cr.Case) {
+				cases = append(cases, cr.Case)
+			}
+			for _, r := range cr.Results {
+				if !slices.Contains(names, r.Impl) {
+					names = append(names, r.Impl)
+				}
+			}
+		}
+	}
+	return cases, names
+}
+
+// resultsOf returns the results of case c in one run (nil if it lacks c).
+func resultsOf(crs []CaseResult, c Case) []*Result {
+	for _, cr := range crs {
+		if cr.Case == c {
+			return cr.Results
+		}
+	}
+	return nil
+}
+
+// summaryCell is impl's cell of case c: its figure in each run and, for
+// a peer, aof's ratio to it in each run.
+func summaryCell(runs [][]CaseResult, c Case, impl string) string {
+	var figs, ratios []string
+	anyRatio := false
+	for _, crs := range runs {
+		var ours, r *Result
+		for _, x := range resultsOf(crs, c) {
+			if x.Impl == "aof" {
+				ours = x
+			}
+			if x.Impl == impl {
+				r = x
+			}
+		}
+		if r == nil || r.Skip != "" {
+			figs, ratios = append(figs, "n/a"), append(ratios, "–")
+			continue
+		}
+		figs = append(figs, headline(c, r))
+		if x, ok := Ratio(c, ours, r); ok {
+			ratios = append(ratios, fmt.Sprintf("%.2f×", x))
+			anyRatio = true
+		} else {
+			ratios = append(ratios, "–")
+		}
+	}
+	cell := strings.Join(figs, " / ")
+	if impl == "aof" || strings.HasPrefix(impl, "aof-") {
+		return "**" + cell + "**"
+	}
+	if anyRatio {
+		cell += " (" + strings.Join(ratios, " / ") + ")"
+	}
+	return cell
 }
 
 // WriteDetail prints every cell's full figures as one Markdown table.
@@ -258,58 +308,4 @@ func SeqRead(crs []CaseResult) []CaseResult {
 		out = append(out, CaseResult{Case: c, Results: rs})
 	}
 	return out
-}
-
-// WriteTargets checks the targets against a run and prints one
-// line per target and size with the figures.
-func WriteTargets(w io.Writer, crs []CaseResult, sizes []int) {
-	line := func(name string, size int, x float64, ok bool, goal float64, detail string) {
-		verdict := "n/a"
-		if ok {
-			verdict = "**missed**"
-			if x >= goal {
-				verdict = "met"
-			}
-		}
-		fmt.Fprintf(w, "| %s | %s | %.2f× | ≥ %.2f× | %s | %s |\n", name, sizeName(size), x, goal, verdict, detail)
-	}
-	fmt.Fprintln(w, "| target | size | ratio | goal | verdict | figures |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	ratio := func(a, b *Result) (float64, bool) {
-		if a == nil || b == nil || b.RecordsPerSec() == 0 {
-			return 0, false
-		}
-		return a.RecordsPerSec() / b.RecordsPerSec(), true
-	}
-	if a, b := find(crs, WBuffered, 256, 0, "aof"), find(crs, WBuffered, 256, 0, "tidwall"); a != nil && b != nil {
-		x, ok := ratio(a, b)
-		line("buffered appends vs tidwall NoSync", 256, x, ok, 10, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
-	}
-	for _, s := range sizes {
-		a, b := find(crs, WDurable, s, 1, "aof"), find(crs, WDurable, s, 1, "raw")
-		if x, ok := ratio(a, b); ok {
-			line("durable, 1 writer vs raw floor", s, x, ok, 0.85, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
-		}
-	}
-	for _, s := range sizes {
-		a, b := find(crs, WDurable, s, 64, "aof"), find(crs, WBatch, s, 0, "raftwal")
-		if x, ok := ratio(a, b); ok {
-			line("durable, 64 writers vs raft-wal batches of 64", s, x, ok, 2, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
-		}
-	}
-	for _, s := range sizes {
-		c := Case{Workload: WReopen, Size: s}
-		a, b := find(crs, WReopen, s, 0, "aof"), find(crs, WReopen, s, 0, "tidwall")
-		if x, ok := Ratio(c, a, b); ok {
-			line("reopen + read all vs tidwall", s, x, ok, 3, fmt.Sprintf("%s vs %s per pass, log of %s",
-				Dur(a.Elapsed/time.Duration(a.Passes)), Dur(b.Elapsed/time.Duration(b.Passes)), bytesName(a.LogRecords*int64(s))))
-		}
-	}
-	seq := SeqRead(crs)
-	for _, s := range sizes {
-		a, b := find(seq, WSeqRead, s, 0, "aof"), find(seq, WSeqRead, s, 0, "tidwall")
-		if x, ok := ratio(a, b); ok {
-			line("sequential read vs tidwall", s, x, ok, 4, fmt.Sprintf("%.4g vs %.4g MB/s", a.MBPerSec(), b.MBPerSec()))
-		}
-	}
 }

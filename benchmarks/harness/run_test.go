@@ -56,7 +56,7 @@ func TestRunEveryWorkload(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	WriteSummary(&buf, crs)
+	WriteSummary(&buf, [][]CaseResult{crs})
 	WriteDetail(&buf, crs)
 	for _, want := range []string{"| aof |", "raftwal", "n/a", "Reopen"} {
 		if !strings.Contains(buf.String(), want) {
