@@ -133,3 +133,11 @@ func followAOF(ctx context.Context, lg Log, from uint64, level FollowLevel, fn f
 // pollInterval is how often a follower without a follow API retries a Read
 // that found nothing yet.
 const pollInterval = 100 * time.Microsecond
+
+// Sync makes every record appended so far durable (Syncer).
+func (a *aofLog) Sync() error {
+	if err := a.l.Sync(bg); err != nil {
+		return fmt.Errorf("aof sync: %w", err)
+	}
+	return nil
+}

@@ -122,3 +122,14 @@ func (t *tidwallLog) Close() error {
 	}
 	return nil
 }
+
+// Sync fsyncs the log (Syncer): what a NoSync user calls to make it
+// durable.
+func (t *tidwallLog) Sync() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.l.Sync(); err != nil {
+		return fmt.Errorf("tidwall sync: %w", err)
+	}
+	return nil
+}
