@@ -150,8 +150,14 @@ func PlotWriters(path string, runs [][]CaseResult, size int) error {
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
+	var ticks []plot.Tick
 	for i, n := range names {
 		pts := writerPoints(series[n])
+		for _, xy := range pts.XYs {
+			if !slices.ContainsFunc(ticks, func(t plot.Tick) bool { return t.Value == xy.X }) {
+				ticks = append(ticks, plot.Tick{Value: xy.X, Label: fmt.Sprint(xy.X)})
+			}
+		}
 		l, s, err := plotter.NewLinePoints(pts)
 		if err != nil {
 			return fmt.Errorf("writers of %s: %w", n, err)
@@ -169,6 +175,7 @@ func PlotWriters(path string, runs [][]CaseResult, size int) error {
 		}
 		p.Legend.Add(n, l, s)
 	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	return savePlot(p, path)
 }
 
