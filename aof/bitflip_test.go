@@ -279,6 +279,7 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 			t.Fatal(err)
 		}
 		add(flipRegion{kind: "segment header", file: file, from: 0, to: segment.HeaderSize})
+		hdr, _ := segment.DecodeHeader(b)
 		off := int64(segment.HeaderSize)
 		for off+segment.FrameHeaderSize <= int64(len(b)) {
 			h := segment.DecodeFrameHeader(b[off:])
@@ -286,7 +287,7 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 				break
 			}
 			end := off + segment.FrameHeaderSize + int64(h.Len)
-			if _, err := segment.VerifyFrame(b[off:], h); err != nil {
+			if _, err := segment.VerifyFrame(b[off:], h, hdr.Salt); err != nil {
 				break
 			}
 			add(flipRegion{kind: "frame header", file: file, from: off, to: off + segment.FrameHeaderSize, seq: h.Seq})
@@ -294,7 +295,7 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 			add(flipRegion{kind: "padding", file: file, from: end, to: off + segment.FrameSize(int(h.Len)), seq: h.Seq})
 			off += segment.FrameSize(int(h.Len))
 		}
-		tr, ok, _ := segment.DecodeTrailer(b[len(b)-segment.TrailerSize:])
+		tr, ok, _ := segment.DecodeTrailer(b[len(b)-segment.TrailerSize:], hdr.Salt)
 		if ok {
 			add(flipRegion{kind: "footer", file: file, from: tr.FooterOffset, to: tr.FooterOffset + 56})
 			add(flipRegion{kind: "sparse index", file: file, from: tr.FooterOffset + 56, to: tr.FooterOffset + tr.FooterLen})
