@@ -372,8 +372,9 @@ type ScanResult struct {
 	// the bytes past the data end are mostly stale ones of its earlier
 	// life, which never verify under this life's salt and so are never
 	// taken for records: there Garbage reaches only to the end of the
-	// last frame of this life found past End (a frame appended after a
-	// hole a crash left), and is zero when there is none.
+	// bad frame at End if it looks like one of this life (see ownAt), or
+	// of the last frame of this life found past End (a frame appended
+	// after a hole a crash left), and is zero when there is neither.
 	Garbage int64
 	// Corrupt, if not nil, wraps ErrCorrupt and names the offset of bad
 	// bytes that a later good frame says were durable: corruption in the
@@ -473,6 +474,8 @@ func (s *Segment) tail(off int64, seq uint64) (garbage int64, corrupt error) {
 	recycled := s.hdr.Recycled
 	if !recycled {
 		garbage = alignUp(int64(last) + 1)
+	} else {
+		garbage = s.ownAt(off, seq)
 	}
 	end := off + int64(last) + 1
 	for p := off + Align; p < end && p+FrameHeaderSize <= s.limit; p += Align {
@@ -496,6 +499,38 @@ func (s *Segment) tail(off int64, seq uint64) (garbage int64, corrupt error) {
 		}
 	}
 	return garbage, corrupt
+}
+
+// ownAt returns the size of the bad frame at off, where seq was expected,
+// in a recycled file, if it looks like a frame of this life rather than a
+// stale one (0 otherwise): at least two of its sequence number, its
+// timestamp (a stale frame was appended before this life's header was
+// written, at Created) and its hint and length are what a frame of this
+// life has there. A torn or damaged frame of this life keeps two of them
+// (one bit flip changes one field), so it is reported as a torn tail; a
+// stale frame of an earlier era (other sequence numbers) never is, one
+// whose sequence number this life reused at the same offset is, as a torn
+// tail of one frame.
+func (s *Segment) ownAt(off int64, seq uint64) int64 {
+	if off+FrameHeaderSize > s.limit {
+		return 0
+	}
+	h := DecodeFrameHeader(s.rmap[off:])
+	fits := h.Hint >= HeaderSize && h.Hint <= off && off+FrameSize(int(h.Len)) <= s.limit
+	n := 0
+	for _, ok := range []bool{h.Seq == seq, h.Timestamp >= s.hdr.Created, fits} {
+		if ok {
+			n++
+		}
+	}
+	switch {
+	case n < 2:
+		return 0
+	case fits:
+		return FrameSize(int(h.Len))
+	default:
+		return FrameHeaderSize
+	}
 }
 
 // reachable reports whether h, the frame header found at p past the end
