@@ -61,6 +61,27 @@ import (
 // corruption in the middle, which needs a frame of the new life (one that
 // verifies under its salt) or the DURABLE mark to vouch for the bytes.
 //
+// A recycled file's steps, each safe under a power cut at any point (see
+// also aof's pool): (1) the dropped segment's file is renamed to a pool
+// name (*.seg.pool), never read as a segment; its records are all before
+// the durable FRONT, so the rename, or a removal, loses nothing. (2)
+// Recycle draws the new salt, writes a pool header (PoolHeader: index 0,
+// base 0, the new salt) and zeros over the trailer, and syncs them, all
+// still under the pool name. (3) Activate writes the segment's header
+// (same salt, flag "recycled") and renames the file to its segment name;
+// both become durable with its first sync and directory sync, as for a
+// fresh file. A cut after (3)'s rename but before that sync leaves the
+// pool header, or the new header torn over it: like a fresh file's zeros,
+// that says nothing of this life was synced (ErrNoHeader), unless a frame
+// of this life (it verifies under the salt, which both headers carry)
+// vouches for a sync: then it is damage. A header whose salt was lost to
+// damage (zeros) still has its frames checked: two frames agreeing on a
+// salt prove a sync (a fresh file has no stale frames, and a recycled
+// one never loses its salt to a power cut). Past the data end, a recycled
+// file holds stale bytes: a torn tail is reported only where a frame of
+// this life is (see ScanResult.Garbage), so a crash does not report the
+// stale bytes as a torn tail, and they are left as they are.
+//
 // Record frame:
 //
 //	0               8       12      16              24              32

@@ -46,11 +46,12 @@ const (
 // fuzzFile builds the bytes of a segment file of fuzzSize: a valid header,
 // body as the record data, footer right after it (at the aligned end of
 // body) and trailer in the last TrailerSize bytes. The header carries salt
-// (0: a version-1 header). With resum, frame, footer and trailer checksums
+// (0: a version-1 header), and says the file is recycled when salt is odd
+// (bytes past the data are then judged as a recycled file's). With resum, frame, footer and trailer checksums
 // are recomputed over whatever they hold, mixed with salt.
 func fuzzFile(body, footer, trailer []byte, resum bool, salt uint64) []byte {
 	file := make([]byte, fuzzSize)
-	EncodeHeader(file, Header{Index: fuzzIndex, BaseSeq: fuzzBase, Size: fuzzSize, Created: 1, Salt: salt})
+	EncodeHeader(file, Header{Index: fuzzIndex, BaseSeq: fuzzBase, Size: fuzzSize, Created: 1, Salt: salt, Recycled: salt&1 == 1})
 	limit := DataLimit(fuzzSize)
 	n := copy(file[HeaderSize:limit], body)
 	footerAt := alignUp(HeaderSize + int64(n))

@@ -479,6 +479,11 @@ func (s *Segment) tail(off int64, seq uint64) (garbage int64, corrupt error) {
 	}
 	end := off + int64(last) + 1
 	for p := off + Align; p < end && p+FrameHeaderSize <= s.limit; p += Align {
+		// The sequence number first, with one load: in a tail of stale
+		// bytes it rules out nearly every position.
+		if q := binary.LittleEndian.Uint64(m[p+16:]); q < seq || q-seq > uint64(p-off)/FrameHeaderSize {
+			continue
+		}
 		h := DecodeFrameHeader(m[p:])
 		v := vouching(h, p, off, seq, s.limit)
 		if !v && !(recycled && reachable(h, p, off, seq, s.limit)) {
