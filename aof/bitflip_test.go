@@ -228,6 +228,18 @@ func checkFlipped(t *testing.T, l *Log, first, next uint64, what string) (served
 	return served, refused
 }
 
+// flipName names a flip template.
+func flipName(closed, recycled bool) string {
+	name := "crashed"
+	if closed {
+		name = "closed"
+	}
+	if recycled {
+		name += " recycled"
+	}
+	return name
+}
+
 // flipRecycled reports whether the active segment of l and the one before
 // it are recycled files.
 func flipRecycled(l *Log) bool {
@@ -282,14 +294,7 @@ func buildFlipLog(t *testing.T, closed, recycled bool) flipTemplate {
 	if err := l.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tpl := flipTemplate{first: l.FirstSeq(), next: ids[len(ids)-1].Seq + 1, regions: map[string][]flipRegion{}}
-	tpl.name = "crashed"
-	if closed {
-		tpl.name = "closed"
-	}
-	if recycled {
-		tpl.name += " recycled"
-	}
+	tpl := flipTemplate{name: flipName(closed, recycled), first: l.FirstSeq(), next: ids[len(ids)-1].Seq + 1, regions: map[string][]flipRegion{}}
 	if closed {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)

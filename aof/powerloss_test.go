@@ -137,15 +137,7 @@ func powerScenario(t *testing.T, seed uint64, retain bool, tot *powerTotals) {
 	known := []uint64{0}
 	var maxAcked uint64
 	for gen := range powerGenerations {
-		cfg := Config{
-			SegmentSize:       64 << 10,
-			FlushWatermark:    int64(4<<10) << rng.IntN(6),
-			FlushInterval:     time.Duration(1+rng.IntN(8)) * time.Millisecond,
-			NoBackgroundFlush: rng.IntN(4) == 0,
-		}
-		if retain {
-			cfg.RetainBytes, cfg.RecycleSegments = 128<<10, 1+rng.IntN(2)
-		}
+		cfg := powerConfig(rng, retain)
 		where := fmt.Sprintf("seed %d generation %d (%+v)", seed, gen, cfg)
 		snaps, appended, recycled := powerRun(t, root, cfg, rng, maxAcked, where)
 		tot.recycled += recycled
@@ -213,6 +205,21 @@ func powerScenario(t *testing.T, seed uint64, retain bool, tot *powerTotals) {
 		}
 		known, root = next, nextRoot
 	}
+}
+
+// powerConfig draws the Config of a generation, with retention (and so
+// recycled segments) if retain.
+func powerConfig(rng *rand.Rand, retain bool) Config {
+	cfg := Config{
+		SegmentSize:       64 << 10,
+		FlushWatermark:    int64(4<<10) << rng.IntN(6),
+		FlushInterval:     time.Duration(1+rng.IntN(8)) * time.Millisecond,
+		NoBackgroundFlush: rng.IntN(4) == 0,
+	}
+	if retain {
+		cfg.RetainBytes, cfg.RecycleSegments = 128<<10, 1+rng.IntN(2)
+	}
+	return cfg
 }
 
 // powerRun runs one generation: it opens the log under root/log over a

@@ -127,7 +127,6 @@ func checkNoStale(t *testing.T, what string, recs func(yield func(seq uint64, pa
 // Reader and Verify must never return them nor call them corruption: the
 // log ends at its last record, and goes on from there.
 func TestRecycledStaleFramesNeverReturned(t *testing.T) {
-	ctx := context.Background()
 	const n = 1000
 	dir := t.TempDir()
 	cfg := Config{SegmentSize: 64 << 10} // default RecycleSegments
@@ -142,8 +141,16 @@ func TestRecycledStaleFramesNeverReturned(t *testing.T) {
 	if stale < 10 {
 		t.Fatalf("only %d stale frames written", stale)
 	}
+	checkToolsSkipStale(t, image, path, cfg, last)
+	checkRecoverySkipsStale(t, image, cfg, last, n)
+}
 
-	// The read-only tools.
+// checkToolsSkipStale: the read-only tools (inspect's Verify, Source and
+// a reader of it) see the log of image as ending at last, with no
+// corruption in the data of the segment file at path, whose stale
+// frames staleLife wrote.
+func checkToolsSkipStale(t *testing.T, image, path string, cfg Config, last RecordID) {
+	t.Helper()
 	d, err := inspect.List(vfs.Default, image)
 	if err != nil {
 		t.Fatal(err)
@@ -185,8 +192,14 @@ func TestRecycledStaleFramesNeverReturned(t *testing.T) {
 	if got != last.Seq {
 		t.Fatalf("inspect's reader ended at %d, the log at %d", got, last.Seq)
 	}
+}
 
-	// Recovery, and readers of the recovered log.
+// checkRecoverySkipsStale: recovery of image, whose last record is last
+// (n-byte records), and the readers of the recovered log, never return a
+// stale frame, and the log goes on after last.
+func checkRecoverySkipsStale(t *testing.T, image string, cfg Config, last RecordID, n int) {
+	t.Helper()
+	ctx := context.Background()
 	l2, err := Open(image, cfg)
 	if err != nil {
 		t.Fatalf("Open with a previous life's frames past the tail: %v", err)
@@ -203,7 +216,7 @@ func TestRecycledStaleFramesNeverReturned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = checkNoStale(t, "the log's reader", func(yield func(uint64, []byte) bool) {
+	got := checkNoStale(t, "the log's reader", func(yield func(uint64, []byte) bool) {
 		for rec, err := range lr.All() {
 			if err != nil {
 				t.Fatalf("reader: %v", err)
