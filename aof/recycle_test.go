@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/aof2/aof2/inspect"
 	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
+	"github.com/aof2/aof2/vfs/vfstest"
 )
 
 // recycleConfig is a log on small segments with retention on, so that
@@ -308,4 +313,96 @@ func TestRecyclingKeepsDiskBounded(t *testing.T) {
 	if p := pools(); len(p) != 0 {
 		t.Fatalf("pool files kept with RecycleSegments < 0: %v", p)
 	}
+}
+
+// TestRecyclePowerCuts: power is lost at every step of recycling (a
+// dropped segment renamed into the pool, the pool header and zeroed
+// trailer written and synced, the segment's own header written over it,
+// the file renamed to its segment name, the directory synced) and at every
+// rename and directory sync around them, under every loss of the power
+// model. Each image opens in strict mode with every acknowledged record
+// from the front on, and serves only records that were appended (checked
+// by powerVerify, as in TestPowerLoss).
+func TestRecyclePowerCuts(t *testing.T) {
+	root := t.TempDir()
+	pfs, err := vfstest.NewPowerFS(nil, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxSnaps = 60
+	var (
+		mu       sync.Mutex
+		maxAcked uint64
+		snaps    []powerSnap
+		appended = map[uint64]uint64{}
+	)
+	pfs.SetOpHook(func(n int, op, path string, snapshot func() *vfstest.PowerImage) {
+		pool := strings.Contains(path, segment.PoolSuffix)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(snaps) >= maxSnaps || !pool && op != "rename" && op != "syncdir" {
+			return
+		}
+		s := powerSnap{op: n, name: op, maxAcked: maxAcked}
+		if pool {
+			s.name += " (pool file)"
+		}
+		s.img = snapshot()
+		snaps = append(snaps, s)
+	})
+	more := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(snaps) < maxSnaps
+	}
+	cfg := Config{SegmentSize: 64 << 10, RetainBytes: 128 << 10, RecycleSegments: 1}
+	l, err := Open(filepath.Join(root, "log"), cfg, WithFS(pfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; more() && i < 5000; i++ {
+		p := seqPayload(l.NextSeq(), 700+i%3000)
+		id := mustAppend(t, l, p)
+		mu.Lock()
+		appended[id.Seq] = xxhash.Sum64(p)
+		mu.Unlock()
+		if i%3 == 0 {
+			if err := l.FlushUntil(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			maxAcked = id.Seq + 1
+			mu.Unlock()
+		}
+	}
+	_, taken := l.pool.stats()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pfs.SetOpHook(nil)
+	if taken < 3 {
+		t.Fatalf("only %d files recycled", taken)
+	}
+	expect := func(seq uint64) (uint64, bool) {
+		sum, ok := appended[seq]
+		return sum, ok
+	}
+	tot := powerTotals{byOp: map[string]int{}}
+	for _, sn := range snaps {
+		tot.byOp[sn.name]++
+		for _, loss := range vfstest.Losses() {
+			img := t.TempDir()
+			desc, err := sn.img.Write(img, loss, rand.New(rand.NewPCG(uint64(sn.op), 2)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("cut after op %d (%s), %s", sn.op, sn.name, desc)
+			powerVerify(t, filepath.Join(img, "log"), cfg, expect, sn.maxAcked, what, &tot)
+			if t.Failed() {
+				return
+			}
+		}
+	}
+	t.Logf("%d files recycled; %d images opened, %d records served, %d truncations; cut points %v",
+		taken, tot.images, tot.served, tot.truncations, tot.byOp)
 }
