@@ -21,7 +21,10 @@ import (
 // records vouched by nothing). Each case copies one, flips one bit at a
 // position drawn from one of the structures (segment header, frame header,
 // payload, padding, footer, sparse index, trailer, free space, DURABLE
-// mark), and opens it in strict mode. Either Open fails with an error
+// mark), and opens it in strict mode. Both logs are also built on
+// recycled segment files (TruncateFront drops segments, whose files the
+// log reuses: the tail and the sealed segments kept hold stale bytes of
+// earlier lives past their data, and the records start past 1). Either Open fails with an error
 // wrapping ErrCorrupt that names an offset, or it succeeds and:
 //
 //   - no record is lost silently: the log ends where it did, or recovery
@@ -53,6 +56,7 @@ type flipRegion struct {
 type flipTemplate struct {
 	name    string
 	dir     string
+	first   uint64 // FirstSeq of the intact log
 	next    uint64 // NextSeq of the intact log
 	vouched bool   // every byte of it is vouched durable
 	regions map[string][]flipRegion
@@ -81,7 +85,8 @@ func TestBitFlips(t *testing.T) {
 	var opened, failed, truncated, served, corruptReads int
 	var cut uint64 // records cut as a torn tail (crashed log only)
 	byKind := map[string]int{}
-	for _, tpl := range []flipTemplate{buildFlipLog(t, true), buildFlipLog(t, false)} {
+	for _, tpl := range []flipTemplate{buildFlipLog(t, true, false), buildFlipLog(t, false, false),
+		buildFlipLog(t, true, true), buildFlipLog(t, false, true)} {
 		rng := rand.New(rand.NewPCG(seed, uint64(len(tpl.name))))
 		kinds := make([]string, 0, len(tpl.regions))
 		for k := range tpl.regions {
@@ -147,7 +152,10 @@ func TestBitFlips(t *testing.T) {
 				t.Fatalf("%s: recovery cut at seq %d, before the flipped record", what, rep.NextSeq)
 			}
 			cut += tpl.next - rep.NextSeq
-			s, c := checkFlipped(t, l, rep.NextSeq, what)
+			if rep.FirstSeq != tpl.first {
+				t.Fatalf("%s: FirstSeq %d, was %d", what, rep.FirstSeq, tpl.first)
+			}
+			s, c := checkFlipped(t, l, tpl.first, rep.NextSeq, what)
 			served += s
 			corruptReads += c
 			// The log goes on, and stays the same across a clean
@@ -167,7 +175,7 @@ func TestBitFlips(t *testing.T) {
 			if r2 := l.Recovery(); r2.NextSeq != rep.NextSeq+3 || len(r2.Truncations) != 0 {
 				t.Fatalf("%s: reopen: NextSeq %d, want %d; truncations %+v", what, r2.NextSeq, rep.NextSeq+3, r2.Truncations)
 			}
-			checkFlipped(t, l, rep.NextSeq+3, what)
+			checkFlipped(t, l, tpl.first, rep.NextSeq+3, what)
 			l.Close()
 		}
 	}
@@ -176,12 +184,12 @@ func TestBitFlips(t *testing.T) {
 		opened+failed, failed, opened, truncated, cut, served, corruptReads, byKind)
 }
 
-// checkFlipped reads [1, next) with Read and with a Reader: every record
-// is the one appended, or an error wrapping ErrCorrupt. It returns the
-// number of records served and of reads refused.
-func checkFlipped(t *testing.T, l *Log, next uint64, what string) (served, refused int) {
+// checkFlipped reads [first, next) with Read and with a Reader: every
+// record is the one appended, or an error wrapping ErrCorrupt. It returns
+// the number of records served and of reads refused.
+func checkFlipped(t *testing.T, l *Log, first, next uint64, what string) (served, refused int) {
 	t.Helper()
-	for seq := uint64(1); seq < next; seq++ {
+	for seq := first; seq < next; seq++ {
 		rec, err := l.Read(seq, nil)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
@@ -196,11 +204,11 @@ func checkFlipped(t *testing.T, l *Log, next uint64, what string) (served, refus
 		}
 		served++
 	}
-	r, err := l.NewReader(1, Written)
+	r, err := l.NewReader(first, Written)
 	if err != nil {
 		t.Fatalf("%s: NewReader: %v", what, err)
 	}
-	seq := uint64(1)
+	seq := first
 	for rec, err := range r.All() {
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
@@ -220,6 +228,32 @@ func checkFlipped(t *testing.T, l *Log, next uint64, what string) (served, refus
 	return served, refused
 }
 
+// flipName names a flip template.
+func flipName(closed, recycled bool) string {
+	name := "crashed"
+	if closed {
+		name = "closed"
+	}
+	if recycled {
+		name += " recycled"
+	}
+	return name
+}
+
+// flipRecycled reports whether the active segment of l and the one before
+// it are recycled files.
+func flipRecycled(l *Log) bool {
+	segs := l.segments()
+	return len(segs) >= 2 && segs[len(segs)-1].Recycled() && segs[len(segs)-2].Recycled()
+}
+
+// segments returns a copy of the log's segments, oldest first.
+func (l *Log) segments() []*seg {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	return append([]*seg(nil), l.segs...)
+}
+
 // checkCorruptError fails the test unless err, from a read, is a
 // *CorruptError naming a segment file, its index and the offset of a frame
 // (issue 12).
@@ -236,16 +270,23 @@ func checkCorruptError(t *testing.T, err error, what string) {
 
 // buildFlipLog writes a log of several 64 KiB segments and maps its
 // structures. closed: Close it (DURABLE mark); otherwise copy it while open
-// right after a Sync, as a crash would leave it.
-func buildFlipLog(t *testing.T, closed bool) flipTemplate {
+// right after a Sync, as a crash would leave it. recycled: the log keeps
+// its last three segments (TruncateFront), and goes on until the active
+// segment and a sealed one before it are recycled files.
+func buildFlipLog(t *testing.T, closed, recycled bool) flipTemplate {
 	t.Helper()
 	src := t.TempDir()
-	l := openT(t, src, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true})
+	l := openT(t, src, Config{SegmentSize: 64 << 10, NoBackgroundFlush: true, RecycleSegments: 2})
 	var ids []RecordID
-	for i := uint64(1); len(ids) < 40 || ids[len(ids)-1].Segment < 4; i++ {
+	for i := uint64(1); len(ids) < 40 || ids[len(ids)-1].Segment < 4 || recycled && !flipRecycled(l); i++ {
 		ids = append(ids, mustAppend(t, l, payloadFor(i, bitflipMaxLen)))
 		if i%25 == 0 {
 			if err := l.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if segs := l.segments(); recycled && len(segs) > 3 {
+			if err := l.TruncateFront(ctx, segs[len(segs)-3].Header().BaseSeq); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -253,14 +294,14 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 	if err := l.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tpl := flipTemplate{next: ids[len(ids)-1].Seq + 1, regions: map[string][]flipRegion{}}
+	tpl := flipTemplate{name: flipName(closed, recycled), first: l.FirstSeq(), next: ids[len(ids)-1].Seq + 1, regions: map[string][]flipRegion{}}
 	if closed {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
-		tpl.name, tpl.dir, tpl.vouched = "closed", src, true
+		tpl.dir, tpl.vouched = src, true
 	} else {
-		tpl.name, tpl.dir = "crashed", crashCopy(t, src)
+		tpl.dir = crashCopy(t, src)
 		l.Close()
 	}
 	add := func(r flipRegion) {
@@ -279,6 +320,7 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 			t.Fatal(err)
 		}
 		add(flipRegion{kind: "segment header", file: file, from: 0, to: segment.HeaderSize})
+		hdr, _ := segment.DecodeHeader(b)
 		off := int64(segment.HeaderSize)
 		for off+segment.FrameHeaderSize <= int64(len(b)) {
 			h := segment.DecodeFrameHeader(b[off:])
@@ -286,7 +328,7 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 				break
 			}
 			end := off + segment.FrameHeaderSize + int64(h.Len)
-			if _, err := segment.VerifyFrame(b[off:], h); err != nil {
+			if _, err := segment.VerifyFrame(b[off:], h, hdr.Salt); err != nil {
 				break
 			}
 			add(flipRegion{kind: "frame header", file: file, from: off, to: off + segment.FrameHeaderSize, seq: h.Seq})
@@ -294,11 +336,13 @@ func buildFlipLog(t *testing.T, closed bool) flipTemplate {
 			add(flipRegion{kind: "padding", file: file, from: end, to: off + segment.FrameSize(int(h.Len)), seq: h.Seq})
 			off += segment.FrameSize(int(h.Len))
 		}
-		tr, ok, _ := segment.DecodeTrailer(b[len(b)-segment.TrailerSize:])
+		tr, ok, _ := segment.DecodeTrailer(b[len(b)-segment.TrailerSize:], hdr.Salt)
 		if ok {
 			add(flipRegion{kind: "footer", file: file, from: tr.FooterOffset, to: tr.FooterOffset + 56})
 			add(flipRegion{kind: "sparse index", file: file, from: tr.FooterOffset + 56, to: tr.FooterOffset + tr.FooterLen})
 			add(flipRegion{kind: "trailer", file: file, from: int64(len(b)) - segment.TrailerSize, to: int64(len(b))})
+		} else if hdr.Recycled {
+			add(flipRegion{kind: "stale bytes", file: file, from: off, to: min(off+4096, int64(len(b)))})
 		} else {
 			add(flipRegion{kind: "free space", file: file, from: off, to: min(off+4096, int64(len(b)))})
 		}

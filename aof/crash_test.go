@@ -21,6 +21,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs/vfstest"
 )
 
@@ -37,6 +38,9 @@ const (
 	// crashAtEnv, when set, makes the child kill itself with SIGKILL at
 	// the k-th occurrence of an event ("trailer:2"), see crashEvents.
 	crashAtEnv = "AOF2_CRASH_AT"
+	// crashRetainEnv, when "1", runs the child's log with retention,
+	// so that it runs on recycled segment files.
+	crashRetainEnv = "AOF2_CRASH_RETAIN"
 
 	crashDefaultCycles = 30
 	crashWriters       = 4
@@ -53,8 +57,13 @@ const (
 )
 
 // crashConfig: 2 MiB segments hold the largest record (1 MiB) and still
-// roll over several times a second under the children's load.
-func crashConfig() Config {
+// roll over several times a second under the children's load. With
+// retain, retention keeps about 8 MiB, and the segments it drops are
+// recycled (two pooled at most), many times a second.
+func crashConfig(retain bool) Config {
+	if retain {
+		return Config{SegmentSize: 2 << 20, RetainBytes: 8 << 20, RecycleSegments: 2}
+	}
 	return Config{SegmentSize: 2 << 20}
 }
 
@@ -85,7 +94,11 @@ func crashSize(r *rand.Rand) int {
 //	trailer        before its trailer is written (seal, footer written)
 //	sealsync       before the sync that makes footer and trailer durable
 //	after-sealsync at the operation after that sync
-var crashEvents = []string{"header", "rename", "after-rename", "allocate", "syncdir", "footer", "trailer", "sealsync", "after-sealsync"}
+//	pool           before a dropped segment is renamed into the pool
+//	recycle        before a recycled file is renamed to its segment name (rollover)
+//	after-recycle  at the operation after that rename
+var crashEvents = []string{"header", "rename", "after-rename", "allocate", "syncdir", "footer", "trailer", "sealsync", "after-sealsync",
+	"pool", "recycle", "after-recycle"}
 
 // crashKiller returns a Fault that only observes, and kills the process with SIGKILL at the
 // k-th occurrence of event, first writing "kill <event>" to stdout (under
@@ -112,9 +125,12 @@ func crashKiller(event string, k int, mu *sync.Mutex) vfstest.Fault {
 			event == "allocate" && op == "allocate",
 			event == "syncdir" && op == "syncdir" && filepath.Base(path) == "segments",
 			event == "rename" && op == "rename" && strings.HasSuffix(path, ".seg.tmp"),
-			event == "sealsync" && op == "sync" && trailers[path]:
+			event == "sealsync" && op == "sync" && trailers[path],
+			event == "pool" && op == "rename" && strings.HasSuffix(o.To, segment.PoolSuffix),
+			event == "recycle" && op == "rename" && strings.HasSuffix(path, segment.PoolSuffix):
 			hit = true
 		case event == "after-rename" && op == "rename" && strings.HasSuffix(path, ".seg.tmp"),
+			event == "after-recycle" && op == "rename" && strings.HasSuffix(path, segment.PoolSuffix),
 			event == "after-sealsync" && op == "sync" && trailers[path]:
 			arm = true
 		}
@@ -216,7 +232,7 @@ func TestCrashChild(t *testing.T) {
 		}
 		fs.SetFault(crashKiller(event, k, &mu))
 	}
-	l, err := Open(dir, crashConfig(), WithFS(fs))
+	l, err := Open(dir, crashConfig(os.Getenv(crashRetainEnv) == "1"), WithFS(fs))
 	if err != nil {
 		fail("open", err)
 	}
@@ -272,10 +288,22 @@ type crashTotals struct {
 	killedAt map[string]int
 }
 
+// crashLog is one log of TestKillNineLoop: its directory, and sums[seq],
+// the xxhash64 of record seq once a cycle verified it (0 for records that
+// retention dropped before any cycle saw them).
+type crashLog struct {
+	dir    string
+	sums   []uint64
+	retain bool
+}
+
 // TestKillNineLoop kills a child appending to a log with SIGKILL, cycle
 // after cycle on the same directory, and checks after each kill that every
 // acknowledged record survived intact and that the log serves only
-// consistent records with dense sequence numbers.
+// consistent records with dense sequence numbers. Two logs take turns: one
+// without retention, and one with, whose segments are recycled files
+// (their stale bytes must never be served); there records before the
+// front may go, acknowledged ones included.
 func TestKillNineLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill -9 loop skipped in short mode")
@@ -293,12 +321,13 @@ func TestKillNineLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(base, 0))
 
 	root := t.TempDir()
-	dir := filepath.Join(root, "log0")
-	tot := crashTotals{logs: 1, killedAt: map[string]int{}}
-	// sums[seq] is the xxhash64 of record seq, once a cycle verified it.
-	sums := []uint64{0}
+	logs := []*crashLog{{dir: filepath.Join(root, "log0"), sums: []uint64{0}},
+		{dir: filepath.Join(root, "log1"), sums: []uint64{0}, retain: true}}
+	tot := crashTotals{logs: len(logs), killedAt: map[string]int{}}
 	var scratch, buf []byte
 	for cycle := 1; cycle <= cycles && !t.Failed(); cycle++ {
+		cl := logs[cycle%len(logs)]
+		dir, sums, retain := cl.dir, cl.sums, cl.retain
 		start := time.Now()
 		// Half the cycles are killed at a random moment; the other
 		// half kill themselves inside a rollover or a seal.
@@ -306,7 +335,7 @@ func TestKillNineLoop(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			run, at = crashEventRun, fmt.Sprintf("%s:%d", crashEvents[rng.IntN(len(crashEvents))], 1+rng.IntN(3))
 		}
-		acks, killedAt, err := crashRunChild(dir, rng.Uint64(), run, at)
+		acks, killedAt, err := crashRunChild(dir, rng.Uint64(), run, at, retain)
 		if err != nil {
 			t.Fatalf("cycle %d: %v", cycle, err)
 		}
@@ -314,14 +343,21 @@ func TestKillNineLoop(t *testing.T) {
 		tot.childTime += time.Since(start)
 		start = time.Now()
 
-		l, err := Open(dir, crashConfig())
+		// Checked with retention off, so that the front stays where
+		// recovery put it while the records are read.
+		cfg := crashConfig(retain)
+		cfg.RetainBytes = 0
+		l, err := Open(dir, cfg)
 		if err != nil {
 			t.Fatalf("cycle %d: reopen after kill: %v", cycle, err)
 		}
 		rep := l.Recovery()
 		prevNext := uint64(len(sums))
-		if rep.FirstSeq != 1 {
+		if rep.FirstSeq != 1 && !retain || rep.FirstSeq > rep.NextSeq {
 			t.Errorf("cycle %d: FirstSeq %d, want 1", cycle, rep.FirstSeq)
+		}
+		for uint64(len(sums)) < rep.FirstSeq { // dropped before a cycle saw them
+			sums = append(sums, 0)
 		}
 		if rep.NextSeq < prevNext {
 			t.Errorf("cycle %d: NextSeq %d, but seq %d was durable before the child started", cycle, rep.NextSeq, prevNext-1)
@@ -365,6 +401,9 @@ func TestKillNineLoop(t *testing.T) {
 			if a.seq < prevNext {
 				t.Errorf("cycle %d: child acknowledged seq %d, which the log held before it started", cycle, a.seq)
 			}
+			if a.seq < rep.FirstSeq && retain {
+				continue // retention dropped it
+			}
 			if a.seq < rep.FirstSeq || a.seq >= rep.NextSeq {
 				report(&lost, "acknowledged seq %d is outside [%d, %d)", a.seq, rep.FirstSeq, rep.NextSeq)
 				continue
@@ -395,14 +434,15 @@ func TestKillNineLoop(t *testing.T) {
 		if len(acks) == 0 {
 			tot.idleCycles++
 		}
-		t.Logf("cycle %d: killed at %s (asked: %q), %d acknowledged, %d new records (log %d..%d, %d segments: %d trusted, %d scanned), %d truncations (%d bytes), recovery %v",
-			cycle, killedAt, at, len(acks), rep.NextSeq-prevNext, rep.FirstSeq, rep.NextSeq-1, rep.Segments, rep.Trusted, rep.Scanned,
+		t.Logf("cycle %d (retention %v): killed at %s (asked: %q), %d acknowledged, %d new records (log %d..%d, %d segments: %d trusted, %d scanned), %d truncations (%d bytes), recovery %v",
+			cycle, retain, killedAt, at, len(acks), rep.NextSeq-prevNext, rep.FirstSeq, rep.NextSeq-1, rep.Segments, rep.Trusted, rep.Scanned,
 			len(rep.Truncations), rep.TruncatedBytes, rep.Duration.Round(time.Microsecond))
 
-		if int64(rep.Segments)*crashConfig().SegmentSize >= crashMaxLogBytes {
-			dir = filepath.Join(root, fmt.Sprintf("log%d", tot.logs))
+		cl.sums = sums
+		if int64(rep.Segments)*crashConfig(retain).SegmentSize >= crashMaxLogBytes {
+			cl.dir = filepath.Join(root, fmt.Sprintf("log%d", tot.logs))
 			tot.logs++
-			sums = sums[:1]
+			cl.sums = sums[:1]
 			t.Logf("log reached %d segments; next cycle starts a fresh log", rep.Segments)
 		}
 	}
@@ -435,9 +475,12 @@ func crashClose(l *Log, d time.Duration) error {
 // (unless it killed itself first, as at asks) and returns the records it
 // acknowledged (complete lines only) and where it died: the event it
 // killed itself at, or "timer".
-func crashRunChild(dir string, seed uint64, run time.Duration, at string) ([]crashAck, string, error) {
+func crashRunChild(dir string, seed uint64, run time.Duration, at string, retain bool) ([]crashAck, string, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.timeout=2m")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(seed, 10), crashAtEnv+"="+at)
+	if retain {
+		cmd.Env = append(cmd.Env, crashRetainEnv+"=1")
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

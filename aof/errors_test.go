@@ -66,7 +66,11 @@ func trailerOf(t *testing.T, path string) segment.Trailer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, ok, err := segment.DecodeTrailer(b[len(b)-segment.TrailerSize:])
+	hdr, err := segment.DecodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, ok, err := segment.DecodeTrailer(b[len(b)-segment.TrailerSize:], hdr.Salt)
 	if !ok || err != nil {
 		t.Fatalf("%s: no trailer: %v", path, err)
 	}
@@ -158,13 +162,17 @@ func TestCorruptErrorNamesFileSegmentOffset(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ft, err := segment.DecodeFooter(b[tr.FooterOffset : tr.FooterOffset+tr.FooterLen])
+			hdr, err := segment.DecodeHeader(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft, err := segment.DecodeFooter(b[tr.FooterOffset:tr.FooterOffset+tr.FooterLen], hdr.Salt)
 			if err != nil || len(ft.Index) < 2 {
 				t.Fatalf("footer %+v: %v; want two index entries", ft, err)
 			}
 			ft.Index[1].Offset = ft.Index[0].Offset // not after entry 0
 			nb := make([]byte, segment.FooterSize(len(ft.Index)))
-			segment.EncodeFooter(nb, ft)
+			segment.EncodeFooter(nb, ft, hdr.Salt)
 			patch(t, path, tr.FooterOffset, nb)
 			return where{filepath.Base(path), 1, tr.FooterOffset + 56 + 8}
 		}, false},
@@ -290,11 +298,11 @@ func TestUnsupportedVersionIsNeverRepaired(t *testing.T) {
 		// so a strict Open fails on it first (ErrCorrupt).
 		corruptFirst bool
 	}{
-		{"last segment", func(t *testing.T, g errLog) { setVersion(t, g.seg(t, 4), 2) }, false},
+		{"last segment", func(t *testing.T, g errLog) { setVersion(t, g.seg(t, 4), 3) }, false},
 		{"sealed segment", func(t *testing.T, g errLog) { setVersion(t, g.seg(t, 2), 7) }, false},
 		{"after a corrupt segment", func(t *testing.T, g errLog) {
 			flipBit(t, g.seg(t, 2), 20)
-			setVersion(t, g.seg(t, 4), 2)
+			setVersion(t, g.seg(t, 4), 3)
 		}, true},
 		{"after corruption in the middle of a scanned segment", func(t *testing.T, g errLog) {
 			// Unseal segment 3 (zero its trailer) and damage a record
@@ -302,13 +310,13 @@ func TestUnsupportedVersionIsNeverRepaired(t *testing.T) {
 			// move segment 4 aside.
 			patch(t, g.seg(t, 3), 64<<10-segment.TrailerSize, make([]byte, segment.TrailerSize))
 			flipBit(t, g.seg(t, 3), g.first(3).Offset+segment.FrameHeaderSize)
-			setVersion(t, g.seg(t, 4), 2)
+			setVersion(t, g.seg(t, 4), 3)
 		}, false},
 		{"dropped by an interrupted TruncateBack", func(t *testing.T, g errLog) {
 			var b [segment.DurableMarkSize]byte
 			segment.EncodeCutMark(b[:], segment.CutMark{Index: 2, LastSeq: g.first(2).Seq})
 			writeMarkFile(t, g.dir, segment.CutFile, b[:])
-			setVersion(t, g.seg(t, 4), 2)
+			setVersion(t, g.seg(t, 4), 3)
 		}, false},
 	}
 	for _, c := range cases {

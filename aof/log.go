@@ -107,6 +107,8 @@ type Log struct {
 	dirLock    vfs.Unlocker
 	maxPayload int
 	prep       *preparer
+	// pool keeps dropped segment files for reuse (pool.go).
+	pool *pool
 	// maps bounds the sealed segments kept mapped (mappings.go).
 	maps mappings
 	// prepareAt is the offset in the active segment whose crossing by
@@ -237,6 +239,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		crashPoint: o.crashPoint,
 		maps:       mappings{bound: DefaultMappedSegments},
 	}
+	l.pool = newPool(l.fs, l.segDir, cfg.SegmentSize, cfg.RecycleSegments)
 	if o.mappedSegments > 0 {
 		l.maps.bound = o.mappedSegments
 	}
@@ -263,7 +266,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		lock.Unlock()
 		return nil, err
 	}
-	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, func() *segment.Segment { return l.active.Load().Segment })
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, l.pool, func() *segment.Segment { return l.active.Load().Segment })
 	l.prepareAt = cfg.SegmentSize / 2
 	if end, _ := l.active.Load().Reserved(); end >= l.prepareAt {
 		l.prep.kick()

@@ -18,6 +18,7 @@ type preparer struct {
 	dir  string
 	size int64
 	perm fs.FileMode
+	pool *pool // the source of recycled files, before new ones
 
 	mu    sync.Mutex
 	cond  sync.Cond
@@ -33,8 +34,9 @@ type preparer struct {
 	done  chan struct{}
 }
 
-func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode, active func() *segment.Segment) *preparer {
+func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode, pool *pool, active func() *segment.Segment) *preparer {
 	p := &preparer{
+		pool:   pool,
 		fs:     fsys,
 		dir:    dir,
 		size:   size,
@@ -89,7 +91,7 @@ func (p *preparer) run() {
 		p.mu.Unlock()
 		// A failure (a full disk, say) is not kept: take retries on the
 		// appender's goroutine and returns the error there.
-		s, _ := segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
+		s, _ := p.prepare(id)
 		p.mu.Lock()
 		p.ready, p.busy = s, false
 		p.cond.Broadcast()
@@ -111,6 +113,20 @@ func (p *preparer) take() (*segment.Segment, error) {
 	p.mu.Unlock()
 	if s != nil {
 		return s, nil
+	}
+	return p.prepare(id)
+}
+
+// prepare makes a segment ready for activation from the file's source: a
+// pooled file if there is one (segment.Recycle), else a new file (id
+// makes its temporary name unique). A pooled file that cannot be reused
+// is removed, and a new one made.
+func (p *preparer) prepare(id uint64) (*segment.Segment, error) {
+	if path, ok := p.pool.take(); ok {
+		if s, err := segment.Recycle(p.fs, path, p.size); err == nil {
+			return s, nil
+		}
+		p.fs.Remove(path)
 	}
 	return segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 }

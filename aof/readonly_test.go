@@ -52,7 +52,7 @@ func TestSegmentOpenReadOnlyWhileWriting(t *testing.T) {
 			off := int64(segment.HeaderSize)
 			for i := uint64(0); i < r.Count; i++ {
 				h := segment.DecodeFrameHeader(b[off:])
-				payload, err := segment.VerifyFrame(b[off:], h)
+				payload, err := segment.VerifyFrame(b[off:], h, s.Header().Salt)
 				if err != nil {
 					t.Fatalf("%s: frame at %d: %v", name, off, err)
 				}

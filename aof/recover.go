@@ -131,6 +131,8 @@ func (l *Log) gatherRecovery(ctx context.Context) (_ *recoveryFacts, handles []*
 	for _, name := range names {
 		if strings.HasSuffix(name, segment.TempSuffix) {
 			f.temps = append(f.temps, name)
+		} else if _, ok := parsePoolName(name); ok {
+			f.pooled = append(f.pooled, name)
 		} else if index, _, ok := segment.ParseName(name); ok {
 			f.files = append(f.files, segFacts{name: name, index: index})
 		}
@@ -204,6 +206,12 @@ func (l *Log) applyRecovery(ctx context.Context, f *recoveryFacts, handles []*se
 		rep.truncated(t)
 	}
 	if err := l.removeSegFiles(p.temps, false); err != nil {
+		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
+	}
+	// Pool files beyond the bound (or of another segment size) go.
+	extra, err := l.pool.load(f.pooled)
+	rep.Removed = append(rep.Removed, extra...)
+	if err != nil {
 		return fmt.Errorf("aof2: recover %s: %w", l.dir, err)
 	}
 	if p.cut != nil {

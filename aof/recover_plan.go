@@ -38,6 +38,8 @@ type recoveryFacts struct {
 	cut   *segment.CutMark
 	// temps are prepared segment files never used.
 	temps []string
+	// pooled are the pool files (recycled segment files, never read).
+	pooled []string
 	// files are the segment files, by index.
 	files []segFacts
 }

@@ -179,7 +179,7 @@ func (l *Log) removeBelow(seq uint64, reason string) error {
 		return nil
 	}
 	for i, s := range gone {
-		if err := l.fs.Remove(s.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := l.dropFile(s.Segment); err != nil {
 			l.dropFront(gone[:i], reason)
 			return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
 		}
@@ -189,6 +189,19 @@ func (l *Log) removeBelow(seq uint64, reason string) error {
 	l.dropFront(gone, reason)
 	if err != nil {
 		return fmt.Errorf("aof2: truncate front to %d: %w", seq, err)
+	}
+	return nil
+}
+
+// dropFile moves the file of s, a segment whose records are all before
+// the durable front, into the pool, or removes it if the pool takes none.
+// The caller syncs the directory.
+func (l *Log) dropFile(s *segment.Segment) error {
+	if l.pool.put(s) {
+		return nil
+	}
+	if err := l.fs.Remove(s.Path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	return nil
 }

@@ -388,7 +388,7 @@ func verifySealed(m sealedSegment, last uint64, progress func(int64)) (info Segm
 			}
 			next++
 		}
-		n, empty, err := frameIn(m.data, segment.DataLimit(m.hdr.Size), off, seq)
+		n, empty, err := frameIn(m.data, segment.DataLimit(m.hdr.Size), off, seq, m.hdr.Salt)
 		if empty {
 			err = corruptAt(off, "zeros where the footer says records are (seq %d expected)", seq)
 		}
@@ -472,10 +472,10 @@ func checkMarks(d *Dir, infos []SegmentInfo) []Problem {
 
 // frameIn decodes and verifies the frame at off of a segment's bytes data,
 // whose record data must end by limit, which must hold seq, and returns
-// the offset after it. empty is true when the frame header is all zeros
+// the offset after it; salt is the segment's (Header.Salt). empty is true when the frame header is all zeros
 // (nothing written there). Errors do not name the file, and their offset
 // is relative to the frame: callers place them (segment.At).
-func frameIn(data []byte, limit, off int64, seq uint64) (next int64, empty bool, err error) {
+func frameIn(data []byte, limit, off int64, seq, salt uint64) (next int64, empty bool, err error) {
 	if off+segment.FrameHeaderSize > limit {
 		return off, true, nil
 	}
@@ -488,7 +488,7 @@ func frameIn(data []byte, limit, off int64, seq uint64) (next int64, empty bool,
 		return off, false, segment.Corrupt("", 0, 0, "no valid frame for seq %d (header says seq %d, length %d, hint %d)",
 			seq, h.Seq, h.Len, h.Hint)
 	}
-	if _, err := segment.VerifyFrame(data[off:limit], h); err != nil {
+	if _, err := segment.VerifyFrame(data[off:limit], h, salt); err != nil {
 		return off, false, err
 	}
 	return off + segment.FrameSize(int(h.Len)), false, nil

@@ -35,8 +35,52 @@ import (
 //	+-------+-------+-------+-------+---------------+---------------+
 //	32              40              48              56              64
 //	+---------------+---------------+---------------+---------------+
-//	| segment size  | created (ns)  | reserved      | xxhash64[0:56)|
+//	| segment size  | created (ns)  | salt          | xxhash64[0:56)|
 //	+---------------+---------------+---------------+---------------+
+//
+// Flags: bit 0, "recycled" (version 2): the file had an earlier life, so
+// the bytes past the data end may be stale ones of that life rather than
+// zeros (see ScanResult.Garbage).
+//
+// The salt (format version 2; version 1 wrote zeros there and reads with
+// salt 0) is a random non-zero 64-bit value drawn for each life of the
+// file: when the segment is activated. Every other checksum of that life,
+// the frame's, the footer's and the trailer's, is the xxhash64 of its bytes
+// XOR the salt (free per record). Why: a log with retention recycles the
+// files of segments it drops (they stay allocated and written, so the
+// next life's fdatasync journals no extent conversion), and a recycled file
+// holds the frames, footer and trailer of its previous life. Those frames
+// can carry exactly the sequence numbers, offsets and durable hints the new
+// life uses (TruncateBack and Reset rewind sequence numbers; fixed-size
+// records put frames at the same offsets), so neither the sequence number
+// nor the hint tells them apart; the salt does: a stale frame verifies in
+// the new life with probability 2^-64. A header does not need it: it is
+// rewritten at each life, and the file's name must match it. The checks a
+// reader makes are unchanged, so a stale frame is just a frame that fails
+// its checksum: the end of the data (a torn tail), never a record, and not
+// corruption in the middle, which needs a frame of the new life (one that
+// verifies under its salt) or the DURABLE mark to vouch for the bytes.
+//
+// A recycled file's steps, each safe under a power cut at any point (see
+// also aof's pool): (1) the dropped segment's file is renamed to a pool
+// name (*.seg.pool), never read as a segment; its records are all before
+// the durable FRONT, so the rename, or a removal, loses nothing. (2)
+// Recycle draws the new salt, writes a pool header (PoolHeader: index 0,
+// base 0, the new salt) and zeros over the trailer, and syncs them, all
+// still under the pool name. (3) Activate writes the segment's header
+// (same salt, flag "recycled") and renames the file to its segment name;
+// both become durable with its first sync and directory sync, as for a
+// fresh file. A cut after (3)'s rename but before that sync leaves the
+// pool header, or the new header torn over it: like a fresh file's zeros,
+// that says nothing of this life was synced (ErrNoHeader), unless a frame
+// of this life (it verifies under the salt, which both headers carry)
+// vouches for a sync: then it is damage. A header whose salt was lost to
+// damage (zeros) still has its frames checked: two frames agreeing on a
+// salt prove a sync (a fresh file has no stale frames, and a recycled
+// one never loses its salt to a power cut). Past the data end, a recycled
+// file holds stale bytes: a torn tail is reported only where a frame of
+// this life is (see ScanResult.Garbage), so a crash does not report the
+// stale bytes as a torn tail, and they are left as they are.
 //
 // Record frame:
 //
@@ -49,7 +93,8 @@ import (
 //
 // The checksum covers bytes [8, 32+len): the frame header after the checksum
 // and the payload, so a corrupt length, sequence or timestamp is caught, not
-// only a corrupt payload. "hint" is the segment's durable offset divided by 8
+// only a corrupt payload (the stored value is that hash XOR the header's
+// salt). "hint" is the segment's durable offset divided by 8
 // at the moment the record was appended: a promise that every byte before it
 // had already been made durable. Recovery uses it to tell a torn tail (bad
 // bytes that nothing after them vouches for) from corruption in the middle
@@ -110,7 +155,8 @@ const (
 
 	footerFixedSize = 56
 	indexEntrySize  = 8
-	formatVersion   = 1
+	formatVersion   = 2
+	flagRecycled    = 1
 )
 
 var (
@@ -125,20 +171,42 @@ type Header struct {
 	BaseSeq uint64 // sequence number of the segment's first record
 	Size    int64  // preallocated size of the file in bytes
 	Created int64  // creation time, Unix nanoseconds
+	// Salt is mixed into every checksum of this life of the file (frames,
+	// footer, trailer): a random non-zero value in format version 2, 0 in
+	// files of version 1. See the format comment.
+	Salt uint64
+	// Recycled: the file had an earlier life (flag bit 0).
+	Recycled bool
 }
 
-// EncodeHeader writes h into b[:HeaderSize].
+// EncodeHeader writes h into b[:HeaderSize]: a header of format version 2,
+// or of version 1 (the same layout, unsalted) when h.Salt is 0, as tools
+// and tests that build version-1 files want.
 func EncodeHeader(b []byte, h Header) {
+	version := uint16(formatVersion)
+	if h.Salt == 0 {
+		version = 1
+	}
+	encodeHeader(b, h, version)
+}
+
+// encodeHeader writes h into b[:HeaderSize] as a header of the given
+// format version.
+func encodeHeader(b []byte, h Header, version uint16) {
 	_ = b[HeaderSize-1]
 	copy(b[0:8], headerMagic[:])
-	binary.LittleEndian.PutUint16(b[8:], formatVersion)
-	binary.LittleEndian.PutUint16(b[10:], 0)
+	binary.LittleEndian.PutUint16(b[8:], version)
+	var flags uint16
+	if h.Recycled {
+		flags |= flagRecycled
+	}
+	binary.LittleEndian.PutUint16(b[10:], flags)
 	binary.LittleEndian.PutUint32(b[12:], 0)
 	binary.LittleEndian.PutUint64(b[16:], h.Index)
 	binary.LittleEndian.PutUint64(b[24:], h.BaseSeq)
 	binary.LittleEndian.PutUint64(b[32:], uint64(h.Size))
 	binary.LittleEndian.PutUint64(b[40:], uint64(h.Created))
-	binary.LittleEndian.PutUint64(b[48:], 0)
+	binary.LittleEndian.PutUint64(b[48:], h.Salt)
 	binary.LittleEndian.PutUint64(b[56:], xxhash.Sum64(b[:56]))
 }
 
@@ -160,19 +228,40 @@ func DecodeHeader(b []byte) (Header, error) {
 	if v := binary.LittleEndian.Uint16(b[8:]); v > formatVersion {
 		return Header{}, fmt.Errorf("%w: header: format version %d, this build reads up to %d", ErrUnsupportedVersion, v, formatVersion)
 	}
-	if v := binary.LittleEndian.Uint16(b[8:]); v != formatVersion {
-		return Header{}, corrupt(0, "header: format version %d, this build reads %d", v, formatVersion)
+	v := binary.LittleEndian.Uint16(b[8:])
+	if v < 1 {
+		return Header{}, corrupt(0, "header: format version %d, this build reads 1 to %d", v, formatVersion)
 	}
 	h := Header{
 		Index:   binary.LittleEndian.Uint64(b[16:]),
 		BaseSeq: binary.LittleEndian.Uint64(b[24:]),
 		Size:    int64(binary.LittleEndian.Uint64(b[32:])),
 		Created: int64(binary.LittleEndian.Uint64(b[40:])),
+		Salt:    binary.LittleEndian.Uint64(b[48:]),
+		// Unknown flag bits are ignored: the checksum vouches for them.
+		Recycled: binary.LittleEndian.Uint16(b[10:])&flagRecycled != 0,
+	}
+	// Version 1 kept the word reserved (zero): its checksums are unsalted.
+	if v == 1 && h.Salt != 0 {
+		return Header{}, corrupt(0, "header: version 1 with a non-zero reserved word")
+	}
+	if v >= 2 && h.Salt == 0 {
+		return Header{}, corrupt(0, "header: version %d with a zero salt", v)
 	}
 	if err := CheckSize(h.Size); err != nil {
 		return Header{}, corrupt(0, "header: %v", err)
 	}
 	return h, nil
+}
+
+// PoolHeader is the header Recycle writes into a recycled file before its
+// new life: index 0 (no segment has it), base 0, the new life's salt. A
+// segment file whose header is still this one (a crash between renaming
+// the file to its segment name and the first sync of the segment's own
+// header) held nothing durable in this life; one whose header is a torn
+// mix of this one and its own, likewise (see ReadHeader).
+func PoolHeader(size int64, salt uint64) Header {
+	return Header{Size: size, Salt: salt}
 }
 
 // CheckSize reports whether size is a valid segment size: a power of two in
@@ -226,8 +315,9 @@ func publishWord(length uint32, hint int64) [8]byte {
 // EncodeFrame writes the frame of payload into b, which must hold
 // FrameSize(len(payload)) bytes, and returns the publish word that the
 // caller stores at b[8:16] to complete the frame (Segment.Fill stores it
-// last and atomically). Padding bytes are assumed zero.
-func EncodeFrame(b []byte, payload []byte, seq uint64, ts int64, hint int64) [8]byte {
+// last and atomically). Padding bytes are assumed zero. salt is the
+// segment's (Header.Salt).
+func EncodeFrame(b []byte, payload []byte, seq uint64, ts int64, hint int64, salt uint64) [8]byte {
 	n := len(payload)
 	w := publishWord(uint32(n), hint)
 	binary.LittleEndian.PutUint64(b[16:], seq)
@@ -239,7 +329,7 @@ func EncodeFrame(b []byte, payload []byte, seq uint64, ts int64, hint int64) [8]
 	d.Reset()
 	d.Write(w[:])
 	d.Write(b[16 : FrameHeaderSize+n])
-	binary.LittleEndian.PutUint64(b[0:], d.Sum64())
+	binary.LittleEndian.PutUint64(b[0:], d.Sum64()^salt)
 	return w
 }
 
@@ -257,13 +347,14 @@ func DecodeFrameHeader(b []byte) FrameHeader {
 }
 
 // VerifyFrame checks the frame at b[0:], whose decoded header is h, and
-// returns its payload (a slice of b). The frame must end within b.
-func VerifyFrame(b []byte, h FrameHeader) ([]byte, error) {
+// returns its payload (a slice of b). The frame must end within b. salt is
+// the segment's (Header.Salt): a frame of another life of the file fails.
+func VerifyFrame(b []byte, h FrameHeader, salt uint64) ([]byte, error) {
 	end := FrameHeaderSize + int64(h.Len)
 	if end > int64(len(b)) {
 		return nil, corrupt(0, "frame length %d runs past the data", h.Len)
 	}
-	if sum := xxhash.Sum64(b[8:end]); sum != h.Sum {
+	if sum := xxhash.Sum64(b[8:end]) ^ salt; sum != h.Sum {
 		return nil, corrupt(0, "frame checksum mismatch (seq %d)", h.Seq)
 	}
 	return b[FrameHeaderSize:end:end], nil
@@ -290,8 +381,9 @@ func FooterSize(n int) int64 {
 	return footerFixedSize + int64(n)*indexEntrySize + 8
 }
 
-// EncodeFooter writes f into b[:FooterSize(len(f.Index))].
-func EncodeFooter(b []byte, f Footer) {
+// EncodeFooter writes f into b[:FooterSize(len(f.Index))], its checksum
+// mixed with salt (Header.Salt).
+func EncodeFooter(b []byte, f Footer, salt uint64) {
 	copy(b[0:8], footerMagic[:])
 	binary.LittleEndian.PutUint64(b[8:], f.Count)
 	binary.LittleEndian.PutUint64(b[16:], f.FirstSeq)
@@ -307,11 +399,11 @@ func EncodeFooter(b []byte, f Footer) {
 		p = p[indexEntrySize:]
 	}
 	end := FooterSize(len(f.Index)) - 8
-	binary.LittleEndian.PutUint64(b[end:], xxhash.Sum64(b[:end]))
+	binary.LittleEndian.PutUint64(b[end:], xxhash.Sum64(b[:end])^salt)
 }
 
-// DecodeFooter decodes and verifies a footer held in b.
-func DecodeFooter(b []byte) (Footer, error) {
+// DecodeFooter decodes and verifies a footer held in b, written with salt.
+func DecodeFooter(b []byte, salt uint64) (Footer, error) {
 	if len(b) < int(FooterSize(0)) {
 		return Footer{}, corrupt(0, "footer: %d bytes is too short", len(b))
 	}
@@ -323,7 +415,7 @@ func DecodeFooter(b []byte) (Footer, error) {
 	if size != int64(len(b)) {
 		return Footer{}, corrupt(0, "footer: %d index entries need %d bytes, have %d", n, size, len(b))
 	}
-	if sum := binary.LittleEndian.Uint64(b[size-8:]); sum != xxhash.Sum64(b[:size-8]) {
+	if sum := binary.LittleEndian.Uint64(b[size-8:]); sum != xxhash.Sum64(b[:size-8])^salt {
 		return Footer{}, corrupt(0, "footer: checksum mismatch")
 	}
 	f := Footer{
@@ -358,22 +450,25 @@ type Trailer struct {
 	FooterLen    int64
 }
 
-// EncodeTrailer writes t into b[:TrailerSize].
-func EncodeTrailer(b []byte, t Trailer) {
+// EncodeTrailer writes t into b[:TrailerSize], its checksum mixed with
+// salt (Header.Salt).
+func EncodeTrailer(b []byte, t Trailer, salt uint64) {
 	copy(b[0:8], trailerMagic[:])
 	binary.LittleEndian.PutUint64(b[8:], uint64(t.FooterOffset))
 	binary.LittleEndian.PutUint64(b[16:], uint64(t.FooterLen))
-	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24]))
+	binary.LittleEndian.PutUint64(b[24:], xxhash.Sum64(b[:24])^salt)
 }
 
-// DecodeTrailer decodes a trailer. ok is false when b holds no trailer at
-// all (an unsealed segment: zeros there); err is set when b holds something
-// that claims to be a trailer but fails its checks.
-func DecodeTrailer(b []byte) (t Trailer, ok bool, err error) {
+// DecodeTrailer decodes a trailer written with salt. ok is false when b
+// holds no trailer at all (an unsealed segment: zeros there); err is set
+// when b holds something that claims to be a trailer but fails its checks
+// (a trailer of another life of a recycled file fails them too, but a
+// recycled file's trailer is zeroed before its new life starts).
+func DecodeTrailer(b []byte, salt uint64) (t Trailer, ok bool, err error) {
 	if [8]byte(b[0:8]) != trailerMagic {
 		return Trailer{}, false, nil
 	}
-	if sum := binary.LittleEndian.Uint64(b[24:]); sum != xxhash.Sum64(b[:24]) {
+	if sum := binary.LittleEndian.Uint64(b[24:]); sum != xxhash.Sum64(b[:24])^salt {
 		return Trailer{}, false, corrupt(0, "trailer: checksum mismatch")
 	}
 	return Trailer{

@@ -43,7 +43,7 @@ func TestCheckSize(t *testing.T) {
 // frame encodes a published frame of payload.
 func frame(payload []byte, seq uint64, hint int64) []byte {
 	b := make([]byte, FrameSize(len(payload)))
-	w := EncodeFrame(b, payload, seq, 42, hint)
+	w := EncodeFrame(b, payload, seq, 42, hint, 0)
 	copy(b[8:16], w[:])
 	return b
 }
@@ -58,7 +58,7 @@ func TestFrameChecksumCoversHeaderAndPayload(t *testing.T) {
 	if h.Len != uint32(len(payload)) || h.Seq != 9 || h.Timestamp != 42 || h.Hint != HeaderSize {
 		t.Fatalf("header %+v", h)
 	}
-	got, err := VerifyFrame(b, h)
+	got, err := VerifyFrame(b, h, 0)
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("VerifyFrame = %q, %v", got, err)
 	}
@@ -68,7 +68,7 @@ func TestFrameChecksumCoversHeaderAndPayload(t *testing.T) {
 		for bit := range 8 {
 			c := append([]byte(nil), b...)
 			c[i] ^= 1 << bit
-			if _, err := VerifyFrame(c, DecodeFrameHeader(c)); err == nil {
+			if _, err := VerifyFrame(c, DecodeFrameHeader(c), 0); err == nil {
 				t.Fatalf("flipping bit %d of byte %d went unnoticed", bit, i)
 			}
 		}
@@ -81,7 +81,7 @@ func TestEmptyFrameIsNotZeros(t *testing.T) {
 		t.Fatal("the publish word of an empty record is zero: it could not be told from free space")
 	}
 	zeros := make([]byte, FrameHeaderSize)
-	if _, err := VerifyFrame(zeros, DecodeFrameHeader(zeros)); err == nil {
+	if _, err := VerifyFrame(zeros, DecodeFrameHeader(zeros), 0); err == nil {
 		t.Fatal("zeros verified as a frame")
 	}
 }
@@ -90,15 +90,15 @@ func TestFooterRoundTrip(t *testing.T) {
 	f := Footer{Count: 3, FirstSeq: 10, LastSeq: 12, DataEnd: 4096 * 3, DataSum: 99,
 		Index: []IndexEntry{{Seq: 10, Offset: HeaderSize}, {Seq: 12, Offset: 8192}}}
 	b := make([]byte, FooterSize(len(f.Index)))
-	EncodeFooter(b, f)
-	got, err := DecodeFooter(b)
+	EncodeFooter(b, f, 0)
+	got, err := DecodeFooter(b, 0)
 	if err != nil || got.Count != f.Count || got.LastSeq != f.LastSeq || got.DataEnd != f.DataEnd || len(got.Index) != 2 || got.Index[1] != f.Index[1] {
 		t.Fatalf("DecodeFooter = %+v, %v", got, err)
 	}
 	for i := range b {
 		c := append([]byte(nil), b...)
 		c[i] ^= 4
-		if _, err := DecodeFooter(c); err == nil {
+		if _, err := DecodeFooter(c, 0); err == nil {
 			t.Fatalf("flipping byte %d of the footer went unnoticed", i)
 		}
 	}
@@ -106,15 +106,15 @@ func TestFooterRoundTrip(t *testing.T) {
 
 func TestTrailerAndDurableMark(t *testing.T) {
 	var b [TrailerSize]byte
-	if _, ok, err := DecodeTrailer(b[:]); ok || err != nil {
+	if _, ok, err := DecodeTrailer(b[:], 0); ok || err != nil {
 		t.Fatal("zeros read as a trailer")
 	}
-	EncodeTrailer(b[:], Trailer{FooterOffset: 4096, FooterLen: 72})
-	if tr, ok, err := DecodeTrailer(b[:]); !ok || err != nil || tr.FooterOffset != 4096 || tr.FooterLen != 72 {
+	EncodeTrailer(b[:], Trailer{FooterOffset: 4096, FooterLen: 72}, 0)
+	if tr, ok, err := DecodeTrailer(b[:], 0); !ok || err != nil || tr.FooterOffset != 4096 || tr.FooterLen != 72 {
 		t.Fatalf("DecodeTrailer = %+v, %v, %v", tr, ok, err)
 	}
 	b[9] ^= 1
-	if _, _, err := DecodeTrailer(b[:]); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := DecodeTrailer(b[:], 0); !errors.Is(err, ErrCorrupt) {
 		t.Fatal("a damaged trailer went unnoticed")
 	}
 	var m [DurableMarkSize]byte
@@ -202,7 +202,7 @@ func TestHeaderVersion(t *testing.T) {
 		}
 	}
 	// At places a decoder's error in its file; Error names it once.
-	_, err := DecodeFooter(make([]byte, 4))
+	_, err := DecodeFooter(make([]byte, 4), 0)
 	placed := At(fmt.Errorf("context: %w", err), "f.seg", 4, 1000)
 	var ce *CorruptError
 	if !errors.As(placed, &ce) || *ce != (CorruptError{File: "f.seg", Segment: 4, Offset: 1000, Reason: "footer: 4 bytes is too short"}) {
@@ -210,5 +210,72 @@ func TestHeaderVersion(t *testing.T) {
 	}
 	if want := "aof2: corrupt segment: segment 4 (f.seg) offset 1000: footer: 4 bytes is too short"; placed.Error() != want {
 		t.Fatalf("Error() = %q, want %q", placed.Error(), want)
+	}
+}
+
+// Format version 2: the salt and the recycled flag round-trip; a zero salt
+// encodes a version-1 header (what older builds wrote), which still reads.
+func TestHeaderVersionsAndSalt(t *testing.T) {
+	h := Header{Index: 7, BaseSeq: 12345, Size: 1 << 20, Created: 99, Salt: 0xfeedface, Recycled: true}
+	var b [HeaderSize]byte
+	EncodeHeader(b[:], h)
+	if v := binary.LittleEndian.Uint16(b[8:]); v != 2 {
+		t.Fatalf("salted header has version %d, want 2", v)
+	}
+	if got, err := DecodeHeader(b[:]); err != nil || got != h {
+		t.Fatalf("DecodeHeader = %+v, %v; want %+v", got, err, h)
+	}
+	v1 := Header{Index: 7, BaseSeq: 12345, Size: 1 << 20, Created: 99}
+	EncodeHeader(b[:], v1)
+	if v := binary.LittleEndian.Uint16(b[8:]); v != 1 {
+		t.Fatalf("unsalted header has version %d, want 1", v)
+	}
+	if got, err := DecodeHeader(b[:]); err != nil || got != v1 {
+		t.Fatalf("version 1: DecodeHeader = %+v, %v; want %+v", got, err, v1)
+	}
+	// Version 2 with a zero salt, or version 1 with one, is damage even
+	// with a valid checksum.
+	for _, c := range []struct {
+		v    uint16
+		salt uint64
+	}{{2, 0}, {1, 5}} {
+		binary.LittleEndian.PutUint16(b[8:], c.v)
+		binary.LittleEndian.PutUint64(b[48:], c.salt)
+		binary.LittleEndian.PutUint64(b[56:], xxhash.Sum64(b[:56]))
+		if _, err := DecodeHeader(b[:]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("version %d with salt %d: %v, want ErrCorrupt", c.v, c.salt, err)
+		}
+	}
+}
+
+// Every checksum of a life is salted: a frame, footer or trailer written
+// under one salt fails under another.
+func TestChecksumsAreSalted(t *testing.T) {
+	const a, b = 0x1234, 0x5678
+	fr := make([]byte, FrameSize(5))
+	w := EncodeFrame(fr, []byte("hello"), 3, 1, HeaderSize, a)
+	copy(fr[8:16], w[:])
+	if _, err := VerifyFrame(fr, DecodeFrameHeader(fr), a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyFrame(fr, DecodeFrameHeader(fr), b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("frame of salt %#x verified under %#x: %v", a, b, err)
+	}
+	f := Footer{Count: 1, FirstSeq: 3, LastSeq: 3, DataEnd: 4096}
+	fb := make([]byte, FooterSize(0))
+	EncodeFooter(fb, f, a)
+	if _, err := DecodeFooter(fb, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeFooter(fb, b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("footer of salt %#x decoded under %#x: %v", a, b, err)
+	}
+	var tb [TrailerSize]byte
+	EncodeTrailer(tb[:], Trailer{FooterOffset: 4096, FooterLen: FooterSize(0)}, a)
+	if _, ok, err := DecodeTrailer(tb[:], a); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if _, _, err := DecodeTrailer(tb[:], b); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("trailer of salt %#x decoded under %#x: %v", a, b, err)
 	}
 }

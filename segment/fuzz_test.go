@@ -45,11 +45,13 @@ const (
 
 // fuzzFile builds the bytes of a segment file of fuzzSize: a valid header,
 // body as the record data, footer right after it (at the aligned end of
-// body) and trailer in the last TrailerSize bytes. With resum, frame,
-// footer and trailer checksums are recomputed over whatever they hold.
-func fuzzFile(body, footer, trailer []byte, resum bool) []byte {
+// body) and trailer in the last TrailerSize bytes. The header carries salt
+// (0: a version-1 header), and says the file is recycled when salt is odd
+// (bytes past the data are then judged as a recycled file's). With resum, frame, footer and trailer checksums
+// are recomputed over whatever they hold, mixed with salt.
+func fuzzFile(body, footer, trailer []byte, resum bool, salt uint64) []byte {
 	file := make([]byte, fuzzSize)
-	EncodeHeader(file, Header{Index: fuzzIndex, BaseSeq: fuzzBase, Size: fuzzSize, Created: 1})
+	EncodeHeader(file, Header{Index: fuzzIndex, BaseSeq: fuzzBase, Size: fuzzSize, Created: 1, Salt: salt, Recycled: salt&1 == 1})
 	limit := DataLimit(fuzzSize)
 	n := copy(file[HeaderSize:limit], body)
 	footerAt := alignUp(HeaderSize + int64(n))
@@ -66,22 +68,22 @@ func fuzzFile(body, footer, trailer []byte, resum bool) []byte {
 		if end > limit {
 			break
 		}
-		binary.LittleEndian.PutUint64(file[off:], xxhash.Sum64(file[off+8:end]))
+		binary.LittleEndian.PutUint64(file[off:], xxhash.Sum64(file[off+8:end])^salt)
 		off = alignUp(end)
 	}
 	if fn >= int(FooterSize(0)) {
 		f := file[footerAt : footerAt+int64(fn)]
-		binary.LittleEndian.PutUint64(f[fn-8:], xxhash.Sum64(f[:fn-8]))
+		binary.LittleEndian.PutUint64(f[fn-8:], xxhash.Sum64(f[:fn-8])^salt)
 	}
 	if tr := file[fuzzSize-TrailerSize:]; [8]byte(tr[0:8]) == trailerMagic {
-		binary.LittleEndian.PutUint64(tr[24:], xxhash.Sum64(tr[:24]))
+		binary.LittleEndian.PutUint64(tr[24:], xxhash.Sum64(tr[:24])^salt)
 	}
 	return file
 }
 
 // checkRecord checks that rec, returned for seq, is the verified frame at
-// rec.Offset of file.
-func checkRecord(t *testing.T, file []byte, limit int64, seq uint64, rec Record) {
+// rec.Offset of file, whose header has salt.
+func checkRecord(t *testing.T, file []byte, limit int64, seq, salt uint64, rec Record) {
 	t.Helper()
 	off := rec.Offset
 	if rec.Seq != seq || off < HeaderSize || off+FrameHeaderSize > limit {
@@ -92,7 +94,7 @@ func checkRecord(t *testing.T, file []byte, limit int64, seq uint64, rec Record)
 	if h.Seq != seq || end > limit || int64(len(rec.Payload)) != int64(h.Len) {
 		t.Fatalf("record for seq %d at offset %d: frame says seq %d length %d (payload %d bytes), data ends at %d", seq, off, h.Seq, h.Len, len(rec.Payload), limit)
 	}
-	if xxhash.Sum64(file[off+8:end]) != h.Sum {
+	if xxhash.Sum64(file[off+8:end])^salt != h.Sum {
 		t.Fatalf("record for seq %d at offset %d returned, but its checksum does not match", seq, off)
 	}
 	if !bytes.Equal(rec.Payload, file[off+FrameHeaderSize:end]) {
@@ -101,7 +103,7 @@ func checkRecord(t *testing.T, file []byte, limit int64, seq uint64, rec Record)
 }
 
 func FuzzScan(f *testing.F) {
-	f.Add([]byte{}, []byte{}, []byte{}, false, uint16(0))
+	f.Add([]byte{}, []byte{}, []byte{}, false, uint16(0), uint64(0))
 	// One file, overwritten in place by every execution; on tmpfs where
 	// there is one (no journal, many more executions per second).
 	dir := f.TempDir()
@@ -116,8 +118,8 @@ func FuzzScan(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { out.Close() })
-	f.Fuzz(func(t *testing.T, body, footer, trailer []byte, resum bool, vouched uint16) {
-		file := fuzzFile(body, footer, trailer, resum)
+	f.Fuzz(func(t *testing.T, body, footer, trailer []byte, resum bool, vouched uint16, salt uint64) {
+		file := fuzzFile(body, footer, trailer, resum, salt)
 		if _, err := out.WriteAt(file, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +159,7 @@ func FuzzScan(f *testing.F) {
 			for i := range r.Count {
 				h := DecodeFrameHeader(file[off:])
 				e := off + FrameHeaderSize + int64(h.Len)
-				if h.Seq != fuzzBase+i || e > r.End || xxhash.Sum64(file[off+8:e]) != h.Sum {
+				if h.Seq != fuzzBase+i || e > r.End || xxhash.Sum64(file[off+8:e])^salt != h.Sum {
 					t.Fatalf("scan accepted a bad frame at offset %d (record %d of %d)", off, i, r.Count)
 				}
 				off = alignUp(e)
@@ -181,7 +183,7 @@ func FuzzScan(f *testing.F) {
 				}
 				continue
 			}
-			checkRecord(t, file, limit, fuzzBase+i, rec)
+			checkRecord(t, file, limit, fuzzBase+i, salt, rec)
 		}
 		if _, err := s.Read(fuzzBase+count, nil); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Read past the last record: %v", err)
@@ -205,7 +207,7 @@ func FuzzScan(f *testing.F) {
 			// readFrame returns the verified frame at off; checking
 			// that it holds the sequence number due there is its
 			// caller's job (aof.Reader reports ErrCorrupt).
-			checkRecord(t, file, limit, rec.Seq, rec)
+			checkRecord(t, file, limit, rec.Seq, salt, rec)
 			if rec.Seq != seq {
 				break
 			}
@@ -218,16 +220,16 @@ func FuzzScan(f *testing.F) {
 }
 
 func FuzzFrame(f *testing.F) {
-	f.Add(frame([]byte("payload"), 7, HeaderSize), false)
-	f.Fuzz(func(t *testing.T, b []byte, resum bool) {
+	f.Add(frame([]byte("payload"), 7, HeaderSize), false, uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, resum bool, salt uint64) {
 		if len(b) < FrameHeaderSize {
 			return // DecodeFrameHeader's contract: a whole frame header
 		}
 		if n := binary.LittleEndian.Uint32(b[8:]); resum && FrameHeaderSize+int64(n) <= int64(len(b)) {
-			binary.LittleEndian.PutUint64(b, xxhash.Sum64(b[8:FrameHeaderSize+n]))
+			binary.LittleEndian.PutUint64(b, xxhash.Sum64(b[8:FrameHeaderSize+n])^salt)
 		}
 		h := DecodeFrameHeader(b)
-		payload, err := VerifyFrame(b, h)
+		payload, err := VerifyFrame(b, h, salt)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("VerifyFrame: %v does not wrap ErrCorrupt", err)
@@ -238,7 +240,7 @@ func FuzzFrame(f *testing.F) {
 		if end > int64(len(b)) || int64(len(payload)) != int64(h.Len) || cap(payload) != len(payload) {
 			t.Fatalf("payload of %d bytes (cap %d) for length %d in %d bytes", len(payload), cap(payload), h.Len, len(b))
 		}
-		if xxhash.Sum64(b[8:end]) != h.Sum {
+		if xxhash.Sum64(b[8:end])^salt != h.Sum {
 			t.Fatal("VerifyFrame accepted a frame whose checksum does not match")
 		}
 		if len(payload) > 0 && &payload[0] != &b[FrameHeaderSize] {
@@ -247,12 +249,16 @@ func FuzzFrame(f *testing.F) {
 		// Round trip: encoding the payload again gives a frame that
 		// verifies and decodes to the same fields.
 		c := make([]byte, FrameSize(len(payload)))
-		w := EncodeFrame(c, payload, h.Seq, h.Timestamp, h.Hint)
+		w := EncodeFrame(c, payload, h.Seq, h.Timestamp, h.Hint, salt)
 		copy(c[8:16], w[:])
 		h2 := DecodeFrameHeader(c)
-		p2, err := VerifyFrame(c, h2)
+		p2, err := VerifyFrame(c, h2, salt)
 		if err != nil || !bytes.Equal(p2, payload) || h2.Seq != h.Seq || h2.Timestamp != h.Timestamp || h2.Len != h.Len || h2.Hint != h.Hint {
 			t.Fatalf("round trip: %+v, %v; want %+v", h2, err, h)
+		}
+		// The same frame never verifies in a life with another salt.
+		if _, err := VerifyFrame(c, h2, salt^1); err == nil {
+			t.Fatal("a frame verified under another salt")
 		}
 	})
 }
@@ -297,17 +303,17 @@ func FuzzHeader(f *testing.F) {
 
 func FuzzFooter(f *testing.F) {
 	fb := make([]byte, FooterSize(2))
-	EncodeFooter(fb, Footer{Count: 3, FirstSeq: 1, LastSeq: 3, DataEnd: 8192, Index: []IndexEntry{{1, HeaderSize}, {3, 4160}}})
-	f.Add(fb, false)
-	f.Fuzz(func(t *testing.T, b []byte, resum bool) {
+	EncodeFooter(fb, Footer{Count: 3, FirstSeq: 1, LastSeq: 3, DataEnd: 8192, Index: []IndexEntry{{1, HeaderSize}, {3, 4160}}}, 0)
+	f.Add(fb, false, uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, resum bool, salt uint64) {
 		// The trailer and the durable mark decode fixed-size prefixes.
 		if len(b) >= TrailerSize {
 			c := append([]byte(nil), b[:TrailerSize]...)
 			if resum {
-				binary.LittleEndian.PutUint64(c[24:], xxhash.Sum64(c[:24]))
+				binary.LittleEndian.PutUint64(c[24:], xxhash.Sum64(c[:24])^salt)
 			}
-			tr, ok, err := DecodeTrailer(c)
-			if ok && (err != nil || xxhash.Sum64(c[:24]) != binary.LittleEndian.Uint64(c[24:])) {
+			tr, ok, err := DecodeTrailer(c, salt)
+			if ok && (err != nil || xxhash.Sum64(c[:24])^salt != binary.LittleEndian.Uint64(c[24:])) {
 				t.Fatalf("DecodeTrailer accepted a bad trailer: %+v, %v", tr, err)
 			}
 			if m, err := DecodeDurableMark(c); err == nil {
@@ -322,9 +328,9 @@ func FuzzFooter(f *testing.F) {
 			if (len(b)-int(FooterSize(0)))%indexEntrySize == 0 {
 				binary.LittleEndian.PutUint32(b[48:], uint32((len(b)-int(FooterSize(0)))/indexEntrySize))
 			}
-			binary.LittleEndian.PutUint64(b[len(b)-8:], xxhash.Sum64(b[:len(b)-8]))
+			binary.LittleEndian.PutUint64(b[len(b)-8:], xxhash.Sum64(b[:len(b)-8])^salt)
 		}
-		ft, err := DecodeFooter(b)
+		ft, err := DecodeFooter(b, salt)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("DecodeFooter: %v does not wrap ErrCorrupt", err)
@@ -341,7 +347,7 @@ func FuzzFooter(f *testing.F) {
 			}
 		}
 		c := make([]byte, len(b))
-		EncodeFooter(c, ft)
+		EncodeFooter(c, ft, salt)
 		// (Bytes [52, 56) are reserved: encoded as zeros, and covered by
 		// the checksum in the last 8 bytes.)
 		if !bytes.Equal(b[:52], c[:52]) || !bytes.Equal(b[footerFixedSize:len(b)-8], c[footerFixedSize:len(b)-8]) {
@@ -370,6 +376,8 @@ func TestWriteFuzzCorpus(t *testing.T) {
 				fmt.Fprintf(&b, "bool(%v)\n", v)
 			case uint16:
 				fmt.Fprintf(&b, "uint16(%d)\n", v)
+			case uint64:
+				fmt.Fprintf(&b, "uint64(%d)\n", v)
 			}
 		}
 		p := filepath.Join("testdata", "fuzz", target, name)
@@ -390,6 +398,11 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	for i, sz := range sizes {
 		for _, seal := range []bool{false, true} {
 			file := writeTestSegment(t, dir, sz, seal)
+			hdr, err := DecodeHeader(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			salt := hdr.Salt
 			end := int64(HeaderSize)
 			for _, n := range sz {
 				end += FrameSize(n)
@@ -397,7 +410,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			body := file[HeaderSize:end]
 			var footer, trailer []byte
 			if seal {
-				tr, ok, err := DecodeTrailer(file[fuzzSize-TrailerSize:])
+				tr, ok, err := DecodeTrailer(file[fuzzSize-TrailerSize:], salt)
 				if !ok || err != nil {
 					t.Fatal("no trailer")
 				}
@@ -405,30 +418,33 @@ func TestWriteFuzzCorpus(t *testing.T) {
 				trailer = file[fuzzSize-TrailerSize:]
 			}
 			name := fmt.Sprintf("seg%d-sealed-%v", i, seal)
-			write("FuzzScan", name, body, footer, trailer, false, uint16(0))
+			write("FuzzScan", name, body, footer, trailer, false, uint16(0), salt)
+			// The same bytes left by a previous life of a recycled
+			// file: a header with another salt.
+			write("FuzzScan", name+"-stale", body, footer, trailer, false, uint16(0), salt+1)
 			if len(body) > 40 {
 				torn := append([]byte(nil), body[:len(body)-13]...)
-				write("FuzzScan", name+"-torn", torn, []byte{}, []byte{}, false, uint16(0))
+				write("FuzzScan", name+"-torn", torn, []byte{}, []byte{}, false, uint16(0), salt)
 				// A damaged frame in the middle, with later frames
 				// vouching for it.
 				bad := append([]byte(nil), body...)
 				bad[FrameHeaderSize+1] ^= 0x20
-				write("FuzzScan", name+"-bitflip", bad, footer, trailer, false, uint16(0))
-				write("FuzzScan", name+"-resum", bad, footer, trailer, true, uint16(end/Align))
+				write("FuzzScan", name+"-bitflip", bad, footer, trailer, false, uint16(0), salt)
+				write("FuzzScan", name+"-resum", bad, footer, trailer, true, uint16(end/Align), salt)
 			}
 			if seal {
-				write("FuzzFooter", name, footer, false)
-				write("FuzzFooter", name+"-trailer", append(append([]byte(nil), trailer...), footer...), false)
+				write("FuzzFooter", name, footer, false, salt)
+				write("FuzzFooter", name+"-trailer", append(append([]byte(nil), trailer...), footer...), false, salt)
 			}
 			if len(body) >= FrameHeaderSize {
-				write("FuzzFrame", name, body[:FrameSize(sz[0])], false)
+				write("FuzzFrame", name, body[:FrameSize(sz[0])], false, salt)
 			}
 			write("FuzzHeader", name, file[:HeaderSize], false)
 		}
 	}
 	var mark [DurableMarkSize]byte
 	EncodeDurableMark(mark[:], DurableMark{Index: 2, Offset: 4096})
-	write("FuzzFooter", "durable-mark", mark[:], false)
+	write("FuzzFooter", "durable-mark", mark[:], false, uint64(0))
 }
 
 // writeTestSegment writes a segment of fuzzSize (index fuzzIndex, base

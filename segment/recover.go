@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/vfs"
@@ -22,32 +23,64 @@ var ErrNoHeader = errors.New("aof2: segment has no header")
 
 // tornHeader reports whether b, a header that fails its checks, is what a
 // torn write of the header a segment with this index and base sequence
-// number must have leaves on zeros: its bytes up to the last non-zero one
-// are those of that header, whose size and creation time are taken from b
-// itself (the size must be valid) and whose checksum is computed. A single
-// flipped bit in a complete header never passes: it changes a field that
-// must match, or the checksum no longer matches the fields.
+// number must have leaves on what was there before: zeros (a new file) or
+// the pool header a recycled file got (PoolHeader, synced before its new
+// life). Its bytes up to some point are those of that header, of format
+// version 2 (or 1, written by older builds), whose size, creation time and
+// salt are taken from b itself (the size must be valid; a recycled file's
+// pool header has the same size and salt), and its bytes after that point
+// are those that were there before. A single flipped bit in a complete
+// header never passes: it changes a field that must match, or the
+// checksum no longer matches the fields.
 func tornHeader(b []byte, index, base uint64) bool {
+	size := int64(binary.LittleEndian.Uint64(b[32:]))
+	h := Header{Index: index, BaseSeq: base, Size: size, Created: int64(binary.LittleEndian.Uint64(b[40:])),
+		Salt: binary.LittleEndian.Uint64(b[48:])}
+	var want, pool [HeaderSize]byte
+	if h.Salt != 0 && CheckSize(size) == nil {
+		h := h
+		h.Recycled = true
+		encodeHeader(want[:], h, formatVersion)
+		EncodeHeader(pool[:], PoolHeader(size, h.Salt))
+		for k := 1; k < HeaderSize; k++ {
+			if bytes.Equal(b[:k], want[:k]) && bytes.Equal(b[k:], pool[k:]) {
+				return true
+			}
+		}
+	}
 	k := HeaderSize
 	for k > 0 && b[k-1] == 0 {
 		k--
 	}
-	size := int64(binary.LittleEndian.Uint64(b[32:]))
-	if k > 32 && CheckSize(size) != nil {
+	if k == HeaderSize || k > 32 && CheckSize(size) != nil {
 		return false
 	}
-	var want [HeaderSize]byte
-	EncodeHeader(want[:], Header{Index: index, BaseSeq: base, Size: size, Created: int64(binary.LittleEndian.Uint64(b[40:]))})
-	return k < HeaderSize && bytes.Equal(b[:k], want[:k])
+	for v := uint16(1); v <= formatVersion; v++ {
+		encodeHeader(want[:], h, v)
+		if bytes.Equal(b[:k], want[:k]) {
+			return true
+		}
+	}
+	return false
 }
 
 // syncedEvidence looks for proof that a segment file whose header is
-// unreadable was synced at least once (so its header was durable, and an
-// unreadable one is damage, not a power cut): a trailer, or a frame that
-// verifies and vouches for a sync of its own segment (a durable hint past
-// the header). It returns a description of the proof, or "". base is the
-// base sequence number from the file's name.
-func syncedEvidence(f vfs.File, base uint64) (string, error) {
+// unreadable, or still a pool header, was synced at least once in this
+// life (so its header was durable, and an unreadable one is damage, not a
+// power cut): a trailer, or a frame of this life that verifies and
+// vouches for a sync of its own segment (a durable hint past the header).
+// It returns a description of the proof, or "". base is the base sequence
+// number from the file's name.
+//
+// salt is the word at [48, 56) of the header as found: a torn header's
+// salt (the same in a recycled file's pool header), or a damaged one's.
+// When damage took it, a frame is of this life if the first frame of the
+// segment, at HeaderSize, verifies under the same salt (the checksum each
+// stored, XOR the hash of its bytes): two frames that agree on a salt by
+// chance are as unlikely as a checksum collision. A recycled file's stale
+// frames could agree on their old salt, but a recycled file never lacks
+// its salt after a power cut: its pool header was synced first.
+func syncedEvidence(f vfs.File, base, salt uint64) (string, error) {
 	size, err := f.Size()
 	if err != nil {
 		return "", err
@@ -63,30 +96,47 @@ func syncedEvidence(f vfs.File, base uint64) (string, error) {
 	defer m.Unmap()
 	// Sealing starts only once all data is durable: even a torn trailer
 	// proves a sync.
-	if _, ok, err := DecodeTrailer(m[size-TrailerSize:]); ok || err != nil {
+	if _, ok, err := DecodeTrailer(m[size-TrailerSize:], salt); ok || err != nil {
 		return "the segment has a trailer (a seal was written)", nil
 	}
 	limit := DataLimit(size)
+	first, firstOK := frameSalt(m[:limit], HeaderSize, base, limit)
 	for p := int64(HeaderSize); p+FrameHeaderSize <= limit; p += Align {
 		h := DecodeFrameHeader(m[p:])
-		if h.Seq < base || h.Hint <= HeaderSize || h.Hint > p || p+FrameSize(int(h.Len)) > limit {
+		if !vouching(h, p, HeaderSize, base, limit) {
 			continue
 		}
-		if _, err := VerifyFrame(m[p:limit], h); err == nil {
+		if x, ok := frameSalt(m[:limit], p, h.Seq, limit); ok && (x == salt || firstOK && x == first) {
 			return fmt.Sprintf("the record at offset %d (seq %d) was appended after offset %d was durable", p, h.Seq, h.Hint), nil
 		}
 	}
 	return "", nil
 }
 
+// frameSalt returns the salt under which the frame at p, which must hold
+// seq, verifies (its stored checksum XOR the hash of its bytes), if the
+// frame is plausible there.
+func frameSalt(m []byte, p int64, seq uint64, limit int64) (uint64, bool) {
+	if p+FrameHeaderSize > limit {
+		return 0, false
+	}
+	h := DecodeFrameHeader(m[p:])
+	if !Plausible(h, p, seq, limit) {
+		return 0, false
+	}
+	end := p + FrameHeaderSize + int64(h.Len)
+	return xxhash.Sum64(m[p+8:end]) ^ h.Sum, true
+}
+
 // ReadHeader reads and checks the header of the segment file f named name,
-// with the rules recovery applies: a header that is all zeros, or a prefix
-// of the header this file must have followed by zeros (a write torn by a
-// power cut), is an error wrapping ErrNoHeader if nothing in the file says
-// a sync of it completed (the segment never held anything durable), and
-// wraps ErrCorrupt otherwise; any other bad header, or one that does not
-// match the name, wraps ErrCorrupt. Read-only tools use it too, so they
-// judge a header as the writer will.
+// with the rules recovery applies: a header that is all zeros, a recycled
+// file's pool header (PoolHeader), or a prefix of the header this file
+// must have followed by what was there before (a write torn by a power
+// cut), is an error wrapping ErrNoHeader if nothing in the file says a
+// sync of it completed in this life (the segment never held anything
+// durable), and wraps ErrCorrupt otherwise; any other bad header, or one
+// that does not match the name, wraps ErrCorrupt. Read-only tools use it
+// too, so they judge a header as the writer will.
 func ReadHeader(f vfs.File, name string) (Header, error) {
 	index, base, ok := ParseName(name)
 	if !ok {
@@ -100,14 +150,19 @@ func ReadHeader(f vfs.File, name string) (Header, error) {
 	if errors.Is(err, ErrUnsupportedVersion) {
 		return Header{}, fmt.Errorf("segment %s: %w", name, err)
 	}
-	if zero := hb == ([HeaderSize]byte{}); zero || err != nil {
+	pooled := err == nil && hdr == PoolHeader(hdr.Size, hdr.Salt)
+	if zero := hb == ([HeaderSize]byte{}); zero || pooled || err != nil {
 		// The header is written when the segment is activated and made
-		// durable by the segment's first sync. Zeros, or a prefix of the
-		// header this file must have followed by zeros, are what a cut
-		// before that sync leaves, if nothing in the file says a sync of
-		// it completed. Anything else (a flipped bit) is damage.
+		// durable by the segment's first sync. Zeros, a pool header, or
+		// a prefix of the header this file must have followed by either,
+		// are what a cut before that sync leaves, if nothing in the file
+		// says a sync of it completed. Anything else (a flipped bit) is
+		// damage.
 		what := "all zeros"
-		if !zero {
+		switch {
+		case pooled:
+			what = "a recycled file's, never activated"
+		case !zero:
 			if !tornHeader(hb[:], index, base) {
 				return Header{}, At(err, name, index, 0)
 			}
@@ -116,7 +171,7 @@ func ReadHeader(f vfs.File, name string) (Header, error) {
 				what = fmt.Sprintf("torn (%s)", ce.Reason)
 			}
 		}
-		synced, serr := syncedEvidence(f, base)
+		synced, serr := syncedEvidence(f, base, binary.LittleEndian.Uint64(hb[48:]))
 		if serr != nil {
 			return Header{}, fmt.Errorf("segment %s: %w", name, serr)
 		}
@@ -277,7 +332,7 @@ func SealedFooter(hdr Header, m []byte) (f Footer, sealed bool, err error) {
 		return Footer{}, false, Corrupt("", hdr.Index, -1, "segment of %d bytes, its header says %d", len(m), hdr.Size)
 	}
 	at := hdr.Size - TrailerSize
-	t, ok, err := DecodeTrailer(m[at:])
+	t, ok, err := DecodeTrailer(m[at:], hdr.Salt)
 	if err != nil {
 		return Footer{}, false, At(err, "", hdr.Index, at)
 	}
@@ -289,7 +344,7 @@ func SealedFooter(hdr Header, m []byte) (f Footer, sealed bool, err error) {
 	if t.FooterOffset < HeaderSize || t.FooterOffset > at || t.FooterLen < FooterSize(0) || t.FooterLen > at-t.FooterOffset {
 		return Footer{}, false, Corrupt("", hdr.Index, at, "trailer points at a footer [%d, +%d) outside the file", t.FooterOffset, t.FooterLen)
 	}
-	f, err = DecodeFooter(m[t.FooterOffset : t.FooterOffset+t.FooterLen])
+	f, err = DecodeFooter(m[t.FooterOffset:t.FooterOffset+t.FooterLen], hdr.Salt)
 	if err == nil && (f.FirstSeq != hdr.BaseSeq || f.DataEnd != t.FooterOffset || f.DataEnd > DataLimit(hdr.Size)) {
 		err = corrupt(0, "footer: first seq %d, data end %d do not fit the header (base %d) and trailer", f.FirstSeq, f.DataEnd, hdr.BaseSeq)
 	}
@@ -313,7 +368,13 @@ type ScanResult struct {
 	DurableCount uint64
 	// Garbage is the number of bytes from End to the last non-zero byte
 	// of the data area: a torn tail when Corrupt is nil. Zero means the
-	// segment ends cleanly in zeros.
+	// segment ends cleanly in zeros. In a recycled file (Header.Recycled)
+	// the bytes past the data end are mostly stale ones of its earlier
+	// life, which never verify under this life's salt and so are never
+	// taken for records: there Garbage reaches only to the end of the
+	// bad frame at End if it looks like one of this life (see ownAt), or
+	// of the last frame of this life found past End (a frame appended
+	// after a hole a crash left), and is zero when there is neither.
 	Garbage int64
 	// Corrupt, if not nil, wraps ErrCorrupt and names the offset of bad
 	// bytes that a later good frame says were durable: corruption in the
@@ -377,7 +438,7 @@ func (s *Segment) walk(off int64, seq, upTo uint64) (int64, uint64, int64) {
 		if !Plausible(h, off, seq, s.limit) {
 			break
 		}
-		if _, err := VerifyFrame(m[off:], h); err != nil {
+		if _, err := VerifyFrame(m[off:], h, s.hdr.Salt); err != nil {
 			break
 		}
 		if off-s.lastIndexed >= indexInterval {
@@ -396,29 +457,107 @@ func (s *Segment) walk(off int64, seq, upTo uint64) (int64, uint64, int64) {
 
 // tail judges the bytes after off, the end of the good frames, where seq
 // was expected: garbage is the number of bytes from off to the last
-// non-zero byte of the data area (0: the segment ends cleanly in zeros),
-// and corrupt, if not nil, says that a good-looking frame further on
-// vouches that off was already durable when it was appended: the bad bytes
-// are damage to durable data, not a tail torn by a crash.
+// non-zero byte of the data area (0: the segment ends cleanly in zeros;
+// in a recycled file, to the end of the last frame of this life, see
+// ScanResult.Garbage), and corrupt, if not nil, says that a good-looking
+// frame further on vouches that off was already durable when it was
+// appended: the bad bytes are damage to durable data, not a tail torn by
+// a crash. Each position is checked against the frame header found
+// there before any checksum is computed (vouching, reachable), so a tail
+// of stale bytes costs about one pass over it.
 func (s *Segment) tail(off int64, seq uint64) (garbage int64, corrupt error) {
 	m := s.rmap[:s.limit]
 	last := lastNonZero(m[off:])
 	if last < 0 {
 		return 0, nil
 	}
-	garbage = alignUp(int64(last) + 1)
-	for p := off + Align; p+FrameHeaderSize <= s.limit; p += Align {
-		h := DecodeFrameHeader(m[p:])
-		if h.Seq < seq || h.Hint <= off || h.Hint > p || p+FrameSize(int(h.Len)) > s.limit {
-			continue
-		}
-		if _, err := VerifyFrame(m[p:], h); err != nil {
-			continue
-		}
-		return garbage, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
-			seq, h.Seq, p, h.Hint)
+	recycled := s.hdr.Recycled
+	if !recycled {
+		garbage = alignUp(int64(last) + 1)
+	} else {
+		garbage = s.ownAt(off, seq)
 	}
-	return garbage, nil
+	end := off + int64(last) + 1
+	for p := off + Align; p < end && p+FrameHeaderSize <= s.limit; p += Align {
+		// The sequence number first, with one load: in a tail of stale
+		// bytes it rules out nearly every position.
+		if q := binary.LittleEndian.Uint64(m[p+16:]); q < seq || q-seq > uint64(p-off)/FrameHeaderSize {
+			continue
+		}
+		h := DecodeFrameHeader(m[p:])
+		v := vouching(h, p, off, seq, s.limit)
+		if !v && !(recycled && reachable(h, p, off, seq, s.limit)) {
+			continue
+		}
+		if _, err := VerifyFrame(m[p:], h, s.hdr.Salt); err != nil {
+			continue
+		}
+		if recycled {
+			garbage = max(garbage, p+FrameSize(int(h.Len))-off)
+		}
+		if v && corrupt == nil {
+			corrupt = Corrupt(filepath.Base(s.path), s.hdr.Index, off, "bad record (seq %d expected) before a record (seq %d at offset %d) appended after offset %d was durable",
+				seq, h.Seq, p, h.Hint)
+			if !recycled {
+				return garbage, corrupt
+			}
+		}
+	}
+	return garbage, corrupt
+}
+
+// ownAt returns the size of the bad frame at off, where seq was expected,
+// in a recycled file, if it looks like a frame of this life rather than a
+// stale one (0 otherwise): at least two of its sequence number, its
+// timestamp (a stale frame was appended before this life's header was
+// written, at Created) and its hint and length are what a frame of this
+// life has there. A torn or damaged frame of this life keeps two of them
+// (one bit flip changes one field), so it is reported as a torn tail; a
+// stale frame of an earlier era (other sequence numbers) never is, one
+// whose sequence number this life reused at the same offset is, as a torn
+// tail of one frame.
+func (s *Segment) ownAt(off int64, seq uint64) int64 {
+	if off+FrameHeaderSize > s.limit {
+		return 0
+	}
+	h := DecodeFrameHeader(s.rmap[off:])
+	fits := h.Hint >= HeaderSize && h.Hint <= off && off+FrameSize(int(h.Len)) <= s.limit
+	n := 0
+	for _, ok := range []bool{h.Seq == seq, h.Timestamp >= s.hdr.Created, fits} {
+		if ok {
+			n++
+		}
+	}
+	switch {
+	case n < 2:
+		return 0
+	case fits:
+		return FrameSize(int(h.Len))
+	default:
+		return FrameHeaderSize
+	}
+}
+
+// reachable reports whether h, the frame header found at p past the end
+// of the good frames at off (where seq was expected), can be a frame of
+// the same life appended after a hole: a sequence number the frames in
+// between can reach (each takes at least FrameHeaderSize bytes), a hint
+// within the data before p, a length that fits before limit.
+func reachable(h FrameHeader, p, off int64, seq uint64, limit int64) bool {
+	return h.Seq >= seq && h.Seq-seq <= uint64(p-off)/FrameHeaderSize &&
+		h.Hint >= HeaderSize && h.Hint <= p && p+FrameSize(int(h.Len)) <= limit
+}
+
+// vouching reports whether h, the frame header found at p past the end of
+// the good frames at off (where seq was expected), can be a frame of the
+// same life that vouches for off, before its checksum is computed: a hint
+// past off and not past p, a length that fits before limit, and a
+// sequence number that the frames in between can reach (each takes at
+// least FrameHeaderSize bytes). The bound keeps the checksums computed
+// for a tail of stale bytes (a recycled file's previous life) to about one
+// pass over it, whatever those bytes hold.
+func vouching(h FrameHeader, p, off int64, seq uint64, limit int64) bool {
+	return reachable(h, p, off, seq, limit) && h.Hint > off
 }
 
 // countBefore returns the number of good frames that end at or before off,

@@ -46,6 +46,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -122,8 +123,11 @@ type Segment struct {
 	fs   vfs.FS
 	dir  string
 	path string // current path; changes once, at activation
-	hdr  Header
-	file vfs.File // read-write; nil once sealed
+	// recycled: made by Recycle from a pool file (until activated, path
+	// is the pool file's).
+	recycled bool
+	hdr      Header
+	file     vfs.File // read-write; nil once sealed
 
 	// limit is where record data must end (DataLimit): room for the
 	// footer and the trailer is never handed to records.
@@ -226,15 +230,82 @@ func Prepare(fs vfs.FS, dir string, tmpID uint64, size int64, perm iofs.FileMode
 	if err := f.Allocate(size); err != nil {
 		return nil, fmt.Errorf("preallocate segment file (%d bytes): %w", size, err)
 	}
-	if err := s.mapFile(); err != nil {
+	return s, s.ready()
+}
+
+// PoolSuffix ends the name of a recycled segment file waiting in the pool
+// (a file of a segment the log dropped, kept to be reused; see Recycle).
+// Recovery never reads such files as segments.
+const PoolSuffix = ".seg.pool"
+
+// Recycle prepares the pool file at path, a file of size bytes that held
+// an earlier segment, for a new life, as Prepare does a new file: it draws
+// the salt of the new life and writes a pool header with it (PoolHeader),
+// zeroes the trailer and syncs both, so that until Activate writes the
+// segment's header (same salt) the file says it was never activated, and
+// no frame, footer or trailer left from the earlier life verifies; then it
+// maps the file and allocates its append buffer. The file keeps its pool name until
+// Activate renames it, so a crash before that leaves a pool file; Discard
+// leaves it there. Its blocks are already written: syncs into them journal
+// no extent conversion, unlike a fresh preallocated file's.
+func Recycle(fs vfs.FS, path string, size int64) (_ *Segment, err error) {
+	if err := CheckSize(size); err != nil {
 		return nil, err
 	}
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open pooled segment file: %w", err)
+	}
+	s := &Segment{fs: fs, dir: filepath.Dir(path), path: path, file: f, hdr: Header{Size: size}, limit: DataLimit(size), holders: 1, recycled: true}
+	defer func() {
+		if err != nil {
+			s.Release()
+		}
+	}()
+	if n, err := f.Size(); err != nil || n != size {
+		return nil, fmt.Errorf("pooled segment file %s: %d bytes, want %d (%v)", path, n, size, err)
+	}
+	s.hdr.Salt = newSalt()
+	var hb [HeaderSize]byte
+	EncodeHeader(hb[:], PoolHeader(size, s.hdr.Salt))
+	if _, err := f.WriteAt(hb[:], 0); err != nil {
+		return nil, fmt.Errorf("pooled segment file %s: write header: %w", path, err)
+	}
+	var zero [TrailerSize]byte
+	if _, err := f.WriteAt(zero[:], size-TrailerSize); err != nil {
+		return nil, fmt.Errorf("pooled segment file %s: zero trailer: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("pooled segment file %s: %w", path, err)
+	}
+	return s, s.ready()
+}
+
+// ready maps a prepared or recycled file and allocates its append buffer;
+// the segment stays closed to appends until Activate.
+func (s *Segment) ready() error {
+	if err := s.mapFile(); err != nil {
+		return err
+	}
 	if err := s.allocBuffer(HeaderSize); err != nil {
-		return nil, err
+		return err
 	}
 	s.warmTo(HeaderSize, HeaderSize+s.step)
 	s.resv.Store(closedBit) // closed until activated
-	return s, nil
+	return nil
+}
+
+// Recycled reports whether the segment's file was reused from the pool
+// (Recycle) rather than created.
+func (s *Segment) Recycled() bool { return s.recycled }
+
+// Held reports whether anyone still holds the segment's mappings: its
+// owner (until Release) or a lease. A dropped segment's file is reused
+// (Recycle) only once nobody holds it, so no reader sees its bytes change.
+func (s *Segment) Held() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holders > 0
 }
 
 func (s *Segment) mapFile() error {
@@ -437,6 +508,10 @@ func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
 	s.hdr.Index = index
 	s.hdr.BaseSeq = baseSeq
 	s.hdr.Created = created
+	if s.hdr.Salt == 0 { // a new file; a recycled one drew its salt
+		s.hdr.Salt = newSalt()
+	}
+	s.hdr.Recycled = s.recycled
 	var hb [HeaderSize]byte
 	EncodeHeader(hb[:], s.hdr)
 	if _, err := s.file.WriteAt(hb[:], 0); err != nil {
@@ -456,9 +531,23 @@ func (s *Segment) Activate(index, baseSeq uint64, created int64) error {
 	return nil
 }
 
-// Discard closes and removes a prepared segment that was never activated.
+// newSalt draws the salt of a new life of a segment file: random, never 0
+// (0 marks a version-1 header).
+func newSalt() uint64 {
+	for {
+		if x := rand.Uint64(); x != 0 {
+			return x
+		}
+	}
+}
+
+// Discard closes and removes a prepared segment that was never activated;
+// a recycled one is closed and left a pool file.
 func (s *Segment) Discard() error {
-	s.Release()
+	err := s.Release()
+	if s.recycled {
+		return err
+	}
 	return s.fs.Remove(s.path)
 }
 
@@ -485,7 +574,7 @@ func (s *Segment) Reserve(n int64, k uint64) (off int64, seq uint64, err error) 
 func (s *Segment) Fill(off int64, seq uint64, payload []byte, ts int64) int64 {
 	end := off + FrameSize(len(payload))
 	b := s.buf[off:end:end]
-	w := EncodeFrame(b, payload, seq, ts, s.durable.Load())
+	w := EncodeFrame(b, payload, seq, ts, s.durable.Load(), s.hdr.Salt)
 	// Publish: the word at [8, 16) is stored last and atomically; Advance
 	// loads it atomically, so seeing it non-zero means the frame is
 	// complete.
@@ -693,12 +782,12 @@ func (s *Segment) writeFooter(end int64, count uint64, sum uint64, index []Index
 		return fmt.Errorf("segment %d: footer of %d bytes does not fit after offset %d", s.hdr.Index, fsize, end)
 	}
 	fb := make([]byte, fsize)
-	EncodeFooter(fb, f)
+	EncodeFooter(fb, f, s.hdr.Salt)
 	if _, err := s.file.WriteAt(fb, end); err != nil {
 		return fmt.Errorf("segment %d: write footer: %w", s.hdr.Index, err)
 	}
 	var tb [TrailerSize]byte
-	EncodeTrailer(tb[:], Trailer{FooterOffset: end, FooterLen: fsize})
+	EncodeTrailer(tb[:], Trailer{FooterOffset: end, FooterLen: fsize}, s.hdr.Salt)
 	if _, err := s.file.WriteAt(tb[:], s.hdr.Size-TrailerSize); err != nil {
 		return fmt.Errorf("segment %d: write trailer: %w", s.hdr.Index, err)
 	}
@@ -1038,7 +1127,7 @@ func (s *Segment) frameAt(off int64) (FrameHeader, []byte, error) {
 		return FrameHeader{}, nil, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "outside the data")
 	}
 	h := DecodeFrameHeader(src[off:])
-	payload, err := VerifyFrame(src[off:end], h)
+	payload, err := VerifyFrame(src[off:end], h, s.hdr.Salt)
 	if err != nil {
 		return h, nil, At(err, filepath.Base(s.path), s.hdr.Index, off)
 	}

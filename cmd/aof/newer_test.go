@@ -23,7 +23,7 @@ func TestNewerFormatVersionIsNotCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	binary.LittleEndian.PutUint16(b[8:], 2)
+	binary.LittleEndian.PutUint16(b[8:], 3)
 	binary.LittleEndian.PutUint64(b[56:], xxhash.Sum64(b[:56]))
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
