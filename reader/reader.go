@@ -323,12 +323,11 @@ func (r *Reader) frame() bool {
 	if len(b) < segment.FrameHeaderSize {
 		return r.failRead(segment.Corrupt(filepath.Base(r.s.Path()), r.segIndex, r.off, "outside the data"))
 	}
-	h := segment.DecodeFrameHeader(b)
-	payload, err := segment.VerifyFrame(b, h)
+	seq, ts, payload, size, err := segment.ReadFrame(b)
 	if err != nil {
 		return r.failRead(segment.At(err, filepath.Base(r.s.Path()), r.segIndex, r.off))
 	}
-	return r.accept(h.Seq, h.Timestamp, payload, r.off+segment.FrameSize(int(h.Len)))
+	return r.accept(seq, ts, payload, r.off+size)
 }
 
 // failRead stops the Reader with err, an error reading the frame at r.off,

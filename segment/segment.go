@@ -1247,10 +1247,9 @@ func (s *Segment) viewFrame(off int64, rmap []byte) (rec Record, next int64, ok 
 	if src == nil {
 		return Record{}, off, false, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
 	}
-	h := DecodeFrameHeader(src[off:])
-	payload, err := VerifyFrame(src[off:end], h)
+	seq, ts, payload, size, err := ReadFrame(src[off:end])
 	if err != nil {
 		return Record{}, off, false, At(err, filepath.Base(s.path), s.hdr.Index, off)
 	}
-	return Record{Seq: h.Seq, Timestamp: h.Timestamp, Offset: off, Payload: payload}, off + FrameSize(int(h.Len)), true, nil
+	return Record{Seq: seq, Timestamp: ts, Offset: off, Payload: payload}, off + size, true, nil
 }
