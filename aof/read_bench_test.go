@@ -41,7 +41,7 @@ func benchLog(b *testing.B, dir string, n, size int) *Log {
 // (CopyPayloads, a fresh slice per record). Sealed segments are read
 // through their mapping, warm in the page cache.
 func BenchmarkSequentialRead(b *testing.B) {
-	for _, size := range []int{256, 4096} {
+	for _, size := range []int{64, 256, 4096} {
 		n := 128 << 20 / size
 		l := benchLog(b, b.TempDir(), n, size)
 		for _, mode := range []struct {

@@ -124,8 +124,8 @@ func TestTrimKeepsWhatALeaseHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	floor := s.alignDown(offs[held])
-	if s.bufStart != floor {
-		t.Fatalf("Trim with a lease at %d: bufStart %d, want %d", offs[held], s.bufStart, floor)
+	if s.bufStart.Load() != floor {
+		t.Fatalf("Trim with a lease at %d: bufStart %d, want %d", offs[held], s.bufStart.Load(), floor)
 	}
 	if !bytes.Equal(rec.Payload, want) {
 		t.Fatal("the payload a lease holds changed when the append buffer was trimmed")
@@ -144,8 +144,8 @@ func TestTrimKeepsWhatALeaseHolds(t *testing.T) {
 	if err := s.Trim(); err != nil {
 		t.Fatal(err)
 	}
-	if want := s.alignDown(last); s.bufStart != want {
-		t.Fatalf("Trim with the lease at %d: bufStart %d, want %d", last, s.bufStart, want)
+	if want := s.alignDown(last); s.bufStart.Load() != want {
+		t.Fatalf("Trim with the lease at %d: bufStart %d, want %d", last, s.bufStart.Load(), want)
 	}
 	if !bytes.Equal(rec.Payload, payloadOf(rec.Seq, 4000)) {
 		t.Fatal("the payload a lease holds changed when the append buffer was trimmed")
@@ -186,16 +186,16 @@ func TestTrimWithoutLeasesStopsAtTheDurableEnd(t *testing.T) {
 	if err := s.Trim(); err != nil {
 		t.Fatal(err)
 	}
-	if want := s.alignDown(durable); s.bufStart != want {
-		t.Fatalf("bufStart %d after Trim, want %d (durable end %d)", s.bufStart, want, durable)
+	if want := s.alignDown(durable); s.bufStart.Load() != want {
+		t.Fatalf("bufStart %d after Trim, want %d (durable end %d)", s.bufStart.Load(), want, durable)
 	}
 	lease, err := s.Acquire()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lease.Unlease()
-	if lease.floor.Load() != s.bufStart {
-		t.Fatalf("a new lease's floor %d, want bufStart %d", lease.floor.Load(), s.bufStart)
+	if lease.floor.Load() != s.bufStart.Load() {
+		t.Fatalf("a new lease's floor %d, want bufStart %d", lease.floor.Load(), s.bufStart.Load())
 	}
 	if r, err := s.Read(seq, nil); err != nil || !bytes.Equal(r.Payload, payloadOf(seq, 100)) {
 		t.Fatalf("Read of the record not yet durable: %v", err)
@@ -235,11 +235,11 @@ func TestWarmFollowsTheAppendRate(t *testing.T) {
 	if want := s.alignUp(end3 + warmAhead); s.warmed != want {
 		t.Fatalf("after a burst: warmed to %d, want %d (at most warmAhead ahead)", s.warmed, want)
 	}
-	if got, limit := resident(t, s.buf[:s.bufStart]), int64(0); got > limit {
-		t.Fatalf("%d bytes resident below bufStart %d after Warm", got, s.bufStart)
+	if got, limit := resident(t, s.buf[:s.bufStart.Load()]), int64(0); got > limit {
+		t.Fatalf("%d bytes resident below bufStart %d after Warm", got, s.bufStart.Load())
 	}
-	if got, limit := resident(t, s.buf), s.warmed-s.bufStart; got > limit {
-		t.Fatalf("%d bytes resident, more than [bufStart %d, warmed %d)", got, s.bufStart, s.warmed)
+	if got, limit := resident(t, s.buf), s.warmed-s.bufStart.Load(); got > limit {
+		t.Fatalf("%d bytes resident, more than [bufStart %d, warmed %d)", got, s.bufStart.Load(), s.warmed)
 	}
 }
 

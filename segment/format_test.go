@@ -75,6 +75,37 @@ func TestFrameChecksumCoversHeaderAndPayload(t *testing.T) {
 	}
 }
 
+// TestReadFrameAgreesWithVerifyFrame: ReadFrame, the readers' one-call
+// decode and verify, returns what DecodeFrameHeader and VerifyFrame do for
+// a good frame, and VerifyFrame's error for every bit flipped in what the
+// checksum covers, for a length running past the data, and for a frame cut
+// short.
+func TestReadFrameAgreesWithVerifyFrame(t *testing.T) {
+	payload := []byte("the payload of a record")
+	b := frame(payload, 9, HeaderSize)
+	seq, ts, got, size, err := ReadFrame(b)
+	if err != nil || seq != 9 || ts != 42 || !bytes.Equal(got, payload) || size != FrameSize(len(payload)) || cap(got) != len(payload) {
+		t.Fatalf("ReadFrame = %d, %d, %q (cap %d), %d, %v", seq, ts, got, cap(got), size, err)
+	}
+	check := func(c []byte, what string) {
+		t.Helper()
+		_, _, p, _, err := ReadFrame(c)
+		_, want := VerifyFrame(c, DecodeFrameHeader(c))
+		if err == nil || p != nil || !errors.Is(err, ErrCorrupt) || want == nil || err.Error() != want.Error() {
+			t.Fatalf("%s: ReadFrame error %v, payload %q; VerifyFrame's %v", what, err, p, want)
+		}
+	}
+	for i := 8; i < FrameHeaderSize+len(payload); i++ {
+		c := append([]byte(nil), b...)
+		c[i] ^= 0x10
+		check(c, fmt.Sprintf("byte %d flipped", i))
+	}
+	check(b[:FrameHeaderSize+len(payload)-1], "frame cut short")
+	c := append([]byte(nil), b...)
+	binary.LittleEndian.PutUint32(c[8:], 1<<20)
+	check(c, "length past the data")
+}
+
 func TestEmptyFrameIsNotZeros(t *testing.T) {
 	b := frame(nil, 1, HeaderSize)
 	if binary.LittleEndian.Uint64(b[8:]) == 0 {

@@ -25,8 +25,10 @@
 //     otherwise through the read-only shared mapping of the file, and
 //     verify each frame's checksum. A reader that copies holds the
 //     segment's read lock while it copies; a reader that keeps zero-copy
-//     slices of the mappings (ViewFrame) holds a lease (Acquire, Unlease),
-//     and the mappings outlive every lease. A lease also says how far its
+//     slices of the mappings holds a lease (Acquire, Unlease), and the
+//     mappings outlive every lease. A lease holder reads without the lock
+//     (Lease.ViewFrame, and Lease.Window for the frames known complete,
+//     read in order without a call each). A lease also says how far its
 //     holder has moved on (Advance).
 //
 // The append buffer is anonymous memory outside the Go heap, faulted in a
@@ -162,14 +164,17 @@ type Segment struct {
 	used atomic.Bool
 	// buf is the anonymous append buffer of hdr.Size bytes. The field is
 	// set once, before the segment is shared, and never written again,
-	// so appenders read it without a lock; bufLive (under mu) says
-	// whether the memory is still mapped.
+	// so appenders read it without a lock; bufLive says whether the
+	// memory is still mapped. It is changed under mu, and loaded
+	// without it by a lease holder (Lease.ViewFrame): for one, the
+	// buffer stays mapped, live or retired, until the lease ends.
 	buf     []byte
-	bufLive bool
+	bufLive atomic.Bool
 	// bufStart is the first offset the append buffer holds; below it
 	// (data recovered and already durable, or durable and trimmed away)
-	// readers use rmap. Raised by Trim, under mu.
-	bufStart int64
+	// readers use rmap. Raised by Trim, under mu (and only up to the
+	// lowest lease floor, so a lease holder may load it without mu).
+	bufStart atomic.Int64
 
 	resv     atomic.Uint64 // reservation word
 	complete atomic.Int64  // end of the published prefix found by Advance
@@ -323,8 +328,8 @@ func (s *Segment) allocBuffer(start int64) error {
 		return fmt.Errorf("segment %d: append buffer of %d bytes: %w", s.hdr.Index, s.hdr.Size, err)
 	}
 	s.buf = b
-	s.bufLive = true
-	s.bufStart = start
+	s.bufLive.Store(true)
+	s.bufStart.Store(start)
 	// Small segments (tests, mostly) warm and trim in smaller steps, so
 	// that they do it as often as large ones.
 	s.step = min(smallStep, max(int64(unix.Getpagesize()), s.hdr.Size/32))
@@ -390,7 +395,7 @@ func (s *Segment) Warm() {
 	// it), and the buffer is then unmapped when Warm is done, not under
 	// its madvise.
 	s.mu.Lock()
-	live := s.bufLive && s.holders > 0
+	live := s.bufLive.Load() && s.holders > 0
 	if live {
 		s.holders++
 	}
@@ -434,7 +439,7 @@ func (s *Segment) warmTo(end, to int64) {
 	} else {
 		s.warmAt.Store(end + (max(to, s.warmed)-end)/2)
 	}
-	from := max(s.warmed, s.alignDown(s.bufStart))
+	from := max(s.warmed, s.alignDown(s.bufStart.Load()))
 	if to <= from {
 		return
 	}
@@ -466,7 +471,7 @@ func (s *Segment) Trim() error {
 	// Again, under the write lock: a lease taken since may see more.
 	from, to := s.trimRange(durable)
 	if to >= 0 {
-		s.bufStart = to
+		s.bufStart.Store(to)
 	}
 	s.mu.Unlock()
 	if to < 0 {
@@ -486,7 +491,7 @@ func (s *Segment) Trim() error {
 // down. to is -1 if there are none (the buffer is gone, or nothing moved
 // on far enough). mu must be held.
 func (s *Segment) trimRange(durable int64) (from, to int64) {
-	if !s.bufLive {
+	if !s.bufLive.Load() {
 		return 0, -1
 	}
 	to = durable
@@ -494,10 +499,10 @@ func (s *Segment) trimRange(durable int64) (from, to int64) {
 		to = min(to, l.floor.Load())
 	}
 	to = s.alignDown(to)
-	if to <= s.bufStart {
+	if to <= s.bufStart.Load() {
 		return 0, -1
 	}
-	return s.alignDown(s.bufStart), to
+	return s.alignDown(s.bufStart.Load()), to
 }
 
 // Activate gives a prepared segment its index and base sequence number: it
@@ -629,7 +634,7 @@ func (s *Segment) Reserved() (end int64, count uint64) {
 func (s *Segment) WaitPublished() {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.bufLive {
+	if !s.bufLive.Load() {
 		return
 	}
 	end, _ := s.Reserved()
@@ -699,7 +704,7 @@ func (s *Segment) PendingSince(now int64) (appendedAt int64, ok bool) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.bufLive || off < s.bufStart {
+	if !s.bufLive.Load() || off < s.bufStart.Load() {
 		return now, true
 	}
 	if _, published := s.publishWordAt(off); !published {
@@ -867,8 +872,8 @@ func (s *Segment) FinishSeal() error {
 	defer s.warmMu.Unlock()
 	s.mu.Lock()
 	var err error
-	if s.bufLive {
-		s.bufLive = false
+	if s.bufLive.Load() {
+		s.bufLive.Store(false)
 		if s.holders > 1 {
 			s.bufRetired = true
 		} else {
@@ -908,6 +913,9 @@ func (s *Segment) Release() error {
 // goroutine at a time.
 type Lease struct {
 	s *Segment
+	// rmap is the segment's file mapping when the lease was taken: it
+	// is not unmapped, nor replaced, while the lease is held.
+	rmap []byte
 	// floor: the holder keeps no slice of bytes before it. Raised by
 	// Advance, read by Trim.
 	floor atomic.Int64
@@ -937,10 +945,10 @@ func (s *Segment) Acquire() (*Lease, error) {
 	defer s.mu.Unlock()
 	s.touch()
 	s.holders++
-	l := &Lease{s: s}
+	l := &Lease{s: s, rmap: s.rmap}
 	// Every slice of buf the holder gets from now on is at bufStart or
 	// after: Trim only raises it.
-	l.floor.Store(s.bufStart)
+	l.floor.Store(s.bufStart.Load())
 	s.leases = append(s.leases, l)
 	return l, nil
 }
@@ -974,7 +982,7 @@ func (s *Segment) Unmap() (bool, error) {
 	if s.released {
 		return true, nil
 	}
-	if !s.sealed.Load() || s.unmapped || s.holders != 1 || s.bufLive || s.bufRetired || s.short || s.rmap == nil {
+	if !s.sealed.Load() || s.unmapped || s.holders != 1 || s.bufLive.Load() || s.bufRetired || s.short || s.rmap == nil {
 		return false, nil
 	}
 	err := s.rmap.Unmap()
@@ -1045,10 +1053,17 @@ func (s *Segment) rlockMapped() error {
 // frames at off or after stay valid. off only moves forward: a smaller
 // one is ignored.
 func (l *Lease) Advance(off int64) {
-	if off > l.floor.Load() {
+	// The floor moves a page at a time (Trim releases whole granules of
+	// pages anyway): one store per page rather than per frame.
+	if off &^= floorGrain - 1; off > l.floor.Load() {
 		l.floor.Store(off)
 	}
 }
+
+// floorGrain is the step in which a lease's floor moves (Lease.Advance):
+// a page, and so a divisor of every granule the append buffer is trimmed
+// in.
+const floorGrain = 4 << 10
 
 // Unlease ends the lease: no slice obtained under it may be used after.
 // It is called once.
@@ -1085,9 +1100,9 @@ func (s *Segment) unmapIfUnheld() error {
 	if s.holders > 0 {
 		return err
 	}
-	if s.bufLive {
+	if s.bufLive.Load() {
 		err = errors.Join(err, unix.Munmap(s.buf))
-		s.bufLive = false
+		s.bufLive.Store(false)
 	}
 	if s.rmap != nil {
 		err = errors.Join(err, s.rmap.Unmap())
@@ -1108,7 +1123,7 @@ type Record struct {
 // the append buffer (where frames may still be unpublished). mu must be
 // held.
 func (s *Segment) source(off int64) (src []byte, inBuf bool) {
-	if s.bufLive && off >= s.bufStart {
+	if s.bufLive.Load() && off >= s.bufStart.Load() {
 		return s.buf, true
 	}
 	return s.rmap, false
@@ -1234,7 +1249,7 @@ func (s *Segment) readFrame(off int64, dst []byte) (rec Record, next int64, ok b
 		return Record{}, off, false, err
 	}
 	defer s.mu.RUnlock()
-	rec, next, ok, err = s.viewFrame(off)
+	rec, next, ok, err = s.viewFrame(off, s.rmap)
 	if ok {
 		rec.Payload = append(dst, rec.Payload...)
 	}
@@ -1243,40 +1258,87 @@ func (s *Segment) readFrame(off int64, dst []byte) (rec Record, next int64, ok b
 
 // ViewFrame reads the frame at off, which must be where a frame starts
 // (HeaderSize, or an offset ViewFrame or Locate returned), for sequential
-// reading (the reader package's cursors). It is readFrame without the copy:
-// the payload is a slice of the segment's mapping, read-only, valid while
-// the caller holds a lease (Acquire) and has not advanced it past off. ok
-// is false, with a nil error, when no published frame is at off; a corrupt
-// frame is an error wrapping ErrCorrupt.
+// reading. It is readFrame without the copy: the payload is a slice of the
+// segment's mapping, read-only, valid while the caller holds a lease
+// (Acquire) and has not advanced it past off. ok is false, with a nil
+// error, when no published frame is at off; a corrupt frame is an error
+// wrapping ErrCorrupt. A lease holder calls Lease.ViewFrame instead, which
+// takes no lock.
 func (s *Segment) ViewFrame(off int64) (rec Record, next int64, ok bool, err error) {
 	if err := s.rlockMapped(); err != nil {
 		return Record{}, off, false, err
 	}
 	defer s.mu.RUnlock()
-	return s.viewFrame(off)
+	return s.viewFrame(off, s.rmap)
 }
 
-// viewFrame implements ViewFrame. mu must be held.
-func (s *Segment) viewFrame(off int64) (rec Record, next int64, ok bool, err error) {
-	if end, _ := s.Reserved(); off >= end {
+// ViewFrame is Segment.ViewFrame for the lease's holder (the reader
+// package's cursors), without the segment's lock: what the lock guards
+// while a frame is read, the mappings, cannot go while the lease is held
+// (Unmap leaves a leased segment alone, Release and FinishSeal unmap
+// nothing a lease holds), and of what says where the frame is, the
+// append buffer's start only rises up to the lease's floor (Trim), which
+// is at or before off. The caller must not have ended the lease.
+func (l *Lease) ViewFrame(off int64) (rec Record, next int64, ok bool, err error) {
+	l.s.touch()
+	return l.s.viewFrame(off, l.rmap)
+}
+
+// Window returns bytes b of the segment and an offset lim such that every
+// frame from off (a frame's start) up to lim is complete and lies within
+// b: a holder reads them in order with DecodeFrameHeader and VerifyFrame,
+// without a call per frame, where lim is past off. They stay so while the
+// lease is held, and lim is not lowered by anything but a cut (the caller
+// takes a fresh window after one: Cuts in package reader). lim is off or
+// less when there is no such frame: off is at the reserved end, or in the
+// append buffer past the prefix the flusher found published (ViewFrame
+// then says whether the frame at off is published yet).
+func (l *Lease) Window(off int64) (b []byte, lim int64) {
+	s := l.s
+	s.touch()
+	end, _ := s.Reserved()
+	if s.bufLive.Load() {
+		start := s.bufStart.Load()
+		if off >= start {
+			// Frames below complete were published (Advance walked
+			// them), and Trim releases nothing at or past the floor.
+			c := s.complete.Load()
+			return s.buf[:c], c
+		}
+		// Below bufStart every frame is durable, so in the file; a
+		// frame that starts before the end loaded also ends before it.
+		return l.rmap[:end], min(start, end)
+	}
+	return l.rmap[:end], end
+}
+
+// viewFrame implements ViewFrame, given the file mapping: mu must be held,
+// or a lease (Lease.ViewFrame).
+func (s *Segment) viewFrame(off int64, rmap []byte) (rec Record, next int64, ok bool, err error) {
+	end, _ := s.Reserved()
+	if off >= end {
 		return Record{}, off, false, nil
 	}
-	if off < HeaderSize || off+FrameHeaderSize > s.limit {
+	// A frame must lie within the segment's data: for a sealed segment,
+	// the data end its footer states, not merely the data limit.
+	if off < HeaderSize || off+FrameHeaderSize > end {
 		return Record{}, off, false, Corrupt(filepath.Base(s.path), s.hdr.Index, off, "outside the data")
 	}
-	src, inBuf := s.source(off)
-	if src == nil {
-		return Record{}, off, false, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
-	}
-	if inBuf {
+	src := rmap
+	if s.bufLive.Load() && off >= s.bufStart.Load() {
+		// The append buffer, where the frame may still be unpublished.
+		// The frame at off was reserved whole before end was loaded.
 		if _, published := s.publishWordAt(off); !published {
 			return Record{}, off, false, nil
 		}
+		src = s.buf
 	}
-	h, payload, err := s.frameAt(off)
+	if src == nil {
+		return Record{}, off, false, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
+	}
+	seq, ts, payload, size, err := ReadFrame(src[off:end])
 	if err != nil {
-		return Record{}, off, false, err
+		return Record{}, off, false, At(err, filepath.Base(s.path), s.hdr.Index, off)
 	}
-	rec = Record{Seq: h.Seq, Timestamp: h.Timestamp, Offset: off, Payload: payload[:len(payload):len(payload)]}
-	return rec, off + FrameSize(int(h.Len)), true, nil
+	return Record{Seq: seq, Timestamp: ts, Offset: off, Payload: payload}, off + size, true, nil
 }
