@@ -210,6 +210,7 @@ type Reader struct {
 	lease    *segment.Lease   // the lease on s
 	off      int64            // offset of seq's frame in s
 	segIndex uint64           // s's index, for the records it returns
+	salt     uint64           // s's salt (Header.Salt), to verify its frames
 	gen      uint64           // the cut generation when positioned
 	// win and lim: every frame from off up to lim is complete and lies
 	// in win (Lease.Window); lim is 0 until the Reader looks.
@@ -323,7 +324,7 @@ func (r *Reader) frame() bool {
 	if len(b) < segment.FrameHeaderSize {
 		return r.failRead(segment.Corrupt(filepath.Base(r.s.Path()), r.segIndex, r.off, "outside the data"))
 	}
-	seq, ts, payload, size, err := segment.ReadFrame(b)
+	seq, ts, payload, size, err := segment.ReadFrame(b, r.salt)
 	if err != nil {
 		return r.failRead(segment.At(err, filepath.Base(r.s.Path()), r.segIndex, r.off))
 	}
@@ -393,7 +394,7 @@ func (r *Reader) moveOn() bool {
 		return r.fail(err) // ErrReleased: the log closed, or retention
 	}
 	r.lease.Unlease()
-	r.s, r.lease, r.off, r.segIndex = succ, lease, segment.HeaderSize, succ.Header().Index
+	r.s, r.lease, r.off, r.segIndex, r.salt = succ, lease, segment.HeaderSize, succ.Header().Index, succ.Header().Salt
 	r.win, r.lim = nil, 0
 	return true
 }
@@ -414,7 +415,7 @@ func (r *Reader) position() bool {
 		lease.Unlease()
 		return r.fail(err)
 	}
-	r.s, r.lease, r.off, r.segIndex = s, lease, off, s.Header().Index
+	r.s, r.lease, r.off, r.segIndex, r.salt = s, lease, off, s.Header().Index, s.Header().Salt
 	r.win, r.lim = nil, 0
 	return true
 }

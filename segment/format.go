@@ -366,12 +366,13 @@ func VerifyFrame(b []byte, h FrameHeader, salt uint64) ([]byte, error) {
 // slice of b) and the frame's size, or the error VerifyFrame returns for
 // it. It is DecodeFrameHeader and VerifyFrame in one, without handing a
 // FrameHeader from one to the other (measured: that copy through the stack
-// stalled sequential reads of small records).
-func ReadFrame(b []byte) (seq uint64, ts int64, payload []byte, size int64, err error) {
+// stalled sequential reads of small records). salt is the segment's
+// (Header.Salt), as for VerifyFrame.
+func ReadFrame(b []byte, salt uint64) (seq uint64, ts int64, payload []byte, size int64, err error) {
 	_ = b[FrameHeaderSize-1]
 	end := FrameHeaderSize + int64(binary.LittleEndian.Uint32(b[8:]))
-	if end > int64(len(b)) || xxhash.Sum64(b[8:end]) != binary.LittleEndian.Uint64(b) {
-		_, err = VerifyFrame(b, DecodeFrameHeader(b))
+	if end > int64(len(b)) || xxhash.Sum64(b[8:end])^salt != binary.LittleEndian.Uint64(b) {
+		_, err = VerifyFrame(b, DecodeFrameHeader(b), salt)
 		return 0, 0, nil, 0, err
 	}
 	return binary.LittleEndian.Uint64(b[16:]), int64(binary.LittleEndian.Uint64(b[24:])), b[FrameHeaderSize:end:end], alignUp(end), nil

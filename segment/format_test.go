@@ -82,28 +82,34 @@ func TestFrameChecksumCoversHeaderAndPayload(t *testing.T) {
 // short.
 func TestReadFrameAgreesWithVerifyFrame(t *testing.T) {
 	payload := []byte("the payload of a record")
-	b := frame(payload, 9, HeaderSize)
-	seq, ts, got, size, err := ReadFrame(b)
-	if err != nil || seq != 9 || ts != 42 || !bytes.Equal(got, payload) || size != FrameSize(len(payload)) || cap(got) != len(payload) {
-		t.Fatalf("ReadFrame = %d, %d, %q (cap %d), %d, %v", seq, ts, got, cap(got), size, err)
-	}
-	check := func(c []byte, what string) {
-		t.Helper()
-		_, _, p, _, err := ReadFrame(c)
-		_, want := VerifyFrame(c, DecodeFrameHeader(c))
-		if err == nil || p != nil || !errors.Is(err, ErrCorrupt) || want == nil || err.Error() != want.Error() {
-			t.Fatalf("%s: ReadFrame error %v, payload %q; VerifyFrame's %v", what, err, p, want)
+	for _, salt := range []uint64{0, 0x9e3779b97f4a7c15} {
+		b := make([]byte, FrameSize(len(payload)))
+		w := EncodeFrame(b, payload, 9, 42, HeaderSize, salt)
+		copy(b[8:16], w[:])
+		seq, ts, got, size, err := ReadFrame(b, salt)
+		if err != nil || seq != 9 || ts != 42 || !bytes.Equal(got, payload) || size != FrameSize(len(payload)) || cap(got) != len(payload) {
+			t.Fatalf("salt %#x: ReadFrame = %d, %d, %q (cap %d), %d, %v", salt, seq, ts, got, cap(got), size, err)
 		}
-	}
-	for i := 8; i < FrameHeaderSize+len(payload); i++ {
+		check := func(c []byte, salt uint64, what string) {
+			t.Helper()
+			_, _, p, _, err := ReadFrame(c, salt)
+			_, want := VerifyFrame(c, DecodeFrameHeader(c), salt)
+			if err == nil || p != nil || !errors.Is(err, ErrCorrupt) || want == nil || err.Error() != want.Error() {
+				t.Fatalf("salt %#x: %s: ReadFrame error %v, payload %q; VerifyFrame's %v", salt, what, err, p, want)
+			}
+		}
+		for i := 8; i < FrameHeaderSize+len(payload); i++ {
+			c := append([]byte(nil), b...)
+			c[i] ^= 0x10
+			check(c, salt, fmt.Sprintf("byte %d flipped", i))
+		}
+		check(b[:FrameHeaderSize+len(payload)-1], salt, "frame cut short")
 		c := append([]byte(nil), b...)
-		c[i] ^= 0x10
-		check(c, fmt.Sprintf("byte %d flipped", i))
+		binary.LittleEndian.PutUint32(c[8:], 1<<20)
+		check(c, salt, "length past the data")
+		// A frame of another life of the file (another salt) never reads.
+		check(b, salt^1, "frame of another life")
 	}
-	check(b[:FrameHeaderSize+len(payload)-1], "frame cut short")
-	c := append([]byte(nil), b...)
-	binary.LittleEndian.PutUint32(c[8:], 1<<20)
-	check(c, "length past the data")
 }
 
 func TestEmptyFrameIsNotZeros(t *testing.T) {

@@ -1336,7 +1336,7 @@ func (s *Segment) viewFrame(off int64, rmap []byte) (rec Record, next int64, ok 
 	if src == nil {
 		return Record{}, off, false, fmt.Errorf("%w: segment %d", ErrReleased, s.hdr.Index)
 	}
-	seq, ts, payload, size, err := ReadFrame(src[off:end])
+	seq, ts, payload, size, err := ReadFrame(src[off:end], s.hdr.Salt)
 	if err != nil {
 		return Record{}, off, false, At(err, filepath.Base(s.path), s.hdr.Index, off)
 	}

@@ -15,7 +15,7 @@ func windowFrames(t *testing.T, l *Lease, off int64, n int) (seqs []uint64, end 
 	b, lim := l.Window(off)
 	for off < lim {
 		h := DecodeFrameHeader(b[off:])
-		p, err := VerifyFrame(b[off:], h)
+		p, err := VerifyFrame(b[off:], h, l.s.hdr.Salt)
 		if err != nil {
 			t.Fatalf("frame at %d in the window (up to %d): %v", off, lim, err)
 		}
