@@ -82,6 +82,28 @@ type Config struct {
 	// have bits beyond 0777.
 	FileMode fs.FileMode
 	DirMode  fs.FileMode
+	// PrewriteSegments makes the preparer, which creates and
+	// preallocates the next segment file once the active one is half
+	// full, also write zeros over all of it and make them durable, in
+	// the background, a chunk at a time (1 MiB, each synced before the
+	// next), before the segment takes records. A preallocated block is
+	// "unwritten" until its first write, and on ext4 or XFS the first
+	// sync after a write into it also commits that extent change through
+	// the file system's journal; a prewritten block needs no metadata,
+	// so each durable append's fdatasync is cheaper (on an ext4 virtio
+	// disk, 1.5-1.9x from 4 KiB records up; 256 B records share a block
+	// and rarely pay it). The price is device bandwidth: every segment
+	// is written twice, once with zeros. A rollover that finds the
+	// prewrite unfinished waits for the current chunk only and takes the
+	// segment partly prewritten (the prewritten part comes first). The
+	// first segment of a new log, created by Open (which must stay
+	// fast), is never prewritten: it runs on preallocated blocks. A
+	// failed prewrite is counted
+	// (Metrics.PrewriteFailures, an aof.prewrite span with the error)
+	// and that file replaced by a plain one; the log keeps working.
+	// Worth it for a log that syncs often and writes far below the
+	// device's bandwidth, with no retention to recycle segments.
+	PrewriteSegments bool
 }
 
 // Default values of Config.
@@ -170,6 +192,10 @@ type options struct {
 	// mappedSegments, set by tests only, replaces
 	// DefaultMappedSegments.
 	mappedSegments int
+	// prewriteChunk, set by tests only, replaces defaultPrewriteChunk;
+	// prewriteHook runs before each prewrite chunk with its offset.
+	prewriteChunk int
+	prewriteHook  func(off int64)
 }
 
 // WithTracerProvider sets where the log's spans go. Without it the global

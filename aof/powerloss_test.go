@@ -131,6 +131,9 @@ func powerScenario(t *testing.T, seed uint64, tot *powerTotals) {
 			FlushWatermark:    int64(4<<10) << rng.IntN(6),
 			FlushInterval:     time.Duration(1+rng.IntN(8)) * time.Millisecond,
 			NoBackgroundFlush: rng.IntN(4) == 0,
+			// Every other generation runs on prewritten segments:
+			// their zero writes and syncs are cut points too.
+			PrewriteSegments: gen%2 == 1,
 		}
 		where := fmt.Sprintf("seed %d generation %d (%+v)", seed, gen, cfg)
 		snaps, appended := powerRun(t, root, cfg, rng, maxAcked, where)
