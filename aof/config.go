@@ -196,6 +196,9 @@ type options struct {
 	// prewriteHook runs before each prewrite chunk with its offset.
 	prewriteChunk int
 	prewriteHook  func(off int64)
+	// prewriteBusy, set by benchmarks only, leaves the preparer in the
+	// default I/O class.
+	prewriteBusy bool
 }
 
 // WithTracerProvider sets where the log's spans go. Without it the global

@@ -2,6 +2,7 @@ package aof
 
 import (
 	"io/fs"
+	"runtime"
 	"sync"
 	"time"
 
@@ -60,6 +61,9 @@ type prewriteConfig struct {
 	report func(start time.Time, done, size int64, err error)
 	// hook, set by tests only, runs before each chunk with its offset.
 	hook func(off int64)
+	// idle runs the preparer's goroutine on an OS thread of its own in
+	// the idle I/O scheduling class (idleIO).
+	idle bool
 }
 
 // defaultPrewriteChunk is the prewrite's write and sync unit: large enough
@@ -110,6 +114,9 @@ func (p *preparer) warm() {
 
 func (p *preparer) run() {
 	defer close(p.done)
+	if p.pw.on && p.pw.idle {
+		idleIO()
+	}
 	for {
 		select {
 		case <-p.stopc:
@@ -182,6 +189,23 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 	p.mu.Unlock()
 	s, _ = segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 	return s
+}
+
+// Linux I/O priorities (ioprio_set(2)).
+const (
+	ioprioWhoProcess = 1
+	ioprioClassIdle  = 3
+	ioprioClassShift = 13
+)
+
+// idleIO locks the calling goroutine to its OS thread for good (the thread
+// ends with the goroutine) and puts the thread in the idle I/O scheduling
+// class: the block layer's schedulers that honour it (mq-deadline, BFQ)
+// serve its reads and writes, and the write-back its syncs start, only
+// when nothing else waits. Where the call fails nothing changes.
+func idleIO() {
+	runtime.LockOSThread()
+	_, _, _ = unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, ioprioClassIdle<<ioprioClassShift)
 }
 
 // interrupted reports whether the log closes or a rollover waits.

@@ -290,6 +290,10 @@ func WriteTargets(w io.Writer, crs []CaseResult, sizes []int) {
 		if x, ok := ratio(a, b); ok {
 			line("durable, 1 writer vs raw floor", s, x, ok, 0.85, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
 		}
+		a, b = find(crs, WDurable, s, 1, "aof"), find(crs, WDurable, s, 1, "raw-overwrite")
+		if x, ok := ratio(a, b); ok {
+			line("durable, 1 writer vs raw-overwrite floor", s, x, ok, 0.9, fmt.Sprintf("%s vs %s records/s", Num(a.RecordsPerSec()), Num(b.RecordsPerSec())))
+		}
 	}
 	for _, s := range sizes {
 		a, b := find(crs, WDurable, s, 64, "aof"), find(crs, WBatch, s, 0, "raftwal")
