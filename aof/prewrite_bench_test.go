@@ -40,7 +40,6 @@ func BenchmarkPrewrite(b *testing.B) {
 	}
 }
 
-
 // prewriteModes: off, on (the preparer in the idle I/O class, as shipped),
 // and on-busy (in the default class).
 var prewriteModes = []string{"off", "on", "on-busy", "on-4m"}
