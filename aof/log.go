@@ -169,7 +169,7 @@ type Log struct {
 	cutBytes    atomic.Int64
 	removedSegs atomic.Uint64
 	// prewritten counts bytes of segment files prewritten with zeros
-	// (Config.PrewriteSegments), prewriteFails the prewrites that failed.
+	// (Config.NoPrewrite), prewriteFails the prewrites that failed.
 	prewritten    atomic.Int64
 	prewriteFails atomic.Uint64
 
@@ -292,7 +292,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 // prewriteConfig is the preparer's prewrite setting: Config's, with the
 // tests' seams, and a report that counts and traces each prewrite.
 func (l *Log) prewriteConfig(o options) prewriteConfig {
-	pw := prewriteConfig{on: l.cfg.PrewriteSegments, chunk: defaultPrewriteChunk, hook: o.prewriteHook, idle: !o.prewriteBusy}
+	pw := prewriteConfig{on: !l.cfg.NoPrewrite, chunk: defaultPrewriteChunk, hook: o.prewriteHook, idle: !o.prewriteBusy}
 	if o.prewriteChunk > 0 {
 		pw.chunk = o.prewriteChunk
 	}

@@ -45,7 +45,7 @@ type Metrics struct {
 	RemovedSegments uint64
 	// PrewrittenBytes counts bytes of new segment files written with
 	// zeros and synced ahead of use; PrewriteFailures counts such
-	// prewrites that failed (Config.PrewriteSegments).
+	// prewrites that failed (Config.NoPrewrite).
 	PrewrittenBytes  int64
 	PrewriteFailures uint64
 }

@@ -133,7 +133,7 @@ func powerScenario(t *testing.T, seed uint64, tot *powerTotals) {
 			NoBackgroundFlush: rng.IntN(4) == 0,
 			// Every other generation runs on prewritten segments:
 			// their zero writes and syncs are cut points too.
-			PrewriteSegments: gen%2 == 1,
+			NoPrewrite: gen%2 == 1,
 		}
 		where := fmt.Sprintf("seed %d generation %d (%+v)", seed, gen, cfg)
 		snaps, appended := powerRun(t, root, cfg, rng, maxAcked, where)

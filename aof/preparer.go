@@ -16,7 +16,7 @@ import (
 // when asked (kick: the log asks once the active segment is half full), so
 // a rollover only writes a header and renames a file; and it faults in the
 // active segment's append buffer ahead of the appenders when they ask
-// (warm: segment.WarmAt). With prewriting on (Config.PrewriteSegments) it
+// (warm: segment.WarmAt). Unless Config.NoPrewrite it
 // then writes zeros over the new file, a chunk at a time, each made
 // durable before the next (prewrite). It owns one goroutine, stopped by
 // stop.

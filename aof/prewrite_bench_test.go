@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// BenchmarkPrewrite shows both sides of Config.PrewriteSegments, off and on
+// BenchmarkPrewrite shows both sides of Config.NoPrewrite, off and on
 // in the same run (interleave them with -count):
 //
 //   - durable: one goroutine, Append of size bytes then FlushUntil, the
@@ -42,17 +42,13 @@ func BenchmarkPrewrite(b *testing.B) {
 
 // prewriteModes: off, on (the preparer in the idle I/O class, as shipped),
 // and on-busy (in the default class).
-var prewriteModes = []string{"off", "on", "on-busy", "on-4m"}
+var prewriteModes = []string{"off", "on", "on-busy"}
 
 func prewriteOpen(b *testing.B, mode string) *Log {
 	b.Helper()
-	l, err := Open(b.TempDir(), Config{PrewriteSegments: mode != "off"},
+	l, err := Open(b.TempDir(), Config{NoPrewrite: mode == "off"},
 		func(o *options) {
 			o.prewriteBusy = mode == "on-busy"
-			switch mode {
-			case "on-4m":
-				o.prewriteChunk = 4 << 20
-			}
 		})
 	if err != nil {
 		b.Fatal(err)
@@ -101,7 +97,7 @@ func reportPrewritten(b *testing.B, l *Log) {
 		made++
 	}
 	l.prep.mu.Unlock()
-	if made > 0 && l.cfg.PrewriteSegments {
+	if made > 0 && !l.cfg.NoPrewrite {
 		b.ReportMetric(100*float64(l.Metrics().PrewrittenBytes)/float64(int64(made)*l.cfg.SegmentSize), "prewritten-%")
 	}
 }

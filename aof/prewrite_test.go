@@ -16,7 +16,7 @@ import (
 	"github.com/aof2/aof2/vfs/vfstest"
 )
 
-// Tests of Config.PrewriteSegments: the preparer writes zeros over a new
+// Tests of Config.NoPrewrite: the preparer writes zeros over a new
 // segment file, a chunk at a time, each synced before the next; a rollover
 // or Close stops it between chunks; a failure is reported and the log goes
 // on.
@@ -157,7 +157,7 @@ func reopenCheck(t *testing.T, l *Log, dir string, next uint64) {
 	checkRecords(t, l2, 1, next, 1<<10)
 }
 
-func TestPrewriteSegmentsWritesAndSyncsEachChunk(t *testing.T) {
+func TestPrewriteWritesAndSyncsEachChunk(t *testing.T) {
 	const chunk = 16 << 10
 	for _, on := range []bool{false, true} {
 		t.Run(fmt.Sprintf("on=%v", on), func(t *testing.T) {
@@ -165,7 +165,7 @@ func TestPrewriteSegmentsWritesAndSyncsEachChunk(t *testing.T) {
 			ffs := vfstest.NewFaultFS(nil)
 			ffs.SetFault(rec.fault)
 			dir := t.TempDir()
-			l := openT(t, dir, Config{SegmentSize: prewriteSeg, PrewriteSegments: on}, WithFS(ffs), withPrewriteChunk(chunk))
+			l := openT(t, dir, Config{SegmentSize: prewriteSeg, NoPrewrite: !on}, WithFS(ffs), withPrewriteChunk(chunk))
 			next := halfFill(t, l, 1)
 			waitPrepared(l)
 			l.prep.mu.Lock()
@@ -218,7 +218,7 @@ func TestPrewriteStopsForRollover(t *testing.T) {
 		<-hurry
 	}
 	dir := t.TempDir()
-	l := openT(t, dir, Config{SegmentSize: prewriteSeg, PrewriteSegments: true}, WithFS(ffs), withPrewriteChunk(chunk), withPrewriteHook(hook))
+	l := openT(t, dir, Config{SegmentSize: prewriteSeg}, WithFS(ffs), withPrewriteChunk(chunk), withPrewriteHook(hook))
 	lp = l
 	next := halfFill(t, l, 1)
 	<-started
@@ -253,7 +253,7 @@ func TestCloseStopsPrewrite(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	l := openT(t, dir, Config{SegmentSize: prewriteSeg, PrewriteSegments: true}, WithFS(ffs), withPrewriteChunk(chunk), withPrewriteHook(hook))
+	l := openT(t, dir, Config{SegmentSize: prewriteSeg}, WithFS(ffs), withPrewriteChunk(chunk), withPrewriteHook(hook))
 	lp = l
 	next := halfFill(t, l, 1)
 	<-started
@@ -308,7 +308,7 @@ func TestPrewriteEIO(t *testing.T) {
 			ffs.SetFault(rec.fault)
 			tt := newTelemetry(t)
 			dir := t.TempDir()
-			l := openT(t, dir, Config{SegmentSize: prewriteSeg, PrewriteSegments: true}, append(tt.opts(), WithFS(ffs), withPrewriteChunk(chunk))...)
+			l := openT(t, dir, Config{SegmentSize: prewriteSeg}, append(tt.opts(), WithFS(ffs), withPrewriteChunk(chunk))...)
 			next := halfFill(t, l, 1)
 			waitPrepared(l)
 			l.prep.mu.Lock()

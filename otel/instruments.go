@@ -122,7 +122,7 @@ func (in *instruments) create(m metric.Meter) error {
 	in.durable = counter(MetricDurableSize, "By", "Bytes made durable.")
 	in.truncated = counter(MetricRecoveryTruncated, "By", "Bytes cut by recovery at open (torn tails, repairs).")
 	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack.")
-	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and synced (Config.PrewriteSegments).")
+	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and synced (unless Config.NoPrewrite).")
 	in.prewriteFailures = counter(MetricPrewriteFailures, "{failure}", "Prewrites of a new segment file that failed; the file is replaced by one not prewritten and the log goes on.")
 	in.backlog = gauge(MetricBacklogSize, "By", "Bytes appended but not yet durable.")
 	in.segments = gauge(MetricSegments, "{segment}", "Segment files in the log.")
