@@ -61,8 +61,7 @@ type prewriteConfig struct {
 	report func(start time.Time, done, size int64, err error)
 	// hook, set by tests only, runs before each chunk with its offset.
 	hook func(off int64)
-	// idle runs the preparer's goroutine on an OS thread of its own in
-	// the idle I/O scheduling class (idleIO).
+	// idle runs the prewrite in the idle I/O scheduling class (idleIO).
 	idle bool
 }
 
@@ -114,9 +113,6 @@ func (p *preparer) warm() {
 
 func (p *preparer) run() {
 	defer close(p.done)
-	if p.pw.on && p.pw.idle {
-		idleIO()
-	}
 	for {
 		select {
 		case <-p.stopc:
@@ -159,6 +155,9 @@ func (p *preparer) run() {
 // segment that is not prewritten (nil if that fails too: take prepares
 // one itself).
 func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.Segment {
+	if p.pw.idle {
+		defer idleIO()()
+	}
 	start := time.Now()
 	size := s.Header().Size
 	var off int64
@@ -198,14 +197,28 @@ const (
 	ioprioClassShift = 13
 )
 
-// idleIO locks the calling goroutine to its OS thread for good (the thread
-// ends with the goroutine) and puts the thread in the idle I/O scheduling
-// class: the block layer's schedulers that honour it (mq-deadline, BFQ)
-// serve its reads and writes, and the write-back its syncs start, only
-// when nothing else waits. Where the call fails nothing changes.
-func idleIO() {
+// idleIO locks the calling goroutine to its OS thread and puts the thread
+// in the idle I/O scheduling class: the block layer's schedulers that
+// honour it (mq-deadline, BFQ) serve its writes, and the write-back its
+// syncs start, only when no other I/O waits. restore puts the thread's
+// class back and unlocks it; a thread whose class cannot be put back stays
+// locked, and ends with the goroutine. Where the class cannot be set,
+// nothing changes.
+func idleIO() (restore func()) {
 	runtime.LockOSThread()
-	_, _, _ = unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, ioprioClassIdle<<ioprioClassShift)
+	old, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, 0, 0)
+	if errno == 0 {
+		_, _, errno = unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, ioprioClassIdle<<ioprioClassShift)
+	}
+	if errno != 0 {
+		runtime.UnlockOSThread()
+		return func() {}
+	}
+	return func() {
+		if _, _, errno := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, old); errno == 0 {
+			runtime.UnlockOSThread()
+		}
+	}
 }
 
 // interrupted reports whether the log closes or a rollover waits.

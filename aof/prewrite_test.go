@@ -3,6 +3,7 @@ package aof
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -343,4 +344,33 @@ func TestPrewriteEIO(t *testing.T) {
 			reopenCheck(t, l, dir, next)
 		})
 	}
+}
+
+// TestIdleIOAndRestore: idleIO puts the calling thread in the idle I/O
+// class, and restore puts back the class it had.
+func TestIdleIOAndRestore(t *testing.T) {
+	ioprio := func() uintptr {
+		v, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, 0, 0)
+		if errno != 0 {
+			t.Skipf("ioprio_get: %v", errno)
+		}
+		return v
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Checked on a thread of its own, which the runtime drops at
+		// the end whatever its class.
+		runtime.LockOSThread()
+		before := ioprio()
+		restore := idleIO()
+		if got := ioprio(); got>>ioprioClassShift != ioprioClassIdle {
+			t.Errorf("after idleIO: ioprio %#x, want the idle class (%d)", got, ioprioClassIdle)
+		}
+		restore()
+		if got := ioprio(); got != before {
+			t.Errorf("after restore: ioprio %#x, want %#x", got, before)
+		}
+	}()
+	<-done
 }
