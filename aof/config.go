@@ -92,8 +92,8 @@ type Config struct {
 	// ext4 or XFS the first sync after a write into it also commits that
 	// extent change through the file system's journal; a prewritten block
 	// needs no metadata, so a durable append's fdatasync is cheaper
-	// (measured on an ext4 virtio disk: half the p50 latency of a
-	// durable 4 KiB append, 0.6x at 64 KiB). The price is device
+	// (measured on an ext4 virtio disk: 0.63-0.68x the p50 latency of
+	// a durable 4 KiB or 64 KiB append). The price is device
 	// bandwidth: a segment is written twice, once with zeros. The idle
 	// class yields to every other I/O, so when appends keep the device
 	// busy the prewrite mostly does not happen and costs little; on a
