@@ -486,6 +486,8 @@ func ExampleMetrics_Samples() {
 	// aof_durable_bytes_total
 	// aof_segments
 	// aof_segments_removed_total
+	// aof_prewrite_bytes_total
+	// aof_prewrite_failures_total
 }
 
 // WithTracerProvider, WithMeterProvider and WithName hand the log an

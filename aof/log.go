@@ -170,6 +170,10 @@ type Log struct {
 	cutRecords  atomic.Uint64
 	cutBytes    atomic.Int64
 	removedSegs atomic.Uint64
+	// prewritten counts bytes of segment files prewritten with zeros
+	// (Config.NoPrewrite), prewriteFails the prewrites that failed.
+	prewritten    atomic.Int64
+	prewriteFails atomic.Uint64
 
 	// Notifications, each with its own lock: lifecycle events to
 	// subscribers, and the wake-up of Written followers at the tail.
@@ -266,7 +270,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		lock.Unlock()
 		return nil, err
 	}
-	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, l.pool, func() *segment.Segment { return l.active.Load().Segment })
+	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, l.pool, l.prewriteConfig(o), func() *segment.Segment { return l.active.Load().Segment })
 	l.prepareAt = cfg.SegmentSize / 2
 	if end, _ := l.active.Load().Reserved(); end >= l.prepareAt {
 		l.prep.kick()
@@ -286,6 +290,23 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 	}
 	l.startRetainer()
 	return l, nil
+}
+
+// prewriteConfig is the preparer's prewrite setting: Config's, with the
+// tests' seams, and a report that counts and traces each prewrite.
+func (l *Log) prewriteConfig(o options) prewriteConfig {
+	pw := prewriteConfig{on: !l.cfg.NoPrewrite, chunk: defaultPrewriteChunk, hook: o.prewriteHook, idle: !o.prewriteBusy}
+	if o.prewriteChunk > 0 {
+		pw.chunk = o.prewriteChunk
+	}
+	pw.report = func(start time.Time, done, size int64, err error) {
+		l.prewritten.Add(done)
+		if err != nil {
+			l.prewriteFails.Add(1)
+		}
+		l.tel.Prewritten(start, done, size, err)
+	}
+	return pw
 }
 
 // defaultName is the aof.log attribute of a log opened without WithName:

@@ -43,6 +43,11 @@ type Metrics struct {
 	Segments        int
 	SealedSegments  uint64
 	RemovedSegments uint64
+	// PrewrittenBytes counts bytes of new segment files written with
+	// zeros and synced ahead of use; PrewriteFailures counts such
+	// prewrites that failed (Config.NoPrewrite).
+	PrewrittenBytes  int64
+	PrewriteFailures uint64
 }
 
 // Flushes returns the number of flushes that synced something for reason
@@ -99,21 +104,23 @@ func (l *Log) metricsOnce() Metrics {
 	cutBytes := l.cutBytes.Load()
 	fs := l.metrics.Snapshot()
 	return Metrics{
-		flush:           fs,
-		FlushedBytes:    fs.FlushedBytes,
-		Fsyncs:          fs.Fsyncs,
-		FsyncTime:       time.Duration(fs.FsyncNanos),
-		RetryAttempts:   fs.RetryAttempts,
-		RetryFailures:   fs.RetryFailures,
-		AppendedRecords: next + l.cutRecords.Load() - l.openSeq,
-		AppendedBytes:   pos + cutBytes - l.openPos,
-		BacklogBytes:    pos - durablePos,
-		DurableBytes:    durablePos + cutBytes - l.report.durablePos,
-		NextSeq:         next,
-		DurableSeq:      min(l.pipe.Durable(), next), // lowered just after a cut
-		Segments:        nsegs,
-		SealedSegments:  l.sealedCount.Load(),
-		RemovedSegments: l.removedSegs.Load(),
+		flush:            fs,
+		FlushedBytes:     fs.FlushedBytes,
+		Fsyncs:           fs.Fsyncs,
+		FsyncTime:        time.Duration(fs.FsyncNanos),
+		RetryAttempts:    fs.RetryAttempts,
+		RetryFailures:    fs.RetryFailures,
+		AppendedRecords:  next + l.cutRecords.Load() - l.openSeq,
+		AppendedBytes:    pos + cutBytes - l.openPos,
+		BacklogBytes:     pos - durablePos,
+		DurableBytes:     durablePos + cutBytes - l.report.durablePos,
+		NextSeq:          next,
+		DurableSeq:       min(l.pipe.Durable(), next), // lowered just after a cut
+		Segments:         nsegs,
+		SealedSegments:   l.sealedCount.Load(),
+		RemovedSegments:  l.removedSegs.Load(),
+		PrewrittenBytes:  l.prewritten.Load(),
+		PrewriteFailures: l.prewriteFails.Load(),
 	}
 }
 
@@ -141,5 +148,7 @@ func (m Metrics) Samples() []Sample {
 		{"aof_durable_bytes_total", float64(m.DurableBytes)},
 		{"aof_segments", float64(m.Segments)},
 		{"aof_segments_removed_total", float64(m.RemovedSegments)},
+		{"aof_prewrite_bytes_total", float64(m.PrewrittenBytes)},
+		{"aof_prewrite_failures_total", float64(m.PrewriteFailures)},
 	}
 }

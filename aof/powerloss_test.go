@@ -138,6 +138,9 @@ func powerScenario(t *testing.T, seed uint64, retain bool, tot *powerTotals) {
 	var maxAcked uint64
 	for gen := range powerGenerations {
 		cfg := powerConfig(rng, retain)
+		// Every other generation runs on prewritten segments: their
+		// zero writes and syncs are cut points too.
+		cfg.NoPrewrite = gen%2 == 1
 		where := fmt.Sprintf("seed %d generation %d (%+v)", seed, gen, cfg)
 		snaps, appended, recycled := powerRun(t, root, cfg, rng, maxAcked, where)
 		tot.recycled += recycled

@@ -2,7 +2,11 @@ package aof
 
 import (
 	"io/fs"
+	"runtime"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -12,19 +16,28 @@ import (
 // when asked (kick: the log asks once the active segment is half full), so
 // a rollover only writes a header and renames a file; and it faults in the
 // active segment's append buffer ahead of the appenders when they ask
-// (warm: segment.WarmAt). It owns one goroutine, stopped by stop.
+// (warm: segment.WarmAt). Unless Config.NoPrewrite it
+// then writes zeros over the new file, a chunk at a time, each made
+// durable before the next (prewrite). It owns one goroutine, stopped by
+// stop.
 type preparer struct {
 	fs   vfs.FS
 	dir  string
 	size int64
 	perm fs.FileMode
 	pool *pool // the source of recycled files, before new ones
+	pw   prewriteConfig
 
 	mu    sync.Mutex
 	cond  sync.Cond
 	ready *segment.Segment // prepared, not yet taken
 	busy  bool             // the goroutine is preparing one
 	next  uint64           // temporary-name counter
+	// hurry is closed by take while the goroutine is preparing (busy):
+	// a rollover waits, so the prewrite stops after its current chunk.
+	// A fresh channel for each preparation; hurried says it was closed.
+	hurry   chan struct{}
+	hurried bool
 
 	active func() *segment.Segment // the segment appenders write to
 
@@ -34,18 +47,49 @@ type preparer struct {
 	done  chan struct{}
 }
 
-func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode, pool *pool, active func() *segment.Segment) *preparer {
+// prewriteConfig says whether and how the preparer prewrites segments.
+type prewriteConfig struct {
+	on bool
+	// chunk is how many bytes one write and sync cover (a rollover
+	// waits for at most one).
+	chunk int
+	// zeros is chunk bytes of anonymous memory never written: reads of
+	// it map the kernel's zero page, so it costs no memory. Set by
+	// startPreparer, unmapped by stop.
+	zeros []byte
+	// report is told of every prewrite: when it started, how many bytes
+	// it made durable of how many, and its failure if any.
+	report func(start time.Time, done, size int64, err error)
+	// hook, set by tests only, runs before each chunk with its offset.
+	hook func(off int64)
+	// idle runs the prewrite in the idle I/O scheduling class (idleIO).
+	idle bool
+}
+
+// defaultPrewriteChunk is the prewrite's write and sync unit: large enough
+// that syncs are few (64 for a 64 MiB segment), small enough that a
+// rollover that finds the prewrite running waits for about one sync.
+const defaultPrewriteChunk = 1 << 20
+
+func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode, pool *pool, pw prewriteConfig, active func() *segment.Segment) *preparer {
 	p := &preparer{
 		pool:   pool,
 		fs:     fsys,
 		dir:    dir,
 		size:   size,
 		perm:   perm,
+		pw:     pw,
 		active: active,
 		kickc:  make(chan struct{}, 1),
 		warmc:  make(chan struct{}, 1),
 		stopc:  make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	if p.pw.on {
+		p.pw.chunk = int(min(int64(p.pw.chunk), size))
+		// Without the zeros (no memory for a mapping), no prewrite.
+		z, err := unix.Mmap(-1, 0, p.pw.chunk, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		p.pw.on, p.pw.zeros = err == nil, z
 	}
 	p.cond.L = &p.mu
 	go p.run()
@@ -86,12 +130,18 @@ func (p *preparer) run() {
 			continue
 		}
 		p.busy = true
+		p.hurry, p.hurried = make(chan struct{}), false
 		id := p.next
 		p.next++
+		hurry := p.hurry
 		p.mu.Unlock()
 		// A failure (a full disk, say) is not kept: take retries on the
 		// appender's goroutine and returns the error there.
 		s, _ := p.prepare(id)
+		if s != nil && p.pw.on && !s.Recycled() {
+			// A recycled file's blocks are written ones already.
+			s = p.prewrite(s, hurry)
+		}
 		p.mu.Lock()
 		p.ready, p.busy = s, false
 		p.cond.Broadcast()
@@ -99,10 +149,102 @@ func (p *preparer) run() {
 	}
 }
 
+// prewrite writes zeros over the fresh segment s, chunk by chunk, each
+// made durable before the next, so that no dirty page is left for the
+// appenders' first sync to pay. It stops between chunks when a rollover
+// waits for s (hurry) or the log closes, leaving s partly prewritten: its
+// first blocks, the ones written first, are. A failure is reported, and s,
+// whose device just failed a write or a sync, is discarded for a fresh
+// segment that is not prewritten (nil if that fails too: take prepares
+// one itself).
+func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.Segment {
+	if p.pw.idle {
+		defer idleIO()()
+	}
+	start := time.Now()
+	size := s.Header().Size
+	var off int64
+	var err error
+	for off < size {
+		if p.pw.hook != nil {
+			p.pw.hook(off)
+		}
+		if p.interrupted(hurry) {
+			break
+		}
+		n := min(int64(p.pw.chunk), size-off)
+		if err = s.Prewrite(off, p.pw.zeros[:n]); err != nil {
+			break
+		}
+		off += n
+	}
+	if p.pw.report != nil {
+		p.pw.report(start, off, size, err)
+	}
+	if err == nil {
+		return s
+	}
+	s.Discard()
+	p.mu.Lock()
+	id := p.next
+	p.next++
+	p.mu.Unlock()
+	s, _ = segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
+	return s
+}
+
+// Linux I/O priorities (ioprio_set(2)).
+const (
+	ioprioWhoProcess = 1
+	ioprioClassIdle  = 3
+	ioprioClassShift = 13
+)
+
+// idleIO locks the calling goroutine to its OS thread and puts the thread
+// in the idle I/O scheduling class: the block layer's schedulers that
+// honour it (mq-deadline, BFQ) serve its writes, and the write-back its
+// syncs start, only when no other I/O waits. restore puts the thread's
+// class back and unlocks it; a thread whose class cannot be put back stays
+// locked, and ends with the goroutine. Where the class cannot be set,
+// nothing changes.
+func idleIO() (restore func()) {
+	runtime.LockOSThread()
+	old, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, 0, 0)
+	if errno == 0 {
+		_, _, errno = unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, ioprioClassIdle<<ioprioClassShift)
+	}
+	if errno != 0 {
+		runtime.UnlockOSThread()
+		return func() {}
+	}
+	return func() {
+		if _, _, errno := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, old); errno == 0 {
+			runtime.UnlockOSThread()
+		}
+	}
+}
+
+// interrupted reports whether the log closes or a rollover waits.
+func (p *preparer) interrupted(hurry <-chan struct{}) bool {
+	select {
+	case <-hurry:
+		return true
+	case <-p.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
 // take returns a prepared segment, preparing one on the caller's goroutine
-// if none is ready.
+// if none is ready. If one is being prepared it waits for it, but not for
+// the rest of its prewrite.
 func (p *preparer) take() (*segment.Segment, error) {
 	p.mu.Lock()
+	if p.busy && !p.hurried {
+		close(p.hurry)
+		p.hurried = true
+	}
 	for p.busy {
 		p.cond.Wait()
 	}
@@ -131,7 +273,8 @@ func (p *preparer) prepare(id uint64) (*segment.Segment, error) {
 	return segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 }
 
-// stop stops the goroutine and removes a prepared segment nobody took.
+// stop stops the goroutine (a prewrite stops after its current chunk) and
+// removes a prepared segment nobody took.
 func (p *preparer) stop() {
 	close(p.stopc)
 	<-p.done
@@ -140,5 +283,9 @@ func (p *preparer) stop() {
 	if p.ready != nil {
 		p.ready.Discard()
 		p.ready = nil
+	}
+	if p.pw.zeros != nil {
+		unix.Munmap(p.pw.zeros)
+		p.pw.zeros = nil
 	}
 }

@@ -46,5 +46,7 @@ func (l *Log) observe(v *aofotel.Values) {
 		Segments:               m.Segments,
 		RecoveryTruncatedBytes: l.report.TruncatedBytes,
 		RemovedSegments:        m.RemovedSegments,
+		PrewrittenBytes:        m.PrewrittenBytes,
+		PrewriteFailures:       m.PrewriteFailures,
 	}
 }

@@ -26,8 +26,18 @@ import (
 var sizes = []int{64, 256, 4096, 65536}
 
 func eachImpl(b *testing.B, mode harness.Mode, fn func(b *testing.B, impl harness.Impl)) {
+	eachImplOf(b, mode, false, fn)
+}
+
+// eachReader is eachImpl for the read benchmarks: without the
+// write-only floors.
+func eachReader(b *testing.B, mode harness.Mode, fn func(b *testing.B, impl harness.Impl)) {
+	eachImplOf(b, mode, true, fn)
+}
+
+func eachImplOf(b *testing.B, mode harness.Mode, reads bool, fn func(b *testing.B, impl harness.Impl)) {
 	for _, impl := range harness.Impls() {
-		if !impl.Has(mode) {
+		if !impl.Has(mode) || reads && impl.WritesOnly {
 			continue
 		}
 		b.Run("impl="+impl.Name, func(b *testing.B) { fn(b, impl) })
@@ -150,7 +160,7 @@ func buildReadLog(b *testing.B, impl harness.Impl, size int) (string, harness.Mo
 func BenchmarkReopenRead(b *testing.B) {
 	for _, size := range sizes {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			eachImpl(b, harness.Durable, func(b *testing.B, impl harness.Impl) {
+			eachReader(b, harness.Durable, func(b *testing.B, impl harness.Impl) {
 				dir, mode, n := buildReadLog(b, impl, size)
 				b.SetBytes(n * int64(size))
 				b.ReportAllocs()
@@ -180,7 +190,7 @@ func BenchmarkReopenRead(b *testing.B) {
 func BenchmarkRandomRead(b *testing.B) {
 	for _, size := range sizes {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			eachImpl(b, harness.Durable, func(b *testing.B, impl harness.Impl) {
+			eachReader(b, harness.Durable, func(b *testing.B, impl harness.Impl) {
 				dir, mode, n := buildReadLog(b, impl, size)
 				lg, err := impl.Open(dir, mode)
 				if err != nil {
@@ -213,6 +223,9 @@ func BenchmarkFollow(b *testing.B) {
 	for _, size := range sizes {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
 			for _, impl := range harness.Impls() {
+				if impl.WritesOnly {
+					continue
+				}
 				levels := []harness.FollowLevel{harness.FollowDurable}
 				if impl.Follow != nil {
 					levels = append(levels, harness.FollowWritten)

@@ -29,6 +29,8 @@ const (
 	MetricRecoveryDuration  = "aof.recovery.duration"       // aof_recovery_duration_seconds
 	MetricRecoveryTruncated = "aof.recovery.truncated.size" // aof_recovery_truncated_size_bytes_total
 	MetricSegmentsRemoved   = "aof.segments.removed"        // aof_segments_removed_total
+	MetricPrewriteSize      = "aof.prewrite.size"           // aof_prewrite_size_bytes_total
+	MetricPrewriteFailures  = "aof.prewrite.failures"       // aof_prewrite_failures_total
 )
 
 // DurationBuckets are the histogram bounds, in seconds, for fsync and flush
@@ -46,6 +48,8 @@ type Values struct {
 	Segments               int
 	RecoveryTruncatedBytes int64
 	RemovedSegments        uint64
+	PrewrittenBytes        int64
+	PrewriteFailures       uint64
 }
 
 // instruments are one log's instruments. The counters are synchronous
@@ -66,6 +70,7 @@ type instruments struct {
 	recoveryDuration metric.Float64Histogram
 
 	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated, removed metric.Int64Counter
+	prewritten, prewriteFailures                                                               metric.Int64Counter
 	backlog, segments                                                                          metric.Int64ObservableGauge
 
 	// Set by register. last is what the counters were given so far.
@@ -117,6 +122,8 @@ func (in *instruments) create(m metric.Meter) error {
 	in.durable = counter(MetricDurableSize, "By", "Bytes made durable.")
 	in.truncated = counter(MetricRecoveryTruncated, "By", "Bytes cut by recovery at open (torn tails, repairs).")
 	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack.")
+	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and synced (unless Config.NoPrewrite).")
+	in.prewriteFailures = counter(MetricPrewriteFailures, "{failure}", "Prewrites of a new segment file that failed; the file is replaced by one not prewritten and the log goes on.")
 	in.backlog = gauge(MetricBacklogSize, "By", "Bytes appended but not yet durable.")
 	in.segments = gauge(MetricSegments, "{segment}", "Segment files in the log.")
 	return err
@@ -137,7 +144,7 @@ func (in *instruments) register(log attribute.KeyValue, read func(*Values)) (met
 	// failure counter that never moved (an alert on increase() has a
 	// series to work on), not a series that appears at the first failure.
 	ctx := context.Background()
-	for _, c := range []metric.Int64Counter{in.appendRecords, in.appendSize, in.fsyncs, in.retries, in.failures, in.durable, in.truncated, in.removed} {
+	for _, c := range []metric.Int64Counter{in.appendRecords, in.appendSize, in.fsyncs, in.retries, in.failures, in.durable, in.truncated, in.removed, in.prewritten, in.prewriteFailures} {
 		c.Add(ctx, 0, in.logSet)
 	}
 	for r := range in.flushSets {
@@ -183,6 +190,8 @@ func (in *instruments) push(ctx context.Context, v *Values) {
 	addDelta(ctx, in.durable, v.DurableBytes, &last.DurableBytes, in.logSet)
 	addDelta(ctx, in.truncated, v.RecoveryTruncatedBytes, &last.RecoveryTruncatedBytes, in.logSet)
 	addDelta(ctx, in.removed, v.RemovedSegments, &last.RemovedSegments, in.logSet)
+	addDelta(ctx, in.prewritten, v.PrewrittenBytes, &last.PrewrittenBytes, in.logSet)
+	addDelta(ctx, in.prewriteFailures, v.PrewriteFailures, &last.PrewriteFailures, in.logSet)
 }
 
 // addDelta adds now-*last to c if now is greater, and sets *last to now.

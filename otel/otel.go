@@ -84,6 +84,7 @@ const (
 	SpanSeal       = "aof.seal"
 	SpanRecover    = "aof.recover"
 	SpanTruncate   = "aof.truncate"
+	SpanPrewrite   = "aof.prewrite"
 )
 
 // Event names.
@@ -120,6 +121,7 @@ const (
 	AttrTruncateEnd  = attribute.Key("aof.truncate.end")
 	AttrRemoved      = attribute.Key("aof.segments.removed")
 	AttrSyncTarget   = attribute.Key("aof.fsync.target")
+	AttrSegmentSize  = attribute.Key("aof.segment.size")
 )
 
 // Values of aof.fsync.target: what a sync attempt makes durable.
@@ -471,6 +473,17 @@ func (t *Telemetry) Recovered(ctx context.Context, start time.Time, events []Rec
 func (t *Telemetry) Truncated(ctx context.Context, start time.Time, end, reason string, seq uint64, removed int, err error) {
 	_, span := t.tracer.Start(ctx, SpanTruncate, trace.WithTimestamp(start), trace.WithAttributes(t.logKV,
 		AttrTruncateEnd.String(end), AttrReason.String(reason), AttrSeq.Int64(int64(seq)), AttrRemoved.Int(removed)))
+	endSpan(span, err)
+}
+
+// Prewritten records an aof.prewrite span from start to now: the
+// preparer wrote zeros over done bytes of a new segment file of size bytes
+// and made them durable (unless Config.NoPrewrite); err is why it stopped
+// short, if it failed. It runs on the preparer's goroutine, under no
+// caller's context.
+func (t *Telemetry) Prewritten(start time.Time, done, size int64, err error) {
+	_, span := t.tracer.Start(context.Background(), SpanPrewrite, trace.WithTimestamp(start), trace.WithAttributes(t.logKV,
+		AttrBytes.Int64(done), AttrSegmentSize.Int64(size)))
 	endSpan(span, err)
 }
 

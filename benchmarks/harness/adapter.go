@@ -83,6 +83,9 @@ type Impl struct {
 	// Follow, if set, is the implementation's own tail-following API
 	// (see follow.go); otherwise the follower polls Read.
 	Follow FollowFunc
+	// WritesOnly: a floor for the write workloads (buffered, durable,
+	// batch64) only; the read and follow workloads skip it.
+	WritesOnly bool
 }
 
 // Has reports whether the implementation has mode m.
@@ -100,7 +103,7 @@ var registry = map[string]Impl{}
 func register(i Impl) { registry[i.Name] = i }
 
 // Impls returns the registered implementations, aof first, then the raw
-// floor, then peers by name.
+// floors (fallocated blocks, then written ones), then peers by name.
 func Impls() []Impl {
 	var out []Impl
 	for _, i := range registry {
@@ -112,8 +115,10 @@ func Impls() []Impl {
 			return 0
 		case "raw":
 			return 1
+		case "raw-overwrite":
+			return 2
 		}
-		return 2
+		return 3
 	}
 	sort.Slice(out, func(a, b int) bool {
 		ra, rb := rank(out[a].Name), rank(out[b].Name)

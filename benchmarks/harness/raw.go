@@ -26,24 +26,47 @@ import (
 // under many writers it is one sync per record: a floor for one writer,
 // not for group commit. The sequence-number index is a slice in memory,
 // rebuilt by a scan on the first Read or Append after a reopen.
+//
+// raw-overwrite is the same log writing into blocks already written: a
+// fallocated block is "unwritten" until its first write, and the first
+// fdatasync after a write into it also commits that extent change through
+// the file system's journal. So Open (untimed) keeps rawSpares files
+// fallocated, filled with zeros and synced, and a roll renames the next
+// spare into place instead of creating a file. A roll that finds none left
+// makes one on the spot, in the timed part. Durable mode only (without a
+// sync the blocks' state does not show), and a floor for the write
+// workloads only: its reads are raw's.
 func init() {
 	register(Impl{
 		Name:  "raw",
 		Note:  "floor: pwrite of [u32 len][payload] into files fallocated to 64 MiB; durable = + fdatasync per call; caller-side mutex; in-memory index",
-		Open:  openRaw,
+		Open:  func(dir string, mode Mode) (Log, error) { return openRaw(dir, mode, false) },
 		Modes: []Mode{Buffered, Durable},
+	})
+	register(Impl{
+		Name:       "raw-overwrite",
+		Note:       "floor into written blocks: raw, durable, writing into files zero-filled and synced before the timed part (4 spare files of 64 MiB topped up at each Open)",
+		Open:       func(dir string, mode Mode) (Log, error) { return openRaw(dir, mode, true) },
+		Modes:      []Mode{Durable},
+		WritesOnly: true,
 	})
 }
 
 const (
 	rawFileSize = 64 << 20
 	rawHeader   = 4
+	// rawSpares is how many zero-filled files raw-overwrite keeps ready:
+	// more than one durable writer fills in a 700 ms slice at 64 KiB.
+	rawSpares   = 4
+	rawSpareExt = ".spare"
 )
 
 type rawLog struct {
 	dir   string
 	mode  Mode
 	syncs atomic.Int64
+	// overwrite: raw-overwrite, rolling into zero-filled spare files.
+	overwrite bool
 
 	mu      sync.Mutex
 	fd      int   // file being written, -1 before the first
@@ -55,14 +78,99 @@ type rawLog struct {
 	buf     []byte
 }
 
-func openRaw(dir string, mode Mode) (Log, error) {
-	r := &rawLog{dir: dir, mode: mode, fd: -1, readFDs: map[int]int{}}
+func openRaw(dir string, mode Mode, overwrite bool) (Log, error) {
+	r := &rawLog{dir: dir, mode: mode, overwrite: overwrite, fd: -1, readFDs: map[int]int{}}
 	nums, err := r.files()
 	if err != nil {
 		return nil, err
 	}
 	r.indexed = len(nums) == 0
+	if overwrite {
+		if err := r.topUpSpares(); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+func (r *rawLog) sparePath(n int) string {
+	return filepath.Join(r.dir, fmt.Sprintf("%06d%s", n, rawSpareExt))
+}
+
+// spares returns the numbers of the spare files, in order.
+func (r *rawLog) spares() ([]int, error) {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return nil, fmt.Errorf("raw list %s: %w", r.dir, err)
+	}
+	var nums []int
+	for _, e := range ents {
+		if s, ok := strings.CutSuffix(e.Name(), rawSpareExt); ok {
+			if n, err := strconv.Atoi(s); err == nil {
+				nums = append(nums, n)
+			}
+		}
+	}
+	sort.Ints(nums)
+	return nums, nil
+}
+
+// topUpSpares makes zero-filled spare files until there are rawSpares.
+func (r *rawLog) topUpSpares() error {
+	nums, err := r.spares()
+	if err != nil {
+		return err
+	}
+	next := 0
+	if len(nums) > 0 {
+		next = nums[len(nums)-1] + 1
+	}
+	for range rawSpares - len(nums) {
+		if err := r.makeFile(r.sparePath(next), true); err != nil {
+			return err
+		}
+		next++
+	}
+	return nil
+}
+
+// makeFile creates path fallocated to rawFileSize, zero-filled if zero,
+// synced, with its directory entry synced, and leaves it open as r.fd.
+func (r *rawLog) makeFile(path string, zero bool) error {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("raw create: %w", err)
+	}
+	err = unix.Fallocate(fd, 0, 0, rawFileSize)
+	if err == nil && zero {
+		zeros := make([]byte, 1<<20)
+		for off := int64(0); off < rawFileSize && err == nil; off += int64(len(zeros)) {
+			_, err = unix.Pwrite(fd, zeros, off)
+		}
+	}
+	if err == nil {
+		r.syncs.Add(1)
+		err = unix.Fdatasync(fd)
+	}
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("raw make %s: %w", path, err)
+	}
+	return r.syncDir()
+}
+
+func (r *rawLog) syncDir() error {
+	d, err := unix.Open(r.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("raw open dir: %w", err)
+	}
+	r.syncs.Add(1)
+	err = unix.Fsync(d)
+	unix.Close(d)
+	if err != nil {
+		return fmt.Errorf("raw sync dir: %w", err)
+	}
+	return nil
 }
 
 func (r *rawLog) path(n int) string { return filepath.Join(r.dir, fmt.Sprintf("%06d.raw", n)) }
@@ -87,7 +195,7 @@ func (r *rawLog) files() ([]int, error) {
 	return nums, nil
 }
 
-// roll starts a fresh preallocated file. Called with r.mu held.
+// roll starts a fresh file (nextFile). Called with r.mu held.
 func (r *rawLog) roll() error {
 	if r.fd >= 0 {
 		// In durable mode every call has synced already.
@@ -100,29 +208,36 @@ func (r *rawLog) roll() error {
 		r.fd = -1
 	}
 	r.num++
-	fd, err := unix.Open(r.path(r.num), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("raw create: %w", err)
-	}
-	if err := unix.Fallocate(fd, 0, 0, rawFileSize); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("raw fallocate: %w", err)
-	}
-	r.fd, r.off = fd, 0
-	if err := r.fdatasync(); err != nil {
+	path := r.path(r.num)
+	if err := r.nextFile(path); err != nil {
 		return err
 	}
-	d, err := unix.Open(r.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("raw open dir: %w", err)
+		return fmt.Errorf("raw open: %w", err)
 	}
-	err = unix.Fsync(d)
-	unix.Close(d)
-	if err != nil {
-		return fmt.Errorf("raw sync dir: %w", err)
-	}
-	r.syncs.Add(1)
+	r.fd, r.off = fd, 0
 	return nil
+}
+
+// nextFile puts a fresh file, synced with its directory entry, at path:
+// raw fallocates one; raw-overwrite renames its next spare there, or makes
+// a zero-filled one if it has none left.
+func (r *rawLog) nextFile(path string) error {
+	if !r.overwrite {
+		return r.makeFile(path, false)
+	}
+	nums, err := r.spares()
+	if err != nil {
+		return err
+	}
+	if len(nums) == 0 {
+		return r.makeFile(path, true)
+	}
+	if err := os.Rename(r.sparePath(nums[0]), path); err != nil {
+		return fmt.Errorf("raw take spare: %w", err)
+	}
+	return r.syncDir()
 }
 
 func (r *rawLog) fdatasync() error {

@@ -302,6 +302,9 @@ func RunReadCases(o Options, size int) (reopen, random []*Result, err error) {
 		}
 	}()
 	for _, impl := range o.impls() {
+		if impl.WritesOnly {
+			continue
+		}
 		mode := Buffered
 		if !impl.Has(Buffered) {
 			mode = Durable
@@ -456,7 +459,7 @@ func runFollow(o Options, c Case) ([]*Result, error) {
 	var fs []follower
 	var results []*Result
 	for _, impl := range o.impls() {
-		if !impl.Has(Durable) {
+		if !impl.Has(Durable) || impl.WritesOnly {
 			continue
 		}
 		fs = append(fs, follower{impl, FollowDurable, impl.Name})
