@@ -486,8 +486,9 @@ func ExampleMetrics_Samples() {
 	// aof_durable_bytes_total
 	// aof_segments
 	// aof_segments_removed_total
-	// aof_prewrite_bytes_total
+	// aof_prewrite_size_bytes_total
 	// aof_prewrite_failures_total
+	// aof_segments_recycled_total
 }
 
 // WithTracerProvider, WithMeterProvider and WithName hand the log an

@@ -48,6 +48,9 @@ type Metrics struct {
 	// prewrites that failed (Config.NoPrewrite).
 	PrewrittenBytes  int64
 	PrewriteFailures uint64
+	// RecycledSegments counts segment files reused from the pool of
+	// dropped ones (Config.RecycleSegments) since Open.
+	RecycledSegments uint64
 }
 
 // Flushes returns the number of flushes that synced something for reason
@@ -121,6 +124,7 @@ func (l *Log) metricsOnce() Metrics {
 		RemovedSegments:  l.removedSegs.Load(),
 		PrewrittenBytes:  l.prewritten.Load(),
 		PrewriteFailures: l.prewriteFails.Load(),
+		RecycledSegments: l.recycledCount(),
 	}
 }
 
@@ -148,7 +152,17 @@ func (m Metrics) Samples() []Sample {
 		{"aof_durable_bytes_total", float64(m.DurableBytes)},
 		{"aof_segments", float64(m.Segments)},
 		{"aof_segments_removed_total", float64(m.RemovedSegments)},
-		{"aof_prewrite_bytes_total", float64(m.PrewrittenBytes)},
+		{"aof_prewrite_size_bytes_total", float64(m.PrewrittenBytes)},
 		{"aof_prewrite_failures_total", float64(m.PrewriteFailures)},
+		{"aof_segments_recycled_total", float64(m.RecycledSegments)},
 	}
+}
+
+// recycledCount returns how many files the pool handed out for reuse.
+func (l *Log) recycledCount() uint64 {
+	if l.pool == nil {
+		return 0
+	}
+	_, taken := l.pool.stats()
+	return taken
 }

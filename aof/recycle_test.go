@@ -12,8 +12,10 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/aof2/aof2/inspect"
+	aofotel "github.com/aof2/aof2/otel"
 	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
 	"github.com/aof2/aof2/vfs"
@@ -259,7 +261,8 @@ func checkRecoverySkipsStale(t *testing.T, image string, cfg Config, last Record
 func TestRecyclingKeepsDiskBounded(t *testing.T) {
 	dir := t.TempDir()
 	cfg := recycleConfig()
-	l := openT(t, dir, cfg)
+	tt := newTelemetry(t)
+	l := openT(t, dir, cfg, tt.opts()...)
 	appendUntilRecycled(t, l, 1000, 1, false)
 	for range 300 {
 		mustAppend(t, l, seqPayload(l.NextSeq(), 1000))
@@ -273,6 +276,13 @@ func TestRecyclingKeepsDiskBounded(t *testing.T) {
 	_, taken := l.pool.stats()
 	if taken < 3 {
 		t.Fatalf("only %d files recycled", taken)
+	}
+	if m := l.Metrics(); m.RecycledSegments != taken {
+		t.Fatalf("Metrics().RecycledSegments = %d, the pool handed out %d", m.RecycledSegments, taken)
+	}
+	got := tt.collect(t)[aofotel.MetricSegmentsRecycled]
+	if sum, ok := got.Data.(metricdata.Sum[int64]); !ok || len(sum.DataPoints) != 1 || uint64(sum.DataPoints[0].Value) != taken {
+		t.Fatalf("%s: %+v, want %d", aofotel.MetricSegmentsRecycled, got.Data, taken)
 	}
 	first, next := l.Bounds()
 	if err := l.Close(); err != nil {

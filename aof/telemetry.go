@@ -48,5 +48,6 @@ func (l *Log) observe(v *aofotel.Values) {
 		RemovedSegments:        m.RemovedSegments,
 		PrewrittenBytes:        m.PrewrittenBytes,
 		PrewriteFailures:       m.PrewriteFailures,
+		RecycledSegments:       m.RecycledSegments,
 	}
 }

@@ -31,6 +31,7 @@ const (
 	MetricSegmentsRemoved   = "aof.segments.removed"        // aof_segments_removed_total
 	MetricPrewriteSize      = "aof.prewrite.size"           // aof_prewrite_size_bytes_total
 	MetricPrewriteFailures  = "aof.prewrite.failures"       // aof_prewrite_failures_total
+	MetricSegmentsRecycled  = "aof.segments.recycled"       // aof_segments_recycled_total
 )
 
 // DurationBuckets are the histogram bounds, in seconds, for fsync and flush
@@ -50,6 +51,7 @@ type Values struct {
 	RemovedSegments        uint64
 	PrewrittenBytes        int64
 	PrewriteFailures       uint64
+	RecycledSegments       uint64
 }
 
 // instruments are one log's instruments. The counters are synchronous
@@ -70,7 +72,7 @@ type instruments struct {
 	recoveryDuration metric.Float64Histogram
 
 	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated, removed metric.Int64Counter
-	prewritten, prewriteFailures                                                               metric.Int64Counter
+	prewritten, prewriteFailures, recycled                                                     metric.Int64Counter
 	backlog, segments                                                                          metric.Int64ObservableGauge
 
 	// Set by register. last is what the counters were given so far.
@@ -124,6 +126,7 @@ func (in *instruments) create(m metric.Meter) error {
 	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack.")
 	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and synced (unless Config.NoPrewrite).")
 	in.prewriteFailures = counter(MetricPrewriteFailures, "{failure}", "Prewrites of a new segment file that failed; the file is replaced by one not prewritten and the log goes on.")
+	in.recycled = counter(MetricSegmentsRecycled, "{segment}", "Segment files reused from the pool of dropped ones (Config.RecycleSegments) instead of created.")
 	in.backlog = gauge(MetricBacklogSize, "By", "Bytes appended but not yet durable.")
 	in.segments = gauge(MetricSegments, "{segment}", "Segment files in the log.")
 	return err
@@ -192,6 +195,7 @@ func (in *instruments) push(ctx context.Context, v *Values) {
 	addDelta(ctx, in.removed, v.RemovedSegments, &last.RemovedSegments, in.logSet)
 	addDelta(ctx, in.prewritten, v.PrewrittenBytes, &last.PrewrittenBytes, in.logSet)
 	addDelta(ctx, in.prewriteFailures, v.PrewriteFailures, &last.PrewriteFailures, in.logSet)
+	addDelta(ctx, in.recycled, v.RecycledSegments, &last.RecycledSegments, in.logSet)
 }
 
 // addDelta adds now-*last to c if now is greater, and sets *last to now.
