@@ -24,7 +24,12 @@
 //
 // Group commit: a waiter registers on the channel of the next flush to
 // start, then asks for a flush; every waiter registered before a flush
-// starts is woken when it ends, and one sync serves them all.
+// starts is woken when it ends, and one sync serves them all. An explicit
+// flush first gathers: it waits, at most half as long as the last flush
+// took, for as many waiters as there were around the last one (the
+// writers that flush released come back with their next record), and
+// does not wait at all when they are all there, or when there was one
+// (see gather).
 //
 // Failure: when the Target reports an error (a sync failed for good), the
 // pipeline fail-stops. Every waiter, now and later, gets a *FailError that
@@ -118,6 +123,25 @@ type Pipeline struct {
 	// pipeline fails or it closes (see WaitAdvanceSince).
 	advance wake.Broadcast
 
+	// Adaptive group commit (gather). arrivals counts the calls of
+	// WaitDurableSince that had to wait, inWait those still waiting, and
+	// peak the most inWait reached since the last explicit flush started.
+	// flushFrom is arrivals when that flush started: the waiters that came
+	// after may have records it did not take. gatherFor is, while a leader
+	// gathers, the arrivals count it waits for (0 otherwise); the arrival
+	// that reaches it pokes gathered. Under the flush lock: group, the peak
+	// when the last explicit flush started (the writers that may come
+	// back), and lastFlush, how long the last flush that synced took.
+	arrivals    atomic.Int64
+	inWait      atomic.Int64
+	peak        atomic.Int64
+	flushFrom   atomic.Int64
+	gatherFor   atomic.Int64
+	gathered    chan struct{}
+	group       int64
+	lastFlush   time.Duration
+	gatherTimer *time.Timer
+
 	pending    atomic.Uint32 // requested reasons, as bits
 	kick       chan struct{}
 	timerArmed atomic.Bool // the interval timer runs
@@ -132,11 +156,12 @@ type Pipeline struct {
 // Its background goroutine is not running until Start.
 func New(t Target, cfg Config, m *Metrics, durable uint64) *Pipeline {
 	p := &Pipeline{
-		target:  t,
-		cfg:     cfg,
-		metrics: m,
-		lock:    make(chan struct{}, 1),
-		kick:    make(chan struct{}, 1),
+		target:   t,
+		cfg:      cfg,
+		metrics:  m,
+		lock:     make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
+		gathered: make(chan struct{}, 1),
 	}
 	p.durable.Store(durable)
 	return p
@@ -334,6 +359,12 @@ func (p *Pipeline) tryFlush(ctx context.Context, r Reason) (ran bool, err error)
 // released on return.
 func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	defer func() { <-p.lock }()
+	// Gather first: the waiters that come meanwhile register on the
+	// channel detached below, so this flush, which takes their records,
+	// wakes them too.
+	if r == ReasonExplicit {
+		p.gather(ctx)
+	}
 	// Every waiter registered until now is woken when this call ends,
 	// whatever it finds to do, and looks at the durable frontier again.
 	// (Returning early without waking them loses a wake-up: a waiter may
@@ -342,6 +373,83 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	defer p.waiters.Detach().Wake()
 	return p.flushHeld(ctx, r, m)
 }
+
+// gatherShare is the part of the last flush's duration an explicit flush
+// may wait for waiters before it starts: 1/gatherShare.
+const gatherShare = 2
+
+// gather runs before an explicit flush, under the flush lock: adaptive
+// group commit. The writers the last flush released come back with their
+// next record within moments, but the first of them to ask would lead the
+// next flush at once, and those that come while it syncs would wait for
+// the one after: 64 blocking writers would form two alternating groups of
+// ~32 records per sync. So the leader first waits until as many waiters
+// came since the last explicit flush started as there were writers
+// waiting around it (group: the peak of inWait since then), for at most
+// 1/gatherShare of the last flush's duration, or until ctx ends. It does
+// not wait when they are all there already, and so never when a writer is
+// alone (group 1: itself), nor before a flush has synced, nor on a failed
+// or closed pipeline. A writer that does not come back costs the next
+// flush that bound once: the group then shrinks to those who came.
+func (p *Pipeline) gather(ctx context.Context) {
+	target, bound := p.group, p.lastFlush/gatherShare
+	need := p.flushFrom.Load() + target
+	p.group = 0
+	if target > 1 && bound > 0 && p.arrivals.Load() < need && p.Err() == nil && p.closed.Load() == nil {
+		if !p.awaitArrivals(ctx, need, bound) {
+			p.group = p.arrivals.Load() - p.flushFrom.Load() // those who came
+		}
+	}
+	p.flushFrom.Store(p.arrivals.Load())
+	if peak := p.peak.Swap(p.inWait.Load()); p.group == 0 {
+		p.group = peak
+	}
+}
+
+// awaitArrivals waits until arrivals reaches need, for at most bound or
+// until ctx ends, and reports whether it did. The caller holds the flush
+// lock.
+func (p *Pipeline) awaitArrivals(ctx context.Context, need int64, bound time.Duration) bool {
+	select { // a stale poke from an earlier gather
+	case <-p.gathered:
+	default:
+	}
+	p.gatherFor.Store(need)
+	defer p.gatherFor.Store(0)
+	if p.arrivals.Load() >= need { // looked again after announcing
+		return true
+	}
+	if p.gatherTimer == nil {
+		p.gatherTimer = time.NewTimer(bound)
+	} else {
+		p.gatherTimer.Reset(bound)
+	}
+	defer p.gatherTimer.Stop()
+	select {
+	case <-p.gathered:
+		return true
+	case <-p.gatherTimer.C:
+	case <-ctx.Done():
+	}
+	return p.arrivals.Load() >= need
+}
+
+// arrive counts a goroutine that starts waiting in WaitDurableSince, and
+// pokes a gathering leader (gather) when it is the one it waits for. The
+// caller calls leave when it stops waiting.
+func (p *Pipeline) arrive() {
+	n := p.inWait.Add(1)
+	for old := p.peak.Load(); n > old && !p.peak.CompareAndSwap(old, n); old = p.peak.Load() {
+	}
+	if a, t := p.arrivals.Add(1), p.gatherFor.Load(); t > 0 && a >= t {
+		select {
+		case p.gathered <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *Pipeline) leave() { p.inWait.Add(-1) }
 
 // Exclusive runs a flush on the caller's goroutine (ModeSync) and then fn,
 // both under the flush lock, so no other flush runs until fn returns. fn
@@ -386,9 +494,11 @@ func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
 		return err
 	}
 
+	start := time.Now()
 	durable, flushed, err := p.target.Flush(ctx, r, m)
 	if flushed {
 		p.metrics.flushes[r][m].Add(1)
+		p.lastFlush = time.Since(start)
 	}
 	advanced := durable > p.durable.Load()
 	if advanced {
@@ -418,7 +528,8 @@ func (p *Pipeline) unlessDurable(seq uint64, err error) error {
 // WaitDurableSince returns once the record with sequence number seq,
 // taken when Epoch returned epoch, is durable: the log's Sync and durable
 // appends wait with it. If no flush is in flight it runs one on the
-// caller's goroutine (the group-commit leader); otherwise it waits for the
+// caller's goroutine (the group-commit leader, which may first gather the
+// writers of the last group: see gather); otherwise it waits for the
 // next flush to end, which it asks the background goroutine for, and
 // shares it with every other waiter. If the background goroutine is
 // stopped it waits for the flush lock and flushes on the caller's
@@ -429,6 +540,11 @@ func (p *Pipeline) unlessDurable(seq uint64, err error) error {
 // *FailError if the log failed, the Close error if it closed first, and
 // ctx's error if ctx ends first.
 func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) error {
+	if seq < p.durable.Load() {
+		return nil
+	}
+	p.arrive()
+	defer p.leave()
 	for {
 		// Register first, then look: a flush or Stop that ends after
 		// this point wakes the channel.
