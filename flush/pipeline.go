@@ -31,6 +31,11 @@
 // does not wait at all when they are all there, or when there was one
 // (see gather).
 //
+// Tail followers (WaitAdvanceSince) are woken by every flush that
+// advances the frontier; a waiter that led that flush on its own
+// goroutine then yields its processor to them, so they see the records at
+// once instead of waiting for another thread to take them.
+//
 // Failure: when the Target reports an error (a sync failed for good), the
 // pipeline fail-stops. Every waiter, now and later, gets a *FailError that
 // wraps the cause and names the last durable sequence number; no later
@@ -122,6 +127,8 @@ type Pipeline struct {
 	// advance is woken whenever the durable frontier advances, the
 	// pipeline fails or it closes (see WaitAdvanceSince).
 	advance wake.Broadcast
+	// following counts the goroutines in WaitAdvanceSince.
+	following atomic.Int32
 
 	// Adaptive group commit (gather). arrivals counts the calls of
 	// WaitDurableSince that had to wait, inWait those still waiting, and
@@ -356,8 +363,20 @@ func (p *Pipeline) tryFlush(ctx context.Context, r Reason) (ran bool, err error)
 }
 
 // flushLocked runs one flush; the caller holds the flush lock, which is
-// released on return.
+// released on return. A flush on a caller's goroutine that woke tail
+// followers (WaitAdvanceSince) then yields the processor, so that they
+// run now, on it: see handoff.
 func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
+	woke, err := p.flushUnlock(ctx, r, m)
+	if woke && m == ModeSync {
+		runtime.Gosched()
+	}
+	return err
+}
+
+// flushUnlock is flushLocked up to the hand-off: it releases the flush
+// lock and reports whether the flush woke tail followers.
+func (p *Pipeline) flushUnlock(ctx context.Context, r Reason, m Mode) (woke bool, err error) {
 	defer func() { <-p.lock }()
 	// Gather first: the waiters that come meanwhile register on the
 	// channel detached below, so this flush, which takes their records,
@@ -464,7 +483,7 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 	}
 	defer func() { <-p.lock }()
 	defer p.waiters.Detach().Wake()
-	if err := p.flushHeld(ctx, r, ModeSync); err != nil {
+	if _, err := p.flushHeld(ctx, r, ModeSync); err != nil {
 		return err
 	}
 	durable, err := fn()
@@ -479,19 +498,26 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 	return nil
 }
 
+// Following returns the number of goroutines waiting in
+// WaitAdvanceSince: the tail followers a flush that advances the durable
+// frontier wakes.
+func (p *Pipeline) Following() int { return int(p.following.Load()) }
+
 // Epoch returns the number of Exclusive calls that set the durable
 // frontier so far (each may have lowered it). Take it before the sequence
 // number to wait for, and pass both to WaitDurableSince or
 // WaitAdvanceSince.
 func (p *Pipeline) Epoch() uint64 { return p.epoch.Load() }
 
-// flushHeld runs one flush; the caller holds the flush lock.
-func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
+// flushHeld runs one flush; the caller holds the flush lock. woke says
+// whether it advanced the durable frontier while tail followers waited
+// for it (WaitAdvanceSince).
+func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) (woke bool, err error) {
 	if c := p.closed.Load(); c != nil {
-		return *c
+		return false, *c
 	}
 	if err := p.Err(); err != nil {
-		return err
+		return false, err
 	}
 
 	start := time.Now()
@@ -508,12 +534,13 @@ func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
 		f := &FailError{Cause: err, Durable: p.durable.Load()}
 		p.failed.CompareAndSwap(nil, f)
 		p.advance.Wake()
-		return p.Err()
+		return false, p.Err()
 	}
 	if advanced {
+		woke = p.following.Load() > 0
 		p.advance.Wake()
 	}
-	return nil
+	return woke, nil
 }
 
 // unlessDurable returns nil if seq became durable after all (a flush can
@@ -613,7 +640,15 @@ func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) erro
 // while the last flush runs, and looks before that flush stores the new
 // frontier, would sleep until some later flush, which on an idle log never
 // comes. advance is woken after every store of a new frontier instead.
+//
+// A flush run on a caller's goroutine (a FlushUntil that led it) yields
+// the processor after it woke such waiters: a writer that leads its own
+// flushes never blocks, and the waiters it woke would otherwise wait in
+// its processor's run queue until another thread takes them (on an idle
+// machine, until the interval timer's next tick).
 func (p *Pipeline) WaitAdvanceSince(ctx context.Context, past, epoch uint64) error {
+	p.following.Add(1)
+	defer p.following.Add(-1)
 	for {
 		// Register first, then look: a frontier stored after this
 		// point closes ch.
