@@ -407,14 +407,17 @@ const gatherShare = 2
 // waiting around it (group: the peak of inWait since then), for at most
 // 1/gatherShare of the last flush's duration, or until ctx ends. It does
 // not wait when they are all there already, and so never when a writer is
-// alone (group 1: itself), nor before a flush has synced, nor on a failed
-// or closed pipeline. A writer that does not come back costs the next
+// alone (group 1: itself), nor before a flush has synced, nor when there
+// is nothing to flush, nor on a failed or closed pipeline. A writer that does not come back costs the next
 // flush that bound once: the group then shrinks to those who came.
 func (p *Pipeline) gather(ctx context.Context) {
 	target, bound := p.group, p.lastFlush/gatherShare
 	need := p.flushFrom.Load() + target
 	p.group = 0
-	if target > 1 && bound > 0 && p.arrivals.Load() < need && p.Err() == nil && p.closed.Load() == nil {
+	// With nothing to flush (every record of the waiters counted so far
+	// is durable), this flush ends at once: no wait.
+	if target > 1 && bound > 0 && p.arrivals.Load() < need && p.target.Backlog() > 0 &&
+		p.Err() == nil && p.closed.Load() == nil {
 		if !p.awaitArrivals(ctx, need, bound) {
 			p.group = p.arrivals.Load() - p.flushFrom.Load() // those who came
 		}
@@ -570,8 +573,12 @@ func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) erro
 	if seq < p.durable.Load() {
 		return nil
 	}
-	p.arrive()
-	defer p.leave()
+	arrived := false
+	defer func() {
+		if arrived {
+			p.leave()
+		}
+	}()
 	for {
 		// Register first, then look: a flush or Stop that ends after
 		// this point wakes the channel.
@@ -592,6 +599,13 @@ func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) erro
 		}
 		if c := p.closed.Load(); c != nil {
 			return p.unlessDurable(seq, *c)
+		}
+		if !arrived {
+			// Counted once registered on ch: a gathering leader that
+			// this arrival completes detaches ch after it, so the
+			// flush that takes the record wakes this waiter.
+			p.arrive()
+			arrived = true
 		}
 		// No flush in flight: lead one on this goroutine, which saves
 		// two goroutine hand-offs on the durable path. Waiters that
