@@ -230,17 +230,35 @@ func benchDurableRaw(b *testing.B, size, write int) {
 }
 
 // BenchmarkParallelDurable64: 64 goroutines, each doing Append of 256
+// bytes then FlushUntil on its RecordID (benchParallelDurable).
+func BenchmarkParallelDurable64(b *testing.B) { benchParallelDurable(b, 64, 256) }
+
+// BenchmarkGroupCommit: the group commit factor by number of blocking
+// writers (1, 16, 64) and record size (256 B, 4 KiB), as in
+// BenchmarkParallelDurable64. With one writer, ns/op is the latency of a
+// durable record; with more, records/fsync says how many records one sync
+// carries (at most the number of writers, each waiting for its record).
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, writers := range []int{1, 16, 64} {
+		for _, size := range []int{256, 4096} {
+			b.Run(fmt.Sprintf("writers=%d/size=%d", writers, size), func(b *testing.B) {
+				benchParallelDurable(b, writers, size)
+			})
+		}
+	}
+}
+
+// benchParallelDurable: goroutines writers, each doing Append of size
 // bytes then FlushUntil on its RecordID, b.N records in all (shared
 // through an atomic counter), default Config, log in b.TempDir(). ns/op
 // is wall time per durable record across all goroutines. records/fsync
 // is b.N over the syncs made during the run (Metrics().Fsyncs, which
 // counts the occasional directory sync of a new segment too): the group
 // commit factor.
-func BenchmarkParallelDurable64(b *testing.B) {
-	const goroutines = 64
+func benchParallelDurable(b *testing.B, goroutines, size int) {
 	l := benchOpen(b, b.TempDir(), Config{})
 	defer benchClose(b, l)
-	p := benchPayload(256)
+	p := benchPayload(size)
 	dctx := durableCtx(b)
 	if err := func() error {
 		id, err := l.Append(benchCtx, p)

@@ -132,8 +132,10 @@ func (r *Reader) All() iter.Seq2[Record, error] {
 // frontier. At the Durable level it waits for the durable frontier to
 // advance, without asking for syncs of its own (the flush interval bounds
 // the wait; with Config.NoBackgroundFlush or StopFlusher, records become
-// visible only when something else flushes). At the Written level it is
-// woken by the appends themselves.
+// visible only when something else flushes); a FlushUntil that made
+// records durable yields its processor to the followers it woke, so they
+// see them at once. At the Written level it is woken by the appends
+// themselves.
 //
 // Each record is yielded with a nil error; its Payload is valid until the
 // next iteration (zero-copy; opts as for NewReader). The iteration ends

@@ -24,7 +24,17 @@
 //
 // Group commit: a waiter registers on the channel of the next flush to
 // start, then asks for a flush; every waiter registered before a flush
-// starts is woken when it ends, and one sync serves them all.
+// starts is woken when it ends, and one sync serves them all. An explicit
+// flush first gathers: it waits, at most half as long as the last flush
+// took, for as many waiters as there were around the last one (the
+// writers that flush released come back with their next record), and
+// does not wait at all when they are all there, or when there was one
+// (see gather).
+//
+// Tail followers (WaitAdvanceSince) are woken by every flush that
+// advances the frontier; a waiter that led that flush on its own
+// goroutine then yields its processor to them, so they see the records at
+// once instead of waiting for another thread to take them.
 //
 // Failure: when the Target reports an error (a sync failed for good), the
 // pipeline fail-stops. Every waiter, now and later, gets a *FailError that
@@ -117,6 +127,27 @@ type Pipeline struct {
 	// advance is woken whenever the durable frontier advances, the
 	// pipeline fails or it closes (see WaitAdvanceSince).
 	advance wake.Broadcast
+	// following counts the goroutines in WaitAdvanceSince.
+	following atomic.Int32
+
+	// Adaptive group commit (gather). arrivals counts the calls of
+	// WaitDurableSince that had to wait, inWait those still waiting, and
+	// peak the most inWait reached since the last explicit flush started.
+	// flushFrom is arrivals when that flush started: the waiters that came
+	// after may have records it did not take. gatherFor is, while a leader
+	// gathers, the arrivals count it waits for (0 otherwise); the arrival
+	// that reaches it pokes gathered. Under the flush lock: group, the peak
+	// when the last explicit flush started (the writers that may come
+	// back), and lastFlush, how long the last flush that synced took.
+	arrivals    atomic.Int64
+	inWait      atomic.Int64
+	peak        atomic.Int64
+	flushFrom   atomic.Int64
+	gatherFor   atomic.Int64
+	gathered    chan struct{}
+	group       int64
+	lastFlush   time.Duration
+	gatherTimer *time.Timer
 
 	pending    atomic.Uint32 // requested reasons, as bits
 	kick       chan struct{}
@@ -132,11 +163,12 @@ type Pipeline struct {
 // Its background goroutine is not running until Start.
 func New(t Target, cfg Config, m *Metrics, durable uint64) *Pipeline {
 	p := &Pipeline{
-		target:  t,
-		cfg:     cfg,
-		metrics: m,
-		lock:    make(chan struct{}, 1),
-		kick:    make(chan struct{}, 1),
+		target:   t,
+		cfg:      cfg,
+		metrics:  m,
+		lock:     make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
+		gathered: make(chan struct{}, 1),
 	}
 	p.durable.Store(durable)
 	return p
@@ -331,9 +363,27 @@ func (p *Pipeline) tryFlush(ctx context.Context, r Reason) (ran bool, err error)
 }
 
 // flushLocked runs one flush; the caller holds the flush lock, which is
-// released on return.
+// released on return. A flush on a caller's goroutine that woke tail
+// followers (WaitAdvanceSince) then yields the processor, so that they
+// run now, on it: see handoff.
 func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
+	woke, err := p.flushUnlock(ctx, r, m)
+	if woke && m == ModeSync {
+		runtime.Gosched()
+	}
+	return err
+}
+
+// flushUnlock is flushLocked up to the hand-off: it releases the flush
+// lock and reports whether the flush woke tail followers.
+func (p *Pipeline) flushUnlock(ctx context.Context, r Reason, m Mode) (woke bool, err error) {
 	defer func() { <-p.lock }()
+	// Gather first: the waiters that come meanwhile register on the
+	// channel detached below, so this flush, which takes their records,
+	// wakes them too.
+	if r == ReasonExplicit {
+		p.gather(ctx)
+	}
 	// Every waiter registered until now is woken when this call ends,
 	// whatever it finds to do, and looks at the durable frontier again.
 	// (Returning early without waking them loses a wake-up: a waiter may
@@ -342,6 +392,86 @@ func (p *Pipeline) flushLocked(ctx context.Context, r Reason, m Mode) error {
 	defer p.waiters.Detach().Wake()
 	return p.flushHeld(ctx, r, m)
 }
+
+// gatherShare is the part of the last flush's duration an explicit flush
+// may wait for waiters before it starts: 1/gatherShare.
+const gatherShare = 2
+
+// gather runs before an explicit flush, under the flush lock: adaptive
+// group commit. The writers the last flush released come back with their
+// next record within moments, but the first of them to ask would lead the
+// next flush at once, and those that come while it syncs would wait for
+// the one after: 64 blocking writers would form two alternating groups of
+// ~32 records per sync. So the leader first waits until as many waiters
+// came since the last explicit flush started as there were writers
+// waiting around it (group: the peak of inWait since then), for at most
+// 1/gatherShare of the last flush's duration, or until ctx ends. It does
+// not wait when they are all there already, and so never when a writer is
+// alone (group 1: itself), nor before a flush has synced, nor when there
+// is nothing to flush, nor on a failed or closed pipeline. A writer that does not come back costs the next
+// flush that bound once: the group then shrinks to those who came.
+func (p *Pipeline) gather(ctx context.Context) {
+	target, bound := p.group, p.lastFlush/gatherShare
+	need := p.flushFrom.Load() + target
+	p.group = 0
+	// With nothing to flush (every record of the waiters counted so far
+	// is durable), this flush ends at once: no wait.
+	if target > 1 && bound > 0 && p.arrivals.Load() < need && p.target.Backlog() > 0 &&
+		p.Err() == nil && p.closed.Load() == nil {
+		if !p.awaitArrivals(ctx, need, bound) {
+			p.group = p.arrivals.Load() - p.flushFrom.Load() // those who came
+		}
+	}
+	p.flushFrom.Store(p.arrivals.Load())
+	if peak := p.peak.Swap(p.inWait.Load()); p.group == 0 {
+		p.group = peak
+	}
+}
+
+// awaitArrivals waits until arrivals reaches need, for at most bound or
+// until ctx ends, and reports whether it did. The caller holds the flush
+// lock.
+func (p *Pipeline) awaitArrivals(ctx context.Context, need int64, bound time.Duration) bool {
+	select { // a stale poke from an earlier gather
+	case <-p.gathered:
+	default:
+	}
+	p.gatherFor.Store(need)
+	defer p.gatherFor.Store(0)
+	if p.arrivals.Load() >= need { // looked again after announcing
+		return true
+	}
+	if p.gatherTimer == nil {
+		p.gatherTimer = time.NewTimer(bound)
+	} else {
+		p.gatherTimer.Reset(bound)
+	}
+	defer p.gatherTimer.Stop()
+	select {
+	case <-p.gathered:
+		return true
+	case <-p.gatherTimer.C:
+	case <-ctx.Done():
+	}
+	return p.arrivals.Load() >= need
+}
+
+// arrive counts a goroutine that starts waiting in WaitDurableSince, and
+// pokes a gathering leader (gather) when it is the one it waits for. The
+// caller calls leave when it stops waiting.
+func (p *Pipeline) arrive() {
+	n := p.inWait.Add(1)
+	for old := p.peak.Load(); n > old && !p.peak.CompareAndSwap(old, n); old = p.peak.Load() {
+	}
+	if a, t := p.arrivals.Add(1), p.gatherFor.Load(); t > 0 && a >= t {
+		select {
+		case p.gathered <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *Pipeline) leave() { p.inWait.Add(-1) }
 
 // Exclusive runs a flush on the caller's goroutine (ModeSync) and then fn,
 // both under the flush lock, so no other flush runs until fn returns. fn
@@ -356,7 +486,7 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 	}
 	defer func() { <-p.lock }()
 	defer p.waiters.Detach().Wake()
-	if err := p.flushHeld(ctx, r, ModeSync); err != nil {
+	if _, err := p.flushHeld(ctx, r, ModeSync); err != nil {
 		return err
 	}
 	durable, err := fn()
@@ -371,24 +501,33 @@ func (p *Pipeline) Exclusive(ctx context.Context, r Reason, fn func() (durable u
 	return nil
 }
 
+// Following returns the number of goroutines waiting in
+// WaitAdvanceSince: the tail followers a flush that advances the durable
+// frontier wakes.
+func (p *Pipeline) Following() int { return int(p.following.Load()) }
+
 // Epoch returns the number of Exclusive calls that set the durable
 // frontier so far (each may have lowered it). Take it before the sequence
 // number to wait for, and pass both to WaitDurableSince or
 // WaitAdvanceSince.
 func (p *Pipeline) Epoch() uint64 { return p.epoch.Load() }
 
-// flushHeld runs one flush; the caller holds the flush lock.
-func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
+// flushHeld runs one flush; the caller holds the flush lock. woke says
+// whether it advanced the durable frontier while tail followers waited
+// for it (WaitAdvanceSince).
+func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) (woke bool, err error) {
 	if c := p.closed.Load(); c != nil {
-		return *c
+		return false, *c
 	}
 	if err := p.Err(); err != nil {
-		return err
+		return false, err
 	}
 
+	start := time.Now()
 	durable, flushed, err := p.target.Flush(ctx, r, m)
 	if flushed {
 		p.metrics.flushes[r][m].Add(1)
+		p.lastFlush = time.Since(start)
 	}
 	advanced := durable > p.durable.Load()
 	if advanced {
@@ -398,12 +537,13 @@ func (p *Pipeline) flushHeld(ctx context.Context, r Reason, m Mode) error {
 		f := &FailError{Cause: err, Durable: p.durable.Load()}
 		p.failed.CompareAndSwap(nil, f)
 		p.advance.Wake()
-		return p.Err()
+		return false, p.Err()
 	}
 	if advanced {
+		woke = p.following.Load() > 0
 		p.advance.Wake()
 	}
-	return nil
+	return woke, nil
 }
 
 // unlessDurable returns nil if seq became durable after all (a flush can
@@ -418,7 +558,8 @@ func (p *Pipeline) unlessDurable(seq uint64, err error) error {
 // WaitDurableSince returns once the record with sequence number seq,
 // taken when Epoch returned epoch, is durable: the log's Sync and durable
 // appends wait with it. If no flush is in flight it runs one on the
-// caller's goroutine (the group-commit leader); otherwise it waits for the
+// caller's goroutine (the group-commit leader, which may first gather the
+// writers of the last group: see gather); otherwise it waits for the
 // next flush to end, which it asks the background goroutine for, and
 // shares it with every other waiter. If the background goroutine is
 // stopped it waits for the flush lock and flushes on the caller's
@@ -429,6 +570,15 @@ func (p *Pipeline) unlessDurable(seq uint64, err error) error {
 // *FailError if the log failed, the Close error if it closed first, and
 // ctx's error if ctx ends first.
 func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) error {
+	if seq < p.durable.Load() {
+		return nil
+	}
+	arrived := false
+	defer func() {
+		if arrived {
+			p.leave()
+		}
+	}()
 	for {
 		// Register first, then look: a flush or Stop that ends after
 		// this point wakes the channel.
@@ -449,6 +599,13 @@ func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) erro
 		}
 		if c := p.closed.Load(); c != nil {
 			return p.unlessDurable(seq, *c)
+		}
+		if !arrived {
+			// Counted once registered on ch: a gathering leader that
+			// this arrival completes detaches ch after it, so the
+			// flush that takes the record wakes this waiter.
+			p.arrive()
+			arrived = true
 		}
 		// No flush in flight: lead one on this goroutine, which saves
 		// two goroutine hand-offs on the durable path. Waiters that
@@ -497,7 +654,15 @@ func (p *Pipeline) WaitDurableSince(ctx context.Context, seq, epoch uint64) erro
 // while the last flush runs, and looks before that flush stores the new
 // frontier, would sleep until some later flush, which on an idle log never
 // comes. advance is woken after every store of a new frontier instead.
+//
+// A flush run on a caller's goroutine (a FlushUntil that led it) yields
+// the processor after it woke such waiters: a writer that leads its own
+// flushes never blocks, and the waiters it woke would otherwise wait in
+// its processor's run queue until another thread takes them (on an idle
+// machine, until the interval timer's next tick).
 func (p *Pipeline) WaitAdvanceSince(ctx context.Context, past, epoch uint64) error {
+	p.following.Add(1)
+	defer p.following.Add(-1)
 	for {
 		// Register first, then look: a frontier stored after this
 		// point closes ch.
