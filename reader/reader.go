@@ -333,10 +333,17 @@ func (r *Reader) frame() bool {
 
 // failRead stops the Reader with err, an error reading the frame at r.off,
 // unless a cut explains it: then Next returns false and looks again on
-// the next call.
+// the next call. If the front has passed r.seq meanwhile, the record was
+// removed and the error is a *TruncatedError: the writer may have
+// recycled the file of a segment it dropped, and a Reader of a log
+// directory (whose mapping the writer knows nothing of) then sees the
+// file's next life, whose frames do not verify as this segment's.
 func (r *Reader) failRead(err error) bool {
 	if r.src.Recheck(); r.cuts.Gen() != r.gen {
 		return false // cut under us: look again on the next call
+	}
+	if _, front, _ := r.src.Look(); r.seq < front {
+		return r.fail(r.truncated())
 	}
 	return r.fail(err)
 }
