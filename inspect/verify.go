@@ -166,15 +166,21 @@ func Verify(d *Dir, progress Progress) VerifyResult {
 
 // verifyFile verifies one segment file and adds what it found to v. ok is
 // false when the file vanished after the listing: the writer removed it
-// (retention, TruncateBack), which is no problem.
+// (retention, TruncateBack), which is no problem. So is a file with
+// problems that is gone by the time it was checked: the writer dropped
+// it meanwhile, and may have recycled it (renamed it into its pool and
+// written a new life over the bytes being checked).
 func (v *VerifyResult) verifyFile(d *Dir, f File, done func() int64, report func(int64)) (SegmentInfo, bool) {
 	before := done()
 	info, probs, n, good := verifySegment(d, f, report)
 	if errors.Is(info.Err, fs.ErrNotExist) {
 		return info, false
 	}
-	if st, err := os.Stat(filepath.Join(d.SegPath, f.Name)); err == nil {
+	st, err := os.Stat(filepath.Join(d.SegPath, f.Name))
+	if err == nil {
 		report(before + st.Size() - done())
+	} else if len(probs) > 0 && errors.Is(err, fs.ErrNotExist) {
+		return info, false
 	}
 	v.Problems = append(v.Problems, probs...)
 	v.Segments++
