@@ -52,7 +52,15 @@ func (s *Segment) Observe(upTo uint64) (stuck bool) {
 	if off != end {
 		s.setReadable(off, seq-base)
 	}
-	return seq < upTo && off+FrameHeaderSize <= s.limit && !zero(s.rmap[off:off+FrameHeaderSize])
+	if seq >= upTo || off+FrameHeaderSize > s.limit || zero(s.rmap[off:off+FrameHeaderSize]) {
+		return false
+	}
+	// A recycled file holds its earlier life's bytes past this life's
+	// frames: only a frame that looks like this life's (ownAt, recovery's
+	// rule) is stuck; the rest is space not written yet, like zeros.
+	// (Damage that leaves no trace of this life's frame there is found
+	// once the segment is sealed, or by the writer's recovery.)
+	return !s.hdr.Recycled || s.ownAt(off, seq) > 0
 }
 
 // setReadable makes the first count records, which end at end, what

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -149,5 +150,76 @@ func TestRecycleNewLife(t *testing.T) {
 	}
 	if _, err := o.Read(fuzzBase+2, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Read of the earlier life's third record: %v, want ErrNotFound", err)
+	}
+}
+
+// A tool following a live log (OpenReadOnly, Observe) over a recycled
+// segment finds the earlier life's bytes past the records of this life:
+// they are not this life's (other sequence numbers, older timestamps), so
+// Observe must not call the segment stuck (which sends the tool to Judge
+// the whole rest of the file at every look); a damaged frame of this life
+// there still is.
+func TestObserveRecycledTailIsNotStuck(t *testing.T) {
+	dir := t.TempDir()
+	old := writeTestSegment(t, dir, []int{100, 3000, 5000, 20, 64, 4096, 4096}, true)
+	pool := filepath.Join(dir, "00000000000000000001"+PoolSuffix)
+	if err := os.WriteFile(pool, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Recycle(vfs.Default, pool, fuzzSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := uint64(fuzzBase + 1000) // other sequence numbers than the earlier life's
+	if err := s.Activate(fuzzIndex+1, base, time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for _, n := range []int{100, 200} {
+		off, seq, err := s.Reserve(FrameSize(n), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Fill(off, seq, make([]byte, n), time.Now().UnixNano())
+		offs = append(offs, off)
+	}
+	end, _ := s.Advance()
+	if _, err := s.WriteOut(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.MarkDurable(end)
+	name := filepath.Base(s.Path())
+	path := s.Path()
+	if err := s.Release(); err != nil {
+		t.Fatal(err)
+	}
+	observe := func() (bool, uint64) {
+		t.Helper()
+		o, err := OpenReadOnly(vfs.Default, dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Release()
+		stuck := o.Observe(math.MaxUint64)
+		_, n := o.Reserved()
+		return stuck, n
+	}
+	if stuck, n := observe(); stuck || n != 2 {
+		t.Fatalf("Observe of a recycled segment with the earlier life's bytes past its 2 records: stuck %v, %d records readable", stuck, n)
+	}
+	// The second record of this life damaged: that is this life's frame.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[offs[1]+FrameHeaderSize] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if stuck, n := observe(); !stuck || n != 1 {
+		t.Fatalf("Observe of a recycled segment whose second record is damaged: stuck %v, %d records readable; want stuck after 1", stuck, n)
 	}
 }
