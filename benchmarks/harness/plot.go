@@ -139,8 +139,16 @@ func PlotWriters(path string, runs [][]CaseResult, size int) error {
 			}
 		}
 	}
-	if len(names) == 0 {
-		return fmt.Errorf("durable/size=%d: %w", size, ErrNoData)
+	writers := map[int]bool{}
+	for _, byWriters := range series {
+		for w := range byWriters {
+			writers[w] = true
+		}
+	}
+	if len(writers) < 2 {
+		// One writer count draws no line (and a log axis of one value
+		// has no range).
+		return fmt.Errorf("durable/size=%d, %d writer counts: %w", size, len(writers), ErrNoData)
 	}
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Durable appends, %s records: records/s by writers (%s)", sizeName(size), runsNote(len(runs)))

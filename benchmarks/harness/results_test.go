@@ -251,3 +251,22 @@ func svgTexts(t *testing.T, data []byte) map[string]bool {
 	}
 	return texts
 }
+
+// TestDrawPicturesOneWriterCount: a run of one writer count (compare
+// -writers 1) draws its latency CDF and no records-by-writers picture,
+// without failing (it panicked on the log axis of one value).
+func TestDrawPicturesOneWriterCount(t *testing.T) {
+	var one []CaseResult
+	for _, cr := range synthRun(time.Now(), 1400).Cases {
+		if cr.Case.Writers <= 1 {
+			one = append(one, cr)
+		}
+	}
+	files, err := DrawPictures(filepath.Join(t.TempDir(), "run"), [][]CaseResult{one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || !strings.HasSuffix(files[0], "-durable-cdf-4KiB.svg") {
+		t.Fatalf("drew %v, want the CDF only", files)
+	}
+}
