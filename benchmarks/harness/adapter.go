@@ -113,12 +113,14 @@ func Impls() []Impl {
 		switch n {
 		case "aof":
 			return 0
-		case "raw":
+		case "aof-recycled":
 			return 1
-		case "raw-overwrite":
+		case "raw":
 			return 2
+		case "raw-overwrite":
+			return 3
 		}
-		return 3
+		return 4
 	}
 	sort.Slice(out, func(a, b int) bool {
 		ra, rb := rank(out[a].Name), rank(out[b].Name)

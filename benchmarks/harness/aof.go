@@ -2,8 +2,11 @@ package harness
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aof2/aof2/aof"
@@ -26,9 +29,78 @@ func init() {
 	})
 }
 
+// aof-recycled: aof with retention, in its steady state of running on
+// recycled segment files (blocks already written), the state a log reaches
+// once retention or TruncateFront drops segments (a raft log after
+// snapshots, a WAL after checkpoints). Like raw-overwrite's spare files,
+// the state is reached before the timed part: Open of a new log (untimed)
+// appends and drops whole segments until the active segment is a recycled
+// file and the pool holds written ones.
+func init() {
+	register(Impl{
+		Name:       "aof-recycled",
+		Note:       "aof2 with retention (RetainBytes 2 segments, RecycleSegments 2), running on recycled segment files: Open of a new log (untimed) first appends and drops segments until the active segment is a recycled file; durable = Append + FlushUntil",
+		Open:       openAOFRecycled,
+		Modes:      []Mode{Durable},
+		WritesOnly: true,
+	})
+}
+
+// recycledFill is the record size openAOFRecycled fills a new log with.
+const recycledFill = 64 << 10
+
+func openAOFRecycled(dir string, mode Mode) (Log, error) {
+	lg, err := openAOFConfig(filepath.Join(dir, "log"), mode, aof.Config{RetainBytes: 2 * aof.DefaultSegmentSize, RecycleSegments: 2})
+	if err != nil {
+		return nil, err
+	}
+	a := lg.(*aofLog)
+	baseFile := filepath.Join(dir, "base")
+	if b, err := os.ReadFile(baseFile); err == nil && len(b) == 8 {
+		a.base = binary.LittleEndian.Uint64(b) // reopened
+		return a, nil
+	}
+	if err := fillRecycled(a.l); err != nil {
+		a.Close()
+		return nil, err
+	}
+	// The harness numbers records from 1: its seq 1 is the first record
+	// appended after the fill.
+	_, a.base = a.l.Bounds()
+	if err := os.WriteFile(baseFile, binary.LittleEndian.AppendUint64(nil, a.base), 0o600); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("aof-recycled: %w", err)
+	}
+	return a, nil
+}
+
+// fillRecycled appends to a new log and drops whole segments until two
+// files were taken from the pool: the first is then the active segment
+// (the second was taken when it was half full).
+func fillRecycled(l *aof.Log) error {
+	p := make([]byte, recycledFill)
+	for l.Metrics().RecycledSegments < 2 {
+		if _, err := l.Append(bg, p); err != nil {
+			return fmt.Errorf("aof-recycled fill: %w", err)
+		}
+		if _, next := l.Bounds(); next%1024 == 0 {
+			if err := l.Sync(bg); err != nil {
+				return fmt.Errorf("aof-recycled fill: %w", err)
+			}
+			if err := l.TruncateFront(bg, next); err != nil {
+				return fmt.Errorf("aof-recycled fill: %w", err)
+			}
+		}
+	}
+	return l.TruncateFront(bg, func() uint64 { _, n := l.Bounds(); return n }())
+}
+
 type aofLog struct {
 	l    *aof.Log
 	mode Mode
+	// base is the sequence number of the harness's record 1 (1 but for
+	// aof-recycled, whose log starts after its fill).
+	base uint64
 }
 
 func openAOF(dir string, mode Mode) (Log, error) {
@@ -40,7 +112,7 @@ func openAOFConfig(dir string, mode Mode, cfg aof.Config) (Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aof open: %w", err)
 	}
-	return &aofLog{l: l, mode: mode}, nil
+	return &aofLog{l: l, mode: mode, base: 1}, nil
 }
 
 var bg = context.Background()
@@ -72,7 +144,7 @@ func (a *aofLog) AppendBatch(ps [][]byte) error {
 }
 
 func (a *aofLog) Read(seq uint64, dst []byte) ([]byte, error) {
-	rec, err := a.l.Read(seq, dst)
+	rec, err := a.l.Read(seq+a.base-1, dst)
 	if errors.Is(err, aof.ErrNotFound) {
 		return nil, fmt.Errorf("aof read %d: %w", seq, ErrNotFound)
 	}
@@ -83,7 +155,7 @@ func (a *aofLog) Read(seq uint64, dst []byte) ([]byte, error) {
 }
 
 func (a *aofLog) Scan(fn func(seq uint64, p []byte) error) error {
-	r, err := a.l.NewReader(1, aof.Written)
+	r, err := a.l.NewReader(a.base, aof.Written)
 	if err != nil {
 		return fmt.Errorf("aof reader: %w", err)
 	}
@@ -92,7 +164,7 @@ func (a *aofLog) Scan(fn func(seq uint64, p []byte) error) error {
 		if err != nil {
 			return fmt.Errorf("aof scan: %w", err)
 		}
-		if err := fn(rec.Seq, rec.Payload); err != nil {
+		if err := fn(rec.Seq-a.base+1, rec.Payload); err != nil {
 			return err
 		}
 	}
