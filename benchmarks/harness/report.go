@@ -77,6 +77,15 @@ func Num(x float64) string {
 	return fmt.Sprintf("%.3g", x)
 }
 
+// MBps formats a rate in MB/s: four significant digits, without an
+// exponent (12760 MB/s, not 1.276e+04).
+func MBps(x float64) string {
+	if x >= 1e4 {
+		return fmt.Sprintf("%.0f MB/s", x)
+	}
+	return fmt.Sprintf("%.4g MB/s", x)
+}
+
 func sizeName(n int) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
@@ -105,7 +114,7 @@ func headline(c Case, r *Result) string {
 	case WFollow:
 		return Dur(r.Lat.Quantile(0.5)) + " / " + Dur(r.Lat.Quantile(0.99))
 	case WSeqRead:
-		return fmt.Sprintf("%.4g MB/s", r.MBPerSec())
+		return MBps(r.MBPerSec())
 	}
 	return Num(r.RecordsPerSec())
 }

@@ -155,7 +155,7 @@ func seqReadRatio(s int) func([]CaseResult) (float64, string, bool) {
 		if a == nil || b == nil || a.MBPerSec() == 0 || b.MBPerSec() == 0 {
 			return 0, "", false
 		}
-		return a.MBPerSec() / b.MBPerSec(), fmt.Sprintf("%.4g vs %.4g MB/s", a.MBPerSec(), b.MBPerSec()), true
+		return a.MBPerSec() / b.MBPerSec(), strings.TrimSuffix(MBps(a.MBPerSec()), " MB/s") + " vs " + MBps(b.MBPerSec()), true
 	}
 }
 
