@@ -52,6 +52,23 @@ func readHeaderOf(t *testing.T, b []byte) error {
 	return err
 }
 
+// recycleAs writes old (an earlier life's segment file) as the pool file
+// pool, recycles it and activates it as segment fuzzIndex+1 at base.
+func recycleAs(t *testing.T, pool string, old []byte, base uint64) *Segment {
+	t.Helper()
+	if err := os.WriteFile(pool, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Recycle(vfs.Default, pool, fuzzSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(fuzzIndex+1, base, time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // A power cut while a recycled file gets its segment header (Activate
 // writes it over the synced pool header, and renames the file) leaves the
 // pool header, or a prefix of the new header followed by the pool
@@ -97,16 +114,7 @@ func TestRecycleNewLife(t *testing.T) {
 	dir := t.TempDir()
 	old := writeTestSegment(t, dir, []int{100, 3000, 5000, 20, 64, 4096, 4096}, true)
 	pool := filepath.Join(dir, "00000000000000000001"+PoolSuffix)
-	if err := os.WriteFile(pool, old, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Recycle(vfs.Default, pool, fuzzSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Activate(fuzzIndex+1, fuzzBase, time.Now().UnixNano()); err != nil {
-		t.Fatal(err)
-	}
+	s := recycleAs(t, pool, old, fuzzBase)
 	// The same base sequence number as the earlier life: its frames hold
 	// the sequence numbers the new life gives, at the same offsets.
 	for _, n := range []int{100, 3000} {
@@ -162,35 +170,9 @@ func TestRecycleNewLife(t *testing.T) {
 func TestObserveRecycledTailIsNotStuck(t *testing.T) {
 	dir := t.TempDir()
 	old := writeTestSegment(t, dir, []int{100, 3000, 5000, 20, 64, 4096, 4096}, true)
-	pool := filepath.Join(dir, "00000000000000000001"+PoolSuffix)
-	if err := os.WriteFile(pool, old, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Recycle(vfs.Default, pool, fuzzSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := uint64(fuzzBase + 1000) // other sequence numbers than the earlier life's
-	if err := s.Activate(fuzzIndex+1, base, time.Now().UnixNano()); err != nil {
-		t.Fatal(err)
-	}
-	var offs []int64
-	for _, n := range []int{100, 200} {
-		off, seq, err := s.Reserve(FrameSize(n), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Fill(off, seq, make([]byte, n), time.Now().UnixNano())
-		offs = append(offs, off)
-	}
-	end, _ := s.Advance()
-	if _, err := s.WriteOut(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	s.MarkDurable(end)
+	// Other sequence numbers than the earlier life's.
+	s := recycleAs(t, filepath.Join(dir, "00000000000000000001"+PoolSuffix), old, fuzzBase+1000)
+	offs := fillDurable(t, s, 100, HeaderSize+2*FrameSize(100))
 	name := filepath.Base(s.Path())
 	path := s.Path()
 	if err := s.Release(); err != nil {
