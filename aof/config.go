@@ -83,6 +83,15 @@ type Config struct {
 	// none, every dropped file is deleted. A log without retention drops
 	// nothing and keeps nothing.
 	RecycleSegments int
+	// MappedSegments bounds how many sealed segments the log keeps
+	// mapped beyond those a Reader holds: the others are mapped when
+	// read and unmapped again, least recently used first. Each open log
+	// also maps its unsealed segments (two or three mappings each), so a
+	// process that opens many logs and reads their history keeps
+	// logs x (MappedSegments + 3) within the kernel's vm.max_map_count
+	// (65,530 by default) by lowering it. Default 64
+	// (DefaultMappedSegments); negative is ErrInvalidConfig.
+	MappedSegments int
 	// FileMode is the permission bits of the files the log creates
 	// (segments, the DURABLE, FRONT and CUT marks, LOCK, and copies kept
 	// in the repair directory); DirMode those of the directories it
@@ -163,6 +172,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RecycleSegments == 0 {
 		c.RecycleSegments = DefaultRecycleSegments
 	}
+	if c.MappedSegments == 0 {
+		c.MappedSegments = DefaultMappedSegments
+	}
 	var errs []error
 	if err := segment.CheckSize(c.SegmentSize); err != nil {
 		errs = append(errs, fmt.Errorf("SegmentSize: %w", err))
@@ -181,6 +193,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RetainBytes < 0 {
 		errs = append(errs, fmt.Errorf("RetainBytes %d: must be positive, or 0 for no limit", c.RetainBytes))
+	}
+	if c.MappedSegments < 0 {
+		errs = append(errs, fmt.Errorf("MappedSegments %d: must be positive, or 0 for the default", c.MappedSegments))
 	}
 	if c.RetainAge < 0 {
 		errs = append(errs, fmt.Errorf("RetainAge %v: must be positive, or 0 for no limit", c.RetainAge))
@@ -212,9 +227,6 @@ type options struct {
 	// multi-step disk changes (TruncateFront, TruncateBack) so a child
 	// process can be killed exactly there.
 	crashPoint func(point string)
-	// mappedSegments, set by tests only, replaces
-	// DefaultMappedSegments.
-	mappedSegments int
 	// prewriteChunk, set by tests only, replaces defaultPrewriteChunk;
 	// prewriteHook runs before each prewrite chunk with its offset.
 	prewriteChunk int

@@ -77,11 +77,6 @@ func TestZeroCopyReaderSurvivesTrim(t *testing.T) {
 	checkRecords(t, l, 1, n, 300)
 }
 
-// withMappedSegments bounds the sealed segments kept mapped (tests only).
-func withMappedSegments(n int) Option {
-	return func(o *options) { o.mappedSegments = n }
-}
-
 // mappedFiles returns how many mappings of the process map a file under
 // dir.
 func mappedFiles(t *testing.T, dir string) int {
@@ -119,8 +114,8 @@ func TestManySmallSegmentsStayWithinTheMappingBound(t *testing.T) {
 	const bound = 8
 	dir := t.TempDir()
 	segDir := filepath.Join(dir, "segments")
-	cfg := Config{SegmentSize: 64 << 10}
-	l := openT(t, dir, cfg, withMappedSegments(bound))
+	cfg := Config{SegmentSize: 64 << 10, MappedSegments: bound}
+	l := openT(t, dir, cfg)
 	// Active and prepared segments are mapped too: at most one of each
 	// beyond the bound, and one a Reader leases.
 	limit := bound + 3
@@ -136,7 +131,7 @@ func TestManySmallSegmentsStayWithinTheMappingBound(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l = openT(t, dir, cfg, withMappedSegments(bound))
+	l = openT(t, dir, cfg)
 	defer l.Close()
 	if got := mappedFiles(t, segDir); got > limit {
 		t.Fatalf("%d segment files mapped after reopening a log of %d segments, bound %d", got, segs, bound)
@@ -206,7 +201,7 @@ func TestTruncateBackSealedSegmentsStayWithinTheMappingBound(t *testing.T) {
 	const bound = 4
 	dir := t.TempDir()
 	segDir := filepath.Join(dir, "segments")
-	l := openT(t, dir, Config{SegmentSize: 64 << 10}, withMappedSegments(bound))
+	l := openT(t, dir, Config{SegmentSize: 64 << 10, MappedSegments: bound})
 	defer l.Close()
 	limit := bound + 3 // the active segment, a prepared one, slack
 	var next uint64 = 1

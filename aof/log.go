@@ -241,12 +241,9 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		fs:         o.fs,
 		maxPayload: segment.MaxPayload(cfg.SegmentSize),
 		crashPoint: o.crashPoint,
-		maps:       mappings{bound: DefaultMappedSegments},
+		maps:       mappings{bound: cfg.MappedSegments},
 	}
 	l.pool = newPool(l.fs, l.segDir, cfg.SegmentSize, cfg.RecycleSegments)
-	if o.mappedSegments > 0 {
-		l.maps.bound = o.mappedSegments
-	}
 	if err := makeDirs(l.fs, l.segDir, 2, cfg.DirMode); err != nil {
 		return nil, fmt.Errorf("aof2: open %s: %w", dir, err)
 	}

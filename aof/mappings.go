@@ -6,8 +6,8 @@ import (
 	"github.com/aof2/aof2/segment"
 )
 
-// DefaultMappedSegments is how many sealed segments a log keeps mapped at
-// most, beyond those a Reader leases: the others are mapped when read and
+// DefaultMappedSegments is the default of Config.MappedSegments: how many
+// sealed segments a log keeps mapped at most, beyond those a Reader leases: the others are mapped when read and
 // unmapped again when the bound is reached (least recently used first).
 // A segment not sealed yet (the active one, and those waiting for their
 // seal) is always mapped, with its append buffer: two mappings, three for

@@ -129,3 +129,16 @@ func TestFileModeConfigChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestMappedSegmentsConfigChecked: a negative bound of mapped sealed
+// segments is refused with ErrInvalidConfig; 0 means the default.
+func TestMappedSegmentsConfigChecked(t *testing.T) {
+	if _, err := Open(t.TempDir(), Config{MappedSegments: -1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Open with MappedSegments -1: %v, want ErrInvalidConfig", err)
+	}
+	l := openT(t, t.TempDir(), Config{})
+	defer l.Close()
+	if l.maps.bound != DefaultMappedSegments {
+		t.Fatalf("mapping bound %d with MappedSegments 0, want %d", l.maps.bound, DefaultMappedSegments)
+	}
+}
