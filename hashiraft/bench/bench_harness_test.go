@@ -81,3 +81,38 @@ func TestClusterRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterWithSnapshotsDeletesPrefixes: with Snapshots, raft snapshots
+// and deletes each store's log prefix while the commands are applied, so
+// the cluster part measures a log in its steady state.
+func TestClusterWithSnapshotsDeletesPrefixes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := startCluster(ctx, "hashiraft", t.TempDir(), SnapshotRaftConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Run(ctx, ClusterCase{Kind: "hashiraft", Size: 64, Callers: 16, Applies: 30000, Snapshots: true}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range c.nodes {
+		for {
+			first, err := n.store.FirstIndex()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first > 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a node's log still starts at %d after 30,000 commands with snapshots every 8,192", first)
+			}
+			time.Sleep(100 * time.Millisecond) // raft checks for a snapshot each second
+		}
+	}
+}

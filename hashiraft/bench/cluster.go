@@ -22,6 +22,10 @@ type ClusterCase struct {
 	Warmup  time.Duration // applied but not measured, after the leader is elected
 	Measure time.Duration // the measured window, unless Applies is set
 	Applies int           // if set, the number of measured Applies instead
+	// Snapshots runs raft with snapshots (SnapshotRaftConfig) instead of
+	// without: the steady state of a raft log, whose prefix is deleted
+	// after each snapshot.
+	Snapshots bool
 }
 
 // RaftConfig is the raft.Config of every node of every cluster: raft's
@@ -35,6 +39,17 @@ func RaftConfig(id string) *raft.Config {
 	c.SnapshotThreshold = 1 << 40
 	c.SnapshotInterval = time.Hour
 	c.LogOutput = io.Discard
+	return c
+}
+
+// SnapshotRaftConfig is RaftConfig with snapshots on: raft checks every
+// second and snapshots once 8,192 entries came since the last one, keeping
+// its default 10,240 trailing entries, so every store's log has its prefix
+// deleted (DeleteRange) every 8,192 entries, as a raft log in service has.
+func SnapshotRaftConfig(id string) *raft.Config {
+	c := RaftConfig(id)
+	c.SnapshotThreshold = 8192
+	c.SnapshotInterval = time.Second
 	return c
 }
 
@@ -91,6 +106,10 @@ type Cluster struct {
 // StartCluster starts a 3-node cluster with stores of kind under root and
 // waits (under ctx) until it has a leader.
 func StartCluster(ctx context.Context, kind, root string) (*Cluster, error) {
+	return startCluster(ctx, kind, root, RaftConfig)
+}
+
+func startCluster(ctx context.Context, kind, root string, config func(id string) *raft.Config) (*Cluster, error) {
 	c := &Cluster{}
 	var servers []raft.Server
 	var listeners []net.Listener
@@ -123,7 +142,7 @@ func StartCluster(ctx context.Context, kind, root string) (*Cluster, error) {
 			c.Close()
 			return nil, err
 		}
-		if n.raft, err = raft.NewRaft(RaftConfig(string(srv.ID)), &countFSM{}, n.store, n.store, snaps, n.trans); err != nil {
+		if n.raft, err = raft.NewRaft(config(string(srv.ID)), &countFSM{}, n.store, n.store, snaps, n.trans); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("node %d: %w", i, err)
 		}
@@ -258,7 +277,11 @@ func (c *Cluster) Run(ctx context.Context, cs ClusterCase) (Result, error) {
 // RunCluster starts a cluster of cs.Kind under root, runs cs and closes
 // the cluster.
 func RunCluster(ctx context.Context, root string, cs ClusterCase) (Result, error) {
-	c, err := StartCluster(ctx, cs.Kind, root)
+	config := RaftConfig
+	if cs.Snapshots {
+		config = SnapshotRaftConfig
+	}
+	c, err := startCluster(ctx, cs.Kind, root, config)
 	if err != nil {
 		return Result{}, err
 	}

@@ -46,6 +46,7 @@ type options struct {
 	rounds                 int
 	warmup, measure, slice time.Duration
 	diskEntries            int
+	snapshots              bool
 	retried                map[string]int // slices run again, by store
 }
 
@@ -63,9 +64,10 @@ func run() error {
 		measure     = flag.Duration("measure", 4*time.Second, "cluster measured window per store per round")
 		slice       = flag.Duration("slice", time.Second, "store-alone time per store per round")
 		diskEntries = flag.Int("disk-entries", 256<<10, "entries of 4 KiB written in the disk-use run")
+		snapshots   = flag.Bool("snapshots", false, "cluster part with raft snapshots (every 8,192 entries, checked each second; prefix deletes), the steady state of a raft log; use a warm-up of several seconds")
 	)
 	flag.Parse()
-	o := options{dir: *dir, stores: strings.Split(*storesF, ","), rounds: *rounds, warmup: *warmup, measure: *measure, slice: *slice, diskEntries: *diskEntries, retried: map[string]int{}}
+	o := options{dir: *dir, stores: strings.Split(*storesF, ","), rounds: *rounds, warmup: *warmup, measure: *measure, slice: *slice, diskEntries: *diskEntries, snapshots: *snapshots, retried: map[string]int{}}
 	if *quick {
 		o.rounds, o.warmup, o.measure, o.slice, o.diskEntries = 2, 300*time.Millisecond, time.Second, 300*time.Millisecond, 16<<10
 	}
@@ -237,7 +239,7 @@ func table(w io.Writer, unit string, cases []string, res []map[string][]bench.Re
 }
 
 func clusterPart(ctx context.Context, w io.Writer, o options, sizes, callers []int) error {
-	fmt.Fprintf(w, "## Through raft: a 3-node cluster on 127.0.0.1\n\nraft v1.8.0, `raft.NewTCPTransport`, one `raft.Config` for every node (raft's defaults: MaxAppendEntries 64, CommitTimeout 50 ms; snapshots off for the run). Each caller applies a command (incompressible payload) through the leader and waits for `Apply(...).Error()`, in a closed loop; a fresh cluster per store per round, %s warm-up, %s measured. cmds/s = commands applied in the window; p50/p99 = Apply latency.\n\n", o.warmup, o.measure)
+	fmt.Fprintf(w, "## Through raft: a 3-node cluster on 127.0.0.1\n\nraft v1.8.0, `raft.NewTCPTransport`, one `raft.Config` for every node (raft's defaults: MaxAppendEntries 64, CommitTimeout 50 ms; %s). Each caller applies a command (incompressible payload) through the leader and waits for `Apply(...).Error()`, in a closed loop; a fresh cluster per store per round, %s warm-up, %s measured. cmds/s = commands applied in the window; p50/p99 = Apply latency.\n\n", snapshotNote(o.snapshots), o.warmup, o.measure)
 	var cases []string
 	var res []map[string][]bench.Result
 	for _, n := range callers {
@@ -246,7 +248,7 @@ func clusterPart(ctx context.Context, w io.Writer, o options, sizes, callers []i
 			r, err := rounds(o, label, func(kind, dir string) (bench.Result, error) {
 				cctx, cancel := context.WithTimeout(ctx, o.warmup+o.measure+time.Minute)
 				defer cancel()
-				r, err := bench.RunCluster(cctx, dir, bench.ClusterCase{Kind: kind, Size: size, Callers: n, Warmup: o.warmup, Measure: o.measure})
+				r, err := bench.RunCluster(cctx, dir, bench.ClusterCase{Kind: kind, Size: size, Callers: n, Warmup: o.warmup, Measure: o.measure, Snapshots: o.snapshots})
 				if errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, raft.ErrEnqueueTimeout) {
 					err = fmt.Errorf("%w: %w", errRetry, err)
 				}
@@ -477,4 +479,13 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// snapshotNote says in the report how the cluster part ran raft's
+// snapshots.
+func snapshotNote(on bool) string {
+	if on {
+		return "snapshots every 8,192 entries, checked each second, 10,240 trailing entries kept: each store's log has its prefix deleted, the steady state of a raft log"
+	}
+	return "snapshots off for the run"
 }
