@@ -279,13 +279,15 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		lock.Unlock()
 		return nil, err
 	}
+	// The retainer first: the flusher's first flush may seal a segment
+	// recovery left pending, and a seal kicks the retainer.
+	l.startRetainer()
 	if !cfg.NoBackgroundFlush {
 		l.pipe.Start()
 		if l.Backlog() > 0 || len(l.pending) > 1 {
 			l.pipe.Request(flush.ReasonRecovery)
 		}
 	}
-	l.startRetainer()
 	return l, nil
 }
 
