@@ -63,22 +63,9 @@ func benchDurableRecycled(b *testing.B, size int, recycled bool) {
 	}
 	settle()
 	p := benchPayload(size)
-	before := l.Metrics().Fsyncs
 	_, taken := l.pool.stats()
-	b.SetBytes(int64(size))
-	b.ResetTimer()
-	for range b.N {
-		id, err := l.Append(benchCtx, p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := l.FlushUntil(dctx, id); err != nil {
-			b.Fatalf("FlushUntil(%+v): %v; %+v", id, err, l.Metrics())
-		}
-	}
-	b.StopTimer()
+	timeDurable(dctx, b, l, p)
 	_, after := l.pool.stats()
-	b.ReportMetric(float64(l.Metrics().Fsyncs-before)/float64(b.N), "fsyncs/op")
 	b.ReportMetric(float64(after-taken), "recycled-files")
 }
 
