@@ -22,23 +22,8 @@ import (
 func TestSourceReaderOfARecycledFile(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l := openLiveLog(t, dir)
-	appendDurable(t, l, 1, 3000)
-	d, err := inspect.List(vfs.Default, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(d.Files) < 5 {
-		t.Fatalf("want 5 segments or more, got %d", len(d.Files))
-	}
-	src, r := openReader(t, dir, 1)
-	if !r.Next() || r.Record().Seq != 1 {
-		t.Fatalf("first Next: %v", r.Err())
-	}
+	l, src, r, d := readerBehindRetention(ctx, t, dir)
 	front := d.Files[3].BaseSeq
-	if err := l.TruncateFront(ctx, front); err != nil {
-		t.Fatal(err)
-	}
 	// Until the pooled file was reused, then two segments more: the
 	// recycled file is active, written and sealed.
 	next := uint64(3001)

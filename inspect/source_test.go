@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/aof2/aof2/aof"
 	"github.com/aof2/aof2/inspect"
 	"github.com/aof2/aof2/reader"
 	"github.com/aof2/aof2/segment"
@@ -244,23 +245,8 @@ func TestSourceHoldsReadersWhileACutMarkIsThere(t *testing.T) {
 func TestSourceReportsRetention(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l := openLiveLog(t, dir)
-	appendDurable(t, l, 1, 3000)
-	d, err := inspect.List(vfs.Default, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(d.Files) < 5 {
-		t.Fatalf("want 5 segments or more, got %d", len(d.Files))
-	}
-	src, r := openReader(t, dir, 1)
-	if !r.Next() || r.Record().Seq != 1 {
-		t.Fatalf("first Next: %v", r.Err())
-	}
+	_, src, r, d := readerBehindRetention(ctx, t, dir)
 	front := d.Files[3].BaseSeq
-	if err := l.TruncateFront(ctx, front); err != nil {
-		t.Fatal(err)
-	}
 	seqs, err := drain(t, src, r)
 	var te *inspect.TruncatedError
 	if !errors.As(err, &te) || te.Back || te.Seq != d.Files[1].BaseSeq || te.First != front {
@@ -361,4 +347,31 @@ func TestSourceFollow(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readerBehindRetention writes a live log of 3,000 durable records (five
+// segments or more) in dir, opens a Reader there that has read seq 1, and
+// then drops the log's first three segments (TruncateFront): it returns the
+// log, the Reader's source, the Reader and the listing taken before the
+// drop (the new front is the base of its fourth file).
+func readerBehindRetention(ctx context.Context, t *testing.T, dir string) (*aof.Log, *inspect.Source, *reader.Reader, *inspect.Dir) {
+	t.Helper()
+	l := openLiveLog(t, dir)
+	appendDurable(t, l, 1, 3000)
+	d, err := inspect.List(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Files) < 5 {
+		t.Fatalf("want 5 segments or more, got %d", len(d.Files))
+	}
+	src, r := openReader(t, dir, 1)
+	if !r.Next() || r.Record().Seq != 1 {
+		t.Fatalf("first Next: %v", r.Err())
+	}
+	front := d.Files[3].BaseSeq
+	if err := l.TruncateFront(ctx, front); err != nil {
+		t.Fatal(err)
+	}
+	return l, src, r, d
 }
