@@ -81,7 +81,9 @@ type Config struct {
 	// segment is dropped per segment filled, and the next one reuses it,
 	// so one file is enough and costs one segment of disk. Negative:
 	// none, every dropped file is deleted. A log without retention drops
-	// nothing and keeps nothing.
+	// nothing; the one file it may keep is its next segment when Close
+	// finds it prepared and prewritten to the end (see NoPrewrite), to be
+	// used after the next Open.
 	RecycleSegments int
 	// MappedSegments bounds how many sealed segments the log keeps
 	// mapped beyond those a Reader holds: the others are mapped when
@@ -124,7 +126,15 @@ type Config struct {
 	// prewrite unfinished waits for its current chunk only and takes the
 	// segment partly prewritten (the first blocks are). The first
 	// segment of a new log, created by Open (which must stay fast), is
-	// never prewritten: it runs on preallocated blocks. A failed
+	// never prewritten, nor is the part of a segment that recovery
+	// reopens past its records known to be written; so once such a
+	// segment has taken 64 syncs of records past its written blocks,
+	// holds 1/16 of SegmentSize and has a quarter left, the preparer
+	// makes and prewrites the next segment at once, and when that is
+	// done the log rolls over to it early (Metrics.EarlyRollovers); the
+	// segment left keeps its unused preallocated room until retention or
+	// a truncation drops it. Close keeps a next segment prewritten to the
+	// end in the pool (RecycleSegments) for the next Open. A failed
 	// prewrite is counted (Metrics.PrewriteFailures, an aof.prewrite span
 	// with the error) and the file replaced by one not prewritten; the
 	// log keeps working. Set NoPrewrite for a log that writes much more

@@ -489,6 +489,7 @@ func ExampleMetrics_Samples() {
 	// aof_prewrite_size_bytes_total
 	// aof_prewrite_failures_total
 	// aof_segments_recycled_total
+	// aof_segments_early_rollovers_total
 }
 
 // WithTracerProvider, WithMeterProvider and WithName hand the log an

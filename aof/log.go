@@ -86,6 +86,9 @@ type seg struct {
 	// previous segment's last one: pos = prev.pos + prev.end -
 	// HeaderSize. Positions only serve to measure backlogs.
 	pos int64
+	// coldSyncs counts the flushes that made records past the file's
+	// written blocks durable (early.go).
+	coldSyncs atomic.Int64
 }
 
 // Log is an open log. See the package comment for the contract.
@@ -134,7 +137,11 @@ type Log struct {
 	durablePos  atomic.Int64
 	closed      atomic.Bool
 	sealedCount atomic.Uint64
-	metrics     flush.Metrics // its own atomics
+	// early asks the next append to roll over early (early.go);
+	// earlyRolls counts the early rollovers.
+	early      atomic.Bool
+	earlyRolls atomic.Uint64
+	metrics    flush.Metrics // its own atomics
 
 	// rotateMu serialises rollover, Close, TruncateBack and Reset (which
 	// stop appends); closing is the close in progress or done (close.go).
@@ -368,6 +375,9 @@ func (l *Log) append(ctx context.Context, payload []byte, span trace.Span) (Reco
 		return RecordID{}, err
 	}
 	n := segment.FrameSize(len(payload))
+	if err := l.maybeRollEarly(); err != nil {
+		return RecordID{}, err
+	}
 	for {
 		s := l.active.Load()
 		off, seq, err := s.Reserve(n, 1)
@@ -420,6 +430,9 @@ func (l *Log) appendBatch(ctx context.Context, payloads [][]byte, span trace.Spa
 		if err := l.admit(ctx, p); err != nil {
 			return nil, err
 		}
+	}
+	if err := l.maybeRollEarly(); err != nil {
+		return nil, err
 	}
 	ids := make([]RecordID, 0, len(payloads))
 	for len(payloads) > 0 {
@@ -524,6 +537,12 @@ func (l *Log) rotate(full *seg) error {
 	if err != nil {
 		return fmt.Errorf("aof2: roll over to segment %d: %w", full.Header().Index+1, err)
 	}
+	return l.rollTo(full, next)
+}
+
+// rollTo closes the active segment full to appends and makes next, a
+// prepared segment, the active one after it. The caller holds rotateMu.
+func (l *Log) rollTo(full *seg, next *segment.Segment) error {
 	end, count := full.Close()
 	if err := next.Activate(full.Header().Index+1, full.Header().BaseSeq+count, time.Now().UnixNano()); err != nil {
 		next.Discard()
@@ -750,6 +769,7 @@ func (l flushTarget) Flush(ctx context.Context, r flush.Reason, m flush.Mode) (d
 			// during the sync are not claimed.
 			s.MarkDurable(end)
 			flushed = true
+			l.syncedActive(s, end)
 		}
 		l.durablePos.Store(s.pos + s.Durable())
 		durable = s.Header().BaseSeq + count

@@ -51,6 +51,10 @@ type Metrics struct {
 	// RecycledSegments counts segment files reused from the pool of
 	// dropped ones (Config.RecycleSegments) since Open.
 	RecycledSegments uint64
+	// EarlyRollovers counts rollovers since Open from an active segment
+	// whose syncs landed in preallocated blocks to a segment of written
+	// blocks, before the active one was full (see Config.NoPrewrite).
+	EarlyRollovers uint64
 }
 
 // Flushes returns the number of flushes that synced something for reason
@@ -125,6 +129,7 @@ func (l *Log) metricsOnce() Metrics {
 		PrewrittenBytes:  l.prewritten.Load(),
 		PrewriteFailures: l.prewriteFails.Load(),
 		RecycledSegments: l.recycledCount(),
+		EarlyRollovers:   l.earlyRolls.Load(),
 	}
 }
 
@@ -155,6 +160,7 @@ func (m Metrics) Samples() []Sample {
 		{"aof_prewrite_size_bytes_total", float64(m.PrewrittenBytes)},
 		{"aof_prewrite_failures_total", float64(m.PrewriteFailures)},
 		{"aof_segments_recycled_total", float64(m.RecycledSegments)},
+		{"aof_segments_early_rollovers_total", float64(m.EarlyRollovers)},
 	}
 }
 

@@ -88,6 +88,25 @@ func (p *pool) put(s *segment.Segment) bool {
 	return true
 }
 
+// keep moves the file at path, a new segment file prepared and never
+// activated, into the pool if the pool has room, else removes it. Its
+// bytes are zeros or a preallocation's (no header, no frame), so it needs
+// no salt: segment.Recycle gives it one when it is reused. A crash that
+// loses the rename leaves the temporary name, which recovery removes.
+func (p *pool) keep(path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.files) < p.bound {
+		to := filepath.Join(p.dir, poolName(p.next))
+		if err := p.fs.Rename(path, to); err == nil {
+			p.next++
+			p.files = append(p.files, pooled{path: to})
+			return
+		}
+	}
+	p.fs.Remove(path)
+}
+
 // take returns the path of a pooled file nobody holds any more, oldest
 // first, and removes it from the pool.
 func (p *pool) take() (string, bool) {

@@ -259,6 +259,31 @@ func (p *preparer) take() (*segment.Segment, error) {
 	return p.prepare(id)
 }
 
+// written reports whether s's blocks are all written ones (prewritten to
+// the end, or recycled).
+func written(s *segment.Segment) bool { return s.WrittenTo() >= s.Header().Size }
+
+// readyWritten reports whether a prepared segment is ready and all its
+// blocks are written.
+func (p *preparer) readyWritten() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready != nil && written(p.ready)
+}
+
+// takeWritten returns the ready segment if all its blocks are written,
+// else nil; it never waits.
+func (p *preparer) takeWritten() *segment.Segment {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.ready
+	if s == nil || !written(s) {
+		return nil
+	}
+	p.ready = nil
+	return s
+}
+
 // prepare makes a segment ready for activation from the file's source: a
 // pooled file if there is one (segment.Recycle), else a new file (id
 // makes its temporary name unique). A pooled file that cannot be reused
@@ -274,15 +299,22 @@ func (p *preparer) prepare(id uint64) (*segment.Segment, error) {
 }
 
 // stop stops the goroutine (a prewrite stops after its current chunk) and
-// removes a prepared segment nobody took.
+// puts away a prepared segment nobody took: a recycled one stays a pool
+// file, a new one prewritten to the end joins the pool if it has room
+// (its written blocks are kept for the next open), any other is removed.
 func (p *preparer) stop() {
 	close(p.stopc)
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ready != nil {
-		p.ready.Discard()
+	if s := p.ready; s != nil {
 		p.ready = nil
+		if s.Recycled() || !written(s) {
+			s.Discard()
+		} else {
+			s.Release()
+			p.pool.keep(s.Path())
+		}
 	}
 	if p.pw.zeros != nil {
 		unix.Munmap(p.pw.zeros)

@@ -49,5 +49,6 @@ func (l *Log) observe(v *aofotel.Values) {
 		PrewrittenBytes:        m.PrewrittenBytes,
 		PrewriteFailures:       m.PrewriteFailures,
 		RecycledSegments:       m.RecycledSegments,
+		EarlyRollovers:         m.EarlyRollovers,
 	}
 }

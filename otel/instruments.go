@@ -14,24 +14,25 @@ import (
 // the names in the comments (dots become underscores, the unit is added,
 // counters get _total).
 const (
-	MetricAppendRecords     = "aof.append.records"          // aof_append_records_total
-	MetricAppendSize        = "aof.append.size"             // aof_append_size_bytes_total
-	MetricFlushes           = "aof.flushes"                 // aof_flushes_total{aof_flush_reason,aof_flush_mode}
-	MetricFlushDuration     = "aof.flush.duration"          // aof_flush_duration_seconds
-	MetricFsyncs            = "aof.fsyncs"                  // aof_fsyncs_total
-	MetricFsyncDuration     = "aof.fsync.duration"          // aof_fsync_duration_seconds
-	MetricFsyncRetries      = "aof.fsync.retries"           // aof_fsync_retries_total
-	MetricFsyncFailures     = "aof.fsync.failures"          // aof_fsync_failures_total
-	MetricBacklogSize       = "aof.backlog.size"            // aof_backlog_size_bytes
-	MetricDurableSize       = "aof.durable.size"            // aof_durable_size_bytes_total
-	MetricDurableLag        = "aof.durable.lag"             // aof_durable_lag_seconds
-	MetricSegments          = "aof.segments"                // aof_segments
-	MetricRecoveryDuration  = "aof.recovery.duration"       // aof_recovery_duration_seconds
-	MetricRecoveryTruncated = "aof.recovery.truncated.size" // aof_recovery_truncated_size_bytes_total
-	MetricSegmentsRemoved   = "aof.segments.removed"        // aof_segments_removed_total
-	MetricPrewriteSize      = "aof.prewrite.size"           // aof_prewrite_size_bytes_total
-	MetricPrewriteFailures  = "aof.prewrite.failures"       // aof_prewrite_failures_total
-	MetricSegmentsRecycled  = "aof.segments.recycled"       // aof_segments_recycled_total
+	MetricAppendRecords     = "aof.append.records"           // aof_append_records_total
+	MetricAppendSize        = "aof.append.size"              // aof_append_size_bytes_total
+	MetricFlushes           = "aof.flushes"                  // aof_flushes_total{aof_flush_reason,aof_flush_mode}
+	MetricFlushDuration     = "aof.flush.duration"           // aof_flush_duration_seconds
+	MetricFsyncs            = "aof.fsyncs"                   // aof_fsyncs_total
+	MetricFsyncDuration     = "aof.fsync.duration"           // aof_fsync_duration_seconds
+	MetricFsyncRetries      = "aof.fsync.retries"            // aof_fsync_retries_total
+	MetricFsyncFailures     = "aof.fsync.failures"           // aof_fsync_failures_total
+	MetricBacklogSize       = "aof.backlog.size"             // aof_backlog_size_bytes
+	MetricDurableSize       = "aof.durable.size"             // aof_durable_size_bytes_total
+	MetricDurableLag        = "aof.durable.lag"              // aof_durable_lag_seconds
+	MetricSegments          = "aof.segments"                 // aof_segments
+	MetricRecoveryDuration  = "aof.recovery.duration"        // aof_recovery_duration_seconds
+	MetricRecoveryTruncated = "aof.recovery.truncated.size"  // aof_recovery_truncated_size_bytes_total
+	MetricSegmentsRemoved   = "aof.segments.removed"         // aof_segments_removed_total
+	MetricPrewriteSize      = "aof.prewrite.size"            // aof_prewrite_size_bytes_total
+	MetricPrewriteFailures  = "aof.prewrite.failures"        // aof_prewrite_failures_total
+	MetricSegmentsRecycled  = "aof.segments.recycled"        // aof_segments_recycled_total
+	MetricEarlyRollovers    = "aof.segments.early_rollovers" // aof_segments_early_rollovers_total
 )
 
 // DurationBuckets are the histogram bounds, in seconds, for fsync and flush
@@ -52,6 +53,7 @@ type Values struct {
 	PrewrittenBytes        int64
 	PrewriteFailures       uint64
 	RecycledSegments       uint64
+	EarlyRollovers         uint64
 }
 
 // instruments are one log's instruments. The counters are synchronous
@@ -72,7 +74,7 @@ type instruments struct {
 	recoveryDuration metric.Float64Histogram
 
 	appendRecords, appendSize, flushes, fsyncs, retries, failures, durable, truncated, removed metric.Int64Counter
-	prewritten, prewriteFailures, recycled                                                     metric.Int64Counter
+	prewritten, prewriteFailures, recycled, earlyRolls                                         metric.Int64Counter
 	backlog, segments                                                                          metric.Int64ObservableGauge
 
 	// Set by register. last is what the counters were given so far.
@@ -127,6 +129,7 @@ func (in *instruments) create(m metric.Meter) error {
 	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and synced (unless Config.NoPrewrite).")
 	in.prewriteFailures = counter(MetricPrewriteFailures, "{failure}", "Prewrites of a new segment file that failed; the file is replaced by one not prewritten and the log goes on.")
 	in.recycled = counter(MetricSegmentsRecycled, "{segment}", "Segment files reused from the pool of dropped ones (Config.RecycleSegments) instead of created.")
+	in.earlyRolls = counter(MetricEarlyRollovers, "{rollover}", "Rollovers from an active segment whose syncs landed in preallocated blocks to a segment of written blocks, before it was full.")
 	in.backlog = gauge(MetricBacklogSize, "By", "Bytes appended but not yet durable.")
 	in.segments = gauge(MetricSegments, "{segment}", "Segment files in the log.")
 	return err
@@ -196,6 +199,7 @@ func (in *instruments) push(ctx context.Context, v *Values) {
 	addDelta(ctx, in.prewritten, v.PrewrittenBytes, &last.PrewrittenBytes, in.logSet)
 	addDelta(ctx, in.prewriteFailures, v.PrewriteFailures, &last.PrewriteFailures, in.logSet)
 	addDelta(ctx, in.recycled, v.RecycledSegments, &last.RecycledSegments, in.logSet)
+	addDelta(ctx, in.earlyRolls, v.EarlyRollovers, &last.EarlyRollovers, in.logSet)
 }
 
 // addDelta adds now-*last to c if now is greater, and sets *last to now.

@@ -128,8 +128,12 @@ type Segment struct {
 	// recycled: made by Recycle from a pool file (until activated, path
 	// is the pool file's).
 	recycled bool
-	hdr      Header
-	file     vfs.File // read-write; nil once sealed
+	// blocks is the offset below which the file's blocks are known to
+	// be written ones (WrittenTo): set by Recycle and Prewrite, on the
+	// preparer's goroutine, before the segment is handed over.
+	blocks int64
+	hdr    Header
+	file   vfs.File // read-write; nil once sealed
 
 	// limit is where record data must end (DataLimit): room for the
 	// footer and the trailer is never handed to records.
@@ -271,6 +275,7 @@ func Recycle(fs vfs.FS, path string, size int64) (_ *Segment, err error) {
 		return nil, fmt.Errorf("pooled segment file %s: %d bytes, want %d (%v)", path, n, size, err)
 	}
 	s.hdr.Salt = newSalt()
+	s.blocks = size
 	var hb [HeaderSize]byte
 	EncodeHeader(hb[:], PoolHeader(size, s.hdr.Salt))
 	if _, err := f.WriteAt(hb[:], 0); err != nil {
@@ -564,8 +569,19 @@ func (s *Segment) Prewrite(off int64, zeros []byte) error {
 	if err := s.file.Sync(); err != nil {
 		return fmt.Errorf("prewrite %s at %d: %w", s.path, off, err)
 	}
+	if off <= s.blocks {
+		s.blocks = max(s.blocks, off+int64(len(zeros)))
+	}
 	return nil
 }
+
+// WrittenTo returns the offset below which the segment's file is known to
+// hold written blocks, not preallocated ("unwritten") ones: the whole file
+// for a recycled segment, the prefix Prewrite covered for a new one, 0 for
+// one whose history is unknown (a segment recovery opened). A sync of
+// records below it journals no extent conversion. Call it on a prepared
+// segment the caller was handed, or after activation.
+func (s *Segment) WrittenTo() int64 { return s.blocks }
 
 // Discard closes and removes a prepared segment that was never activated;
 // a recycled one is closed and left a pool file.
