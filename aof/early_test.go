@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/aof2/aof2/segment"
+	"github.com/aof2/aof2/vfs"
 )
 
 // Tests of the early rollover (early.go): a log whose syncs land in
@@ -171,6 +172,18 @@ func TestCloseKeepsPrewrittenSpare(t *testing.T) {
 	}
 }
 
+// writtenPrefix returns the written prefix of the file at path, as the
+// file system reports it (vfs.File.WrittenPrefix).
+func writtenPrefix(t *testing.T, path string) (int64, bool) {
+	t.Helper()
+	f, err := vfs.Default.OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.WrittenPrefix(prewriteSeg)
+}
+
 // segDirNames lists the names in the log's segments directory.
 func segDirNames(t *testing.T, dir string) []string {
 	t.Helper()
@@ -190,4 +203,78 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestRecycledEarlyRolledFileIsPrewritten: the file of a segment left by
+// an early rollover still has preallocated, never written room; when
+// retention drops it and the pool hands it out again, the preparer
+// prewrites that room (and only that room), so the new life runs on
+// written blocks throughout.
+func TestRecycledEarlyRolledFileIsPrewritten(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Config{SegmentSize: prewriteSeg, RecycleSegments: 1}, withPrewriteChunk(16<<10))
+	defer l.Close()
+	next, first, _ := durableUntilRollover(t, l, 1)
+	used, known := writtenPrefix(t, first.Path())
+	if !known {
+		t.Skip("the file system under t.TempDir() has no FIEMAP")
+	}
+	if used == prewriteSeg {
+		t.Fatalf("segment 1, left early, reports all %d bytes written", used)
+	}
+	if err := l.TruncateFront(ctx, l.active.Load().Header().BaseSeq); err != nil {
+		t.Fatal(err)
+	}
+	before := l.Metrics().PrewrittenBytes
+	next = halfFill(t, l, next)
+	waitPrepared(l)
+	l.prep.mu.Lock()
+	ready := l.prep.ready
+	l.prep.mu.Unlock()
+	if !ready.Recycled() || ready.WrittenTo() != prewriteSeg {
+		t.Fatalf("the next segment: recycled %v, written blocks up to %d; want the pooled file, all %d written", ready.Recycled(), ready.WrittenTo(), prewriteSeg)
+	}
+	// Recycle's pool header and trailer are written ones too, so the
+	// prewrite starts at the first block the old life never wrote.
+	if got := l.Metrics().PrewrittenBytes - before; got <= 0 || got > prewriteSeg-used {
+		t.Fatalf("prewrote %d bytes of the recycled file, want some and at most its %d unwritten ones", got, prewriteSeg-used)
+	}
+	next = rollOver(t, l, next)
+	if m := l.Metrics(); m.RecycledSegments != 1 {
+		t.Fatalf("Metrics.RecycledSegments = %d, want 1", m.RecycledSegments)
+	}
+	checkRecords(t, l, l.active.Load().Header().BaseSeq, next, 1<<10)
+}
+
+// TestReopenedWrittenSegmentIsNotLeftEarly: recovery asks the file system
+// how much of the segment it resumes is written; a prewritten one is not
+// left early after a reopen (a log reopened often would otherwise leave a
+// segment's room unused at every open), a preallocated one is.
+func TestReopenedWrittenSegmentIsNotLeftEarly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{SegmentSize: prewriteSeg}
+	l := openT(t, dir, cfg, withPrewriteChunk(16<<10))
+	next, _, _ := durableUntilRollover(t, l, 1)
+	durableAppend(t, l, next)
+	next++
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := openT(t, dir, cfg)
+	defer l2.Close()
+	s := l2.active.Load()
+	if _, known := writtenPrefix(t, s.Path()); !known {
+		t.Skip("the file system under t.TempDir() has no FIEMAP")
+	}
+	if s.WrittenTo() != prewriteSeg {
+		t.Fatalf("the resumed segment 2, prewritten to the end, reports written blocks up to %d of %d", s.WrittenTo(), prewriteSeg)
+	}
+	for range 2 * earlySyncs {
+		durableAppend(t, l2, next)
+		next++
+	}
+	if m := l2.Metrics(); m.EarlyRollovers != 0 || l2.active.Load() != s || s.coldSyncs.Load() != 0 {
+		t.Fatalf("reopened on a written segment: %d early rollovers, %d cold syncs", m.EarlyRollovers, s.coldSyncs.Load())
+	}
+	checkRecords(t, l2, 1, next, 256)
 }

@@ -138,8 +138,9 @@ func (p *preparer) run() {
 		// A failure (a full disk, say) is not kept: take retries on the
 		// appender's goroutine and returns the error there.
 		s, _ := p.prepare(id)
-		if s != nil && p.pw.on && !s.Recycled() {
-			// A recycled file's blocks are written ones already.
+		if s != nil && p.pw.on && !written(s) {
+			// A recycled file's blocks are written ones, but for
+			// the room an early rollover left unused.
 			s = p.prewrite(s, hurry)
 		}
 		p.mu.Lock()
@@ -149,9 +150,9 @@ func (p *preparer) run() {
 	}
 }
 
-// prewrite writes zeros over the fresh segment s, chunk by chunk, each
-// made durable before the next, so that no dirty page is left for the
-// appenders' first sync to pay. It stops between chunks when a rollover
+// prewrite writes zeros over the blocks of s past its written ones (all of
+// a new file), chunk by chunk, each made durable before the next, so that
+// no dirty page is left for the appenders' first sync to pay. It stops between chunks when a rollover
 // waits for s (hurry) or the log closes, leaving s partly prewritten: its
 // first blocks, the ones written first, are. A failure is reported, and s,
 // whose device just failed a write or a sync, is discarded for a fresh
@@ -163,7 +164,8 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 	}
 	start := time.Now()
 	size := s.Header().Size
-	var off int64
+	from := s.WrittenTo()
+	off := from
 	var err error
 	for off < size {
 		if p.pw.hook != nil {
@@ -179,7 +181,7 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 		off += n
 	}
 	if p.pw.report != nil {
-		p.pw.report(start, off, size, err)
+		p.pw.report(start, off-from, size-from, err)
 	}
 	if err == nil {
 		return s

@@ -709,5 +709,6 @@ func (s *Segment) Resume(r ScanResult) error {
 	s.written.Store(r.MaxHint)
 	s.durable.Store(r.MaxHint)
 	s.headerSynced = false
+	s.blocks = writtenBlocks(s.file, s.hdr.Size)
 	return nil
 }

@@ -130,7 +130,8 @@ type Segment struct {
 	recycled bool
 	// blocks is the offset below which the file's blocks are known to
 	// be written ones (WrittenTo): set by Recycle and Prewrite, on the
-	// preparer's goroutine, before the segment is handed over.
+	// preparer's goroutine, before the segment is handed over, and by
+	// Resume, before recovery hands it over.
 	blocks int64
 	hdr    Header
 	file   vfs.File // read-write; nil once sealed
@@ -275,7 +276,7 @@ func Recycle(fs vfs.FS, path string, size int64) (_ *Segment, err error) {
 		return nil, fmt.Errorf("pooled segment file %s: %d bytes, want %d (%v)", path, n, size, err)
 	}
 	s.hdr.Salt = newSalt()
-	s.blocks = size
+	s.blocks = writtenBlocks(f, size)
 	var hb [HeaderSize]byte
 	EncodeHeader(hb[:], PoolHeader(size, s.hdr.Salt))
 	if _, err := f.WriteAt(hb[:], 0); err != nil {
@@ -575,12 +576,24 @@ func (s *Segment) Prewrite(off int64, zeros []byte) error {
 	return nil
 }
 
+// writtenBlocks returns f's written prefix up to size
+// (vfs.File.WrittenPrefix), or size where the file system cannot tell:
+// a file that held a segment is then taken as written, as it is unless an
+// early rollover left part of it unused.
+func writtenBlocks(f vfs.File, size int64) int64 {
+	if n, known := f.WrittenPrefix(size); known {
+		return n
+	}
+	return size
+}
+
 // WrittenTo returns the offset below which the segment's file is known to
 // hold written blocks, not preallocated ("unwritten") ones: the whole file
-// for a recycled segment, the prefix Prewrite covered for a new one, 0 for
-// one whose history is unknown (a segment recovery opened). A sync of
-// records below it journals no extent conversion. Call it on a prepared
-// segment the caller was handed, or after activation.
+// for a recycled or resumed segment as the file system reports it
+// (vfs.File.WrittenPrefix; all of it where it cannot tell), the prefix
+// Prewrite covered for a new one. A sync of records below it journals no
+// extent conversion. Call it on a prepared segment the caller was handed,
+// or after activation.
 func (s *Segment) WrittenTo() int64 { return s.blocks }
 
 // Discard closes and removes a prepared segment that was never activated;

@@ -35,6 +35,14 @@ type File interface {
 	// ZeroRange makes [off, off+n) read as zeros, keeping the blocks
 	// allocated.
 	ZeroRange(off, n int64) error
+	// WrittenPrefix returns n, the end of the longest prefix [0, n) of
+	// the file, up to limit, whose blocks were all written: no hole and
+	// no block that Allocate reserved and nothing wrote since (an
+	// "unwritten" extent on ext4 or XFS, whose first sync after a write
+	// commits an extent conversion). known is false where the file system
+	// cannot tell (no FIEMAP), and then n is 0. A hint for performance:
+	// data still in the page cache may not count yet.
+	WrittenPrefix(limit int64) (n int64, known bool)
 	// Size returns the file's size in bytes.
 	Size() (int64, error)
 	// MapReadOnly maps [0, n) of the file read-only and shared, so the
@@ -329,6 +337,10 @@ func (f *osFile) Allocate(size int64) error {
 		return pathErr("allocate", f.Name(), f.writeZeros(cur, size-cur))
 	}
 	return pathErr("fallocate", f.Name(), err)
+}
+
+func (f *osFile) WrittenPrefix(limit int64) (int64, bool) {
+	return writtenPrefix(int(f.f.Fd()), limit)
 }
 
 func (f *osFile) ZeroRange(off, n int64) error {

@@ -127,3 +127,71 @@ func TestFileRenameUpdatesName(t *testing.T) {
 		t.Fatalf("Name after a failed Rename: %q", g.Name())
 	}
 }
+
+// TestWrittenPrefix: a preallocated file has no written prefix; writes and
+// syncs extend it up to the first block never written, and a hole ends it.
+func TestWrittenPrefix(t *testing.T) {
+	const size = 1 << 20
+	dir := t.TempDir()
+	f, err := Default.Create(filepath.Join(dir, "f"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Allocate(size); err != nil {
+		t.Fatal(err)
+	}
+	n, known := f.WrittenPrefix(size)
+	if !known {
+		t.Skip("the file system under t.TempDir() has no FIEMAP")
+	}
+	if n == size {
+		t.Skip("the file system shows preallocated blocks as written ones")
+	}
+	if n != 0 {
+		t.Fatalf("a preallocated file: written prefix %d, want 0", n)
+	}
+	write := func(off, n int64) {
+		t.Helper()
+		if _, err := f.WriteAt(make([]byte, n), off); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		off, n, want int64
+	}{
+		{0, 64 << 10, 64 << 10},           // the prefix grows
+		{256 << 10, 64 << 10, 64 << 10},   // a written island past an unwritten gap does not count
+		{64 << 10, 192 << 10, 320 << 10},  // the gap filled: both join
+		{320 << 10, size - 320<<10, size}, // all of it
+	} {
+		write(c.off, c.n)
+		if got, _ := f.WrittenPrefix(size); got != c.want {
+			t.Fatalf("after writing [%d, %d): written prefix %d, want %d", c.off, c.off+c.n, got, c.want)
+		}
+	}
+	if got, _ := f.WrittenPrefix(100 << 10); got != 100<<10 {
+		t.Fatalf("written prefix up to limit %d: %d", 100<<10, got)
+	}
+	// A sparse file: the hole after the first block ends the prefix.
+	sp, err := os.Create(filepath.Join(dir, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, err := sp.WriteAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, known := writtenPrefix(int(sp.Fd()), size); !known || got != 4096 {
+		t.Fatalf("a sparse file with its first block written: prefix %d (known %v), want 4096", got, known)
+	}
+}
