@@ -244,6 +244,8 @@ type options struct {
 	// prewriteBusy, set by benchmarks only, leaves the preparer in the
 	// default I/O class.
 	prewriteBusy bool
+	// earlySyncs, set by tests only, replaces earlySyncs (early.go).
+	earlySyncs int64
 }
 
 // WithTracerProvider sets where the log's spans go. Without it the global

@@ -32,7 +32,7 @@ const (
 // wantsEarly reports whether the active segment s should be left for a
 // segment of written blocks before it is full.
 func (l *Log) wantsEarly(s *seg) bool {
-	if l.cfg.NoPrewrite || s.coldSyncs.Load() < earlySyncs {
+	if l.cfg.NoPrewrite || s.coldSyncs.Load() < l.earlySyncs {
 		return false
 	}
 	end, _ := s.Reserved()

@@ -14,6 +14,8 @@ import (
 // preallocated blocks moves to a segment of written blocks before the
 // active one is full, and only such a log.
 
+func withEarlySyncs(n int64) Option { return func(o *options) { o.earlySyncs = n } }
+
 // durableAppend appends payloadFor(seq, 256) and waits until it is durable.
 func durableAppend(t *testing.T, l *Log, seq uint64) {
 	t.Helper()

@@ -137,8 +137,10 @@ type Log struct {
 	durablePos  atomic.Int64
 	closed      atomic.Bool
 	sealedCount atomic.Uint64
-	// early asks the next append to roll over early (early.go);
-	// earlyRolls counts the early rollovers.
+	// early asks the next append to roll over early (early.go), after
+	// earlySyncs syncs into preallocated blocks (set by Open); earlyRolls
+	// counts the early rollovers.
+	earlySyncs int64
 	early      atomic.Bool
 	earlyRolls atomic.Uint64
 	metrics    flush.Metrics // its own atomics
@@ -273,6 +275,10 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 		l.releaseSegments()
 		lock.Unlock()
 		return nil, err
+	}
+	l.earlySyncs = earlySyncs
+	if o.earlySyncs > 0 {
+		l.earlySyncs = o.earlySyncs
 	}
 	l.prep = startPreparer(l.fs, l.segDir, cfg.SegmentSize, cfg.FileMode, l.pool, l.prewriteConfig(o), func() *segment.Segment { return l.active.Load().Segment })
 	l.prepareAt = cfg.SegmentSize / 2
