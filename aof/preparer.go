@@ -152,9 +152,10 @@ func (p *preparer) run() {
 
 // prewrite writes zeros over the blocks of s past its written ones (all of
 // a new file), chunk by chunk, each made durable before the next, so that
-// no dirty page is left for the appenders' first sync to pay. It stops between chunks when a rollover
-// waits for s (hurry) or the log closes, leaving s partly prewritten: its
-// first blocks, the ones written first, are. A failure is reported, and s,
+// no dirty page is left for the appenders' first sync to pay. It stops
+// between chunks when a rollover waits for s (hurry) or the log closes,
+// leaving s partly prewritten: its first blocks, the ones written first,
+// are. A failure is reported, and s,
 // whose device just failed a write or a sync, is discarded for a fresh
 // segment that is not prewritten (nil if that fails too: take prepares
 // one itself).
