@@ -35,13 +35,15 @@ func init() {
 // snapshots, a WAL after checkpoints). Like raw-overwrite's spare files,
 // the state is reached before the timed part: Open of a new log (untimed)
 // appends and drops whole segments until the active segment is a recycled
-// file and the pool holds written ones.
+// file and the pool holds written ones. Buffered as aof: a recycled file
+// is overwritten, so its blocks are written ones and, often, its pages are
+// still in the page cache (no new page cache to fault in).
 func init() {
 	register(Impl{
 		Name:       "aof-recycled",
-		Note:       "aof2 with retention (RetainBytes 2 segments, RecycleSegments 2), running on recycled segment files: Open of a new log (untimed) first appends and drops segments until the active segment is a recycled file; durable = Append + FlushUntil",
+		Note:       "aof2 with retention (RetainBytes 2 segments, RecycleSegments 2), running on recycled segment files: Open of a new log (untimed) first appends and drops segments until the active segment is a recycled file; buffered = Append; durable = Append + FlushUntil",
 		Open:       openAOFRecycled,
-		Modes:      []Mode{Durable},
+		Modes:      []Mode{Buffered, Durable},
 		WritesOnly: true,
 	})
 }
