@@ -55,12 +55,12 @@ func checkPieces(t *testing.T, what string, ws [][2]int64, from, to int64) {
 // pwrites of at most WriteChunk bytes, aligned to it (the first up to the
 // next multiple), and the file then holds exactly the frames; Prewrite
 // writes its zeros the same way. (Large writes make the page cache take
-// large folios, which on a VM that returns free memory to its host cost
-// up to ten times more to fault in.)
+// 2 MiB folios, which on a VM that returns free memory to its host cost
+// up to twenty times more to fault in; small ones make mapped reads dear.)
 func TestWriteOutWritesInPieces(t *testing.T) {
 	rec := &writeRecorder{}
 	ff := vfstest.NewFaultFS(nil)
-	s, err := Prepare(ff, t.TempDir(), 1, 1<<20, 0o600)
+	s, err := Prepare(ff, t.TempDir(), 1, 8*WriteChunk, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestWriteOutWritesInPieces(t *testing.T) {
 	}
 	rec.take() // the header
 	payload := bytes.Repeat([]byte{0xa5}, 1000)
-	for range 300 {
+	for range 3 * WriteChunk / 1000 { // frames over three pieces and more
 		off, seq, err := s.Reserve(FrameSize(len(payload)), 1)
 		if err != nil {
 			t.Fatal(err)
