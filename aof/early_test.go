@@ -1,8 +1,6 @@
 package aof
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -184,20 +182,6 @@ func writtenPrefix(t *testing.T, path string) (int64, bool) {
 	}
 	defer f.Close()
 	return f.WrittenPrefix(prewriteSeg)
-}
-
-// segDirNames lists the names in the log's segments directory.
-func segDirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dir, "segments"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 func btoi(b bool) int {

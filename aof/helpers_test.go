@@ -136,17 +136,27 @@ func segPath(t testing.TB, dir string, index uint64) string {
 
 func segmentFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	names, err := os.ReadDir(filepath.Join(dir, "segments"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var segs []string
-	for _, n := range names {
-		if _, _, ok := segment.ParseName(n.Name()); ok {
-			segs = append(segs, n.Name())
+	for _, n := range segDirNames(t, dir) {
+		if _, _, ok := segment.ParseName(n); ok {
+			segs = append(segs, n)
 		}
 	}
 	return segs
+}
+
+// segDirNames lists the names in the log's segments directory.
+func segDirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "segments"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 // buildLog appends n records of payloadFor(i, 200), syncs and closes, and
