@@ -164,9 +164,14 @@ fetch_prometheus() {
 }
 
 # prom_has_flag FLAG: true if the Prometheus binary knows --FLAG (Debian's
-# 2.42 has --web.local-assets; upstream builds do not).
+# 2.42 has --web.local-assets; upstream builds do not). The help text is
+# read whole before grep looks at it: piped into grep -q under pipefail,
+# the binary could die of SIGPIPE when grep stopped at the match (3 in 200
+# tries here), and Prometheus then started without its web files.
 prom_has_flag() {
-	"$PROMETHEUS_BIN" --help 2>&1 | grep -q -- "--$1[=[:space:]]"
+	local help
+	help=$("$PROMETHEUS_BIN" --help 2>&1 || true)
+	grep -q -- "--$1[=[:space:]]" <<<"$help"
 }
 
 # prepare_console_libs assembles $STATE/console_libraries: our aof2.lib and
