@@ -36,7 +36,7 @@ func (l *Log) wantsEarly(s *seg) bool {
 		return false
 	}
 	end, _ := s.Reserved()
-	size := l.cfg.SegmentSize
+	size := s.Header().Size // a resumed segment keeps the size it was made with
 	return end > s.WrittenTo() && end >= size/earlyUsedDiv && s.Free() >= size/earlyFreeDiv
 }
 

@@ -264,3 +264,28 @@ func TestReopenedWrittenSegmentIsNotLeftEarly(t *testing.T) {
 	}
 	checkRecords(t, l2, 1, next, 256)
 }
+
+// TestEarlyRolloverUsesTheSegmentsOwnSize: a log reopened with a larger
+// SegmentSize resumes a segment of the old size; the early rollover's
+// thresholds follow that segment's size, not Config's (with Config's, 1/16
+// of 1 MiB would be more than the whole 64 KiB segment).
+func TestEarlyRolloverUsesTheSegmentsOwnSize(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Config{SegmentSize: prewriteSeg})
+	durableAppend(t, l, 1)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := openT(t, dir, Config{SegmentSize: 16 * prewriteSeg}, withPrewriteChunk(16<<10))
+	defer l2.Close()
+	_, first, end := durableUntilRollover(t, l2, 2)
+	if got := first.Header().Size; got != prewriteSeg {
+		t.Fatalf("the resumed segment has size %d, want %d", got, prewriteSeg)
+	}
+	if limit := segment.DataLimit(prewriteSeg); end > limit-limit/earlyFreeDiv {
+		t.Fatalf("the resumed %d-byte segment was left with %d of %d bytes used, want an early rollover", prewriteSeg, end, limit)
+	}
+	if m := l2.Metrics(); m.EarlyRollovers != 1 {
+		t.Fatalf("Metrics.EarlyRollovers = %d, want 1", m.EarlyRollovers)
+	}
+}

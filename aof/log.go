@@ -97,7 +97,9 @@ type Log struct {
 	// pipeline's flush lock (pipe.Exclusive, pipe.Flush), segMu, then a
 	// segment's own lock (leases, reads, WaitPublished). The mappings'
 	// mutex (maps) is taken with no segment lock held, and takes segment
-	// locks inside it (Unmap). The telemetry's, the event hub's and
+	// locks inside it (Unmap). The preparer's mutex is taken under the
+	// flush lock (early.go) and under rotateMu (take), and takes the
+	// pool's mutex inside it (stop); neither waits for another lock. The telemetry's, the event hub's and
 	// reader.Cuts' mutexes are leaves: nothing is taken while they are
 	// held. Append takes none of them: it reserves
 	// with a compare-and-swap and takes rotateMu only to roll over.

@@ -34,6 +34,7 @@ type fiemap struct {
 func writtenPrefix(fd int, limit int64) (int64, bool) {
 	var end uint64
 	for end < uint64(limit) {
+		start := end
 		m := fiemap{Start: end, Length: uint64(limit) - end, Count: uint32(len(fiemap{}.Extents))}
 		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFiemap, uintptr(unsafe.Pointer(&m))); errno != 0 {
 			return 0, false
@@ -45,10 +46,13 @@ func writtenPrefix(fd int, limit int64) (int64, bool) {
 			if e.Logical > end || e.Flags&fiemapExtentUnwritten != 0 {
 				return int64(min(end, uint64(limit))), true
 			}
-			end = e.Logical + e.Length
+			end = max(end, e.Logical+e.Length)
 			if e.Flags&fiemapExtentLast != 0 {
 				return int64(min(end, uint64(limit))), true
 			}
+		}
+		if end == start {
+			return 0, false // no progress: an answer not to trust
 		}
 	}
 	return int64(min(end, uint64(limit))), true
