@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -108,6 +109,22 @@ func checkChunked(t *testing.T, ops []tmpOp, n, chunk int) {
 	}
 }
 
+// openPrewriteRecorded opens a log in a new directory over a FaultFS that
+// records the operations on prepared files, prewriting in chunks of chunk
+// bytes, with hook called (with the log) before each chunk.
+func openPrewriteRecorded(t *testing.T, chunk int, hook func(l *Log, off int64)) (*Log, *tmpRecorder, string) {
+	t.Helper()
+	rec := &tmpRecorder{}
+	ffs := vfstest.NewFaultFS(nil)
+	ffs.SetFault(rec.fault)
+	var lp atomic.Pointer[Log]
+	dir := t.TempDir()
+	l := openT(t, dir, Config{SegmentSize: prewriteSeg}, WithFS(ffs), withPrewriteChunk(chunk),
+		withPrewriteHook(func(off int64) { hook(lp.Load(), off) }))
+	lp.Store(l)
+	return l, rec, dir
+}
+
 // waitPrepared waits until the preparer has a segment ready.
 func waitPrepared(l *Log) {
 	p := l.prep
@@ -201,26 +218,19 @@ func TestPrewriteWritesAndSyncsEachChunk(t *testing.T) {
 // written so far, all synced (no dirty page for its first sync).
 func TestPrewriteStopsForRollover(t *testing.T) {
 	const chunk = 8 << 10
-	rec := &tmpRecorder{}
-	ffs := vfstest.NewFaultFS(nil)
-	ffs.SetFault(rec.fault)
-	var lp *Log
 	started := make(chan struct{})
-	hook := func(off int64) {
+	l, rec, dir := openPrewriteRecorded(t, chunk, func(l *Log, off int64) {
 		if off != 2*chunk {
 			return
 		}
 		close(started)
 		// Hold the prewrite here until a rollover asks for the
 		// segment.
-		lp.prep.mu.Lock()
-		hurry := lp.prep.hurry
-		lp.prep.mu.Unlock()
+		l.prep.mu.Lock()
+		hurry := l.prep.hurry
+		l.prep.mu.Unlock()
 		<-hurry
-	}
-	dir := t.TempDir()
-	l := openT(t, dir, Config{SegmentSize: prewriteSeg}, WithFS(ffs), withPrewriteChunk(chunk), withPrewriteHook(hook))
-	lp = l
+	})
 	next := halfFill(t, l, 1)
 	<-started
 	next = rollOver(t, l, next)
@@ -242,20 +252,13 @@ func TestPrewriteStopsForRollover(t *testing.T) {
 // removes the unfinished file and leaves no goroutine behind.
 func TestCloseStopsPrewrite(t *testing.T) {
 	const chunk = 8 << 10
-	rec := &tmpRecorder{}
-	ffs := vfstest.NewFaultFS(nil)
-	ffs.SetFault(rec.fault)
-	var lp *Log
 	started := make(chan struct{})
-	hook := func(off int64) {
+	l, rec, dir := openPrewriteRecorded(t, chunk, func(l *Log, off int64) {
 		if off == chunk {
 			close(started)
-			<-lp.prep.stopc // Close has begun
+			<-l.prep.stopc // Close has begun
 		}
-	}
-	dir := t.TempDir()
-	l := openT(t, dir, Config{SegmentSize: prewriteSeg}, WithFS(ffs), withPrewriteChunk(chunk), withPrewriteHook(hook))
-	lp = l
+	})
 	next := halfFill(t, l, 1)
 	<-started
 	if err := l.Close(); err != nil {
@@ -271,9 +274,9 @@ func TestCloseStopsPrewrite(t *testing.T) {
 		t.Fatalf("prewritten files %v, want one", paths)
 	}
 	checkChunked(t, rec.prewriteOps(paths[0]), 1, chunk)
-	for _, name := range segmentFiles(t, dir) {
-		if strings.HasSuffix(name, segment.TempSuffix) {
-			t.Fatalf("Close left the prepared file %s", name)
+	for _, name := range segDirNames(t, dir) {
+		if strings.HasSuffix(name, segment.TempSuffix) || strings.HasSuffix(name, segment.PoolSuffix) {
+			t.Fatalf("Close left the partly prewritten file as %s", name)
 		}
 	}
 	l2 := openT(t, dir, Config{SegmentSize: prewriteSeg})
