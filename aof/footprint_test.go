@@ -2,11 +2,13 @@ package aof
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -265,4 +267,55 @@ func TestRecordLargerThanTheWarmWindow(t *testing.T) {
 	l = openT(t, dir, cfg)
 	defer l.Close()
 	check("reopened", l)
+}
+
+// TestWarmServedDuringPrewrite: while the preparer prewrites the next
+// segment (here held in its first chunk), appends that cross WarmAt still
+// get the active segment's append buffer faulted in ahead of them. Before,
+// the preparer's one goroutine served warm requests only between jobs, so
+// for the whole prewrite of a segment the appenders faulted pages in
+// themselves.
+func TestWarmServedDuringPrewrite(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	l := openT(t, t.TempDir(), Config{SegmentSize: 16 << 20}, withPrewriteChunk(1<<20),
+		withPrewriteHook(func(int64) {
+			once.Do(func() {
+				close(held)
+				<-release
+			})
+		}))
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	defer l.Close()
+	defer free()
+	s := l.active.Load()
+	// Append until the preparer is kicked and holds in its prewrite.
+	for waiting := true; waiting; {
+		select {
+		case <-held:
+			waiting = false
+		default:
+			if end, _ := s.Reserved(); end > s.Header().Size*3/4 {
+				t.Fatalf("no prewrite started with %d of %d bytes appended", end, s.Header().Size)
+			}
+			mustAppend(t, l, make([]byte, 1000))
+		}
+	}
+	w0 := s.WarmAt()
+	if w0 == math.MaxInt64 {
+		t.Fatalf("the append buffer is warmed to its end already: nothing left to test")
+	}
+	for end, _ := s.Reserved(); end < w0; end, _ = s.Reserved() {
+		mustAppend(t, l, make([]byte, 1000))
+	}
+	// Not a timing assertion: this only bounds a hang.
+	deadline := time.Now().Add(30 * time.Second)
+	for s.WarmAt() == w0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("WarmAt still %d 30 s after appends crossed it, while a prewrite is held", w0)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	free()
 }

@@ -19,7 +19,8 @@ import (
 // (warm: segment.WarmAt). Unless Config.NoPrewrite it
 // then writes zeros over the new file, a chunk at a time, each made
 // durable before the next (prewrite). It owns one goroutine, stopped by
-// stop.
+// stop, and while it prewrites a second one that serves warm requests
+// (warmMeanwhile).
 type preparer struct {
 	fs   vfs.FS
 	dir  string
@@ -160,6 +161,7 @@ func (p *preparer) run() {
 // segment that is not prewritten (nil if that fails too: take prepares
 // one itself).
 func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.Segment {
+	defer p.warmMeanwhile()()
 	if p.pw.idle {
 		defer idleIO()()
 	}
@@ -194,6 +196,30 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 	p.mu.Unlock()
 	s, _ = segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 	return s
+}
+
+// warmMeanwhile serves warm requests on a goroutine of their own until
+// stop returns: the prewrite of a segment takes about as long as the
+// appenders take to fill one, and without it they would fault the append
+// buffer in themselves all that time. The goroutine lives only while the
+// caller runs, so an idle log keeps its goroutine count.
+func (p *preparer) warmMeanwhile() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-p.warmc:
+				p.active().Warm()
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 // Linux I/O priorities (ioprio_set(2)).
