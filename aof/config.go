@@ -109,8 +109,8 @@ type Config struct {
 	// NoPrewrite turns off prewritten segments. By default the preparer,
 	// which creates and preallocates the next segment file once the
 	// active one is half full, then writes zeros over all of it in the
-	// background, a chunk at a time (1 MiB, each made durable before the
-	// next), from an OS thread in the idle I/O scheduling class, so that
+	// background, a chunk at a time (1 MiB, each written back to the
+	// device before the next, one sync at the end), from an OS thread in the idle I/O scheduling class, so that
 	// the segment's blocks are written ones before it takes records. A
 	// preallocated block is "unwritten" until its first write, and on
 	// ext4 or XFS the first sync after a write into it also commits that

@@ -18,7 +18,7 @@ import (
 // active segment's append buffer ahead of the appenders when they ask
 // (warm: segment.WarmAt). Unless Config.NoPrewrite it
 // then writes zeros over the new file, a chunk at a time, each made
-// durable before the next (prewrite). It owns one goroutine, stopped by
+// written back before the next (prewrite). It owns one goroutine, stopped by
 // stop, and while it prewrites a second one that serves warm requests
 // (warmMeanwhile).
 type preparer struct {
@@ -67,9 +67,9 @@ type prewriteConfig struct {
 	idle bool
 }
 
-// defaultPrewriteChunk is the prewrite's write and sync unit: large enough
-// that syncs are few (64 for a 64 MiB segment), small enough that a
-// rollover that finds the prewrite running waits for about one sync.
+// defaultPrewriteChunk is the prewrite's write and write-back unit: large
+// enough that calls are few (64 for a 64 MiB segment), small enough that
+// a rollover that finds the prewrite running waits for about one.
 const defaultPrewriteChunk = 1 << 20
 
 func startPreparer(fsys vfs.FS, dir string, size int64, perm fs.FileMode, pool *pool, pw prewriteConfig, active func() *segment.Segment) *preparer {
@@ -152,8 +152,9 @@ func (p *preparer) run() {
 }
 
 // prewrite writes zeros over the blocks of s past its written ones (all of
-// a new file), chunk by chunk, each made durable before the next, so that
-// no dirty page is left for the appenders' first sync to pay. It stops
+// a new file), chunk by chunk, each written back to the device before the
+// next and the last one synced (segment.Prewrite), so that no dirty page
+// is left for the appenders' first sync to pay. It stops
 // between chunks when a rollover waits for s (hurry) or the log closes,
 // leaving s partly prewritten: its first blocks, the ones written first,
 // are. A failure is reported, and s,
@@ -178,7 +179,7 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 			break
 		}
 		n := min(int64(p.pw.chunk), size-off)
-		if err = s.Prewrite(off, p.pw.zeros[:n]); err != nil {
+		if err = s.Prewrite(off, p.pw.zeros[:n], off+n == size); err != nil {
 			break
 		}
 		off += n

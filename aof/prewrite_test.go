@@ -19,7 +19,8 @@ import (
 )
 
 // Tests of Config.NoPrewrite: the preparer writes zeros over a new
-// segment file, a chunk at a time, each synced before the next; a rollover
+// segment file, a chunk at a time, each written back before the next and
+// the last one synced; a rollover
 // or Close stops it between chunks; a failure is reported and the log goes
 // on.
 
@@ -67,14 +68,14 @@ func (r *tmpRecorder) fault(op vfstest.Op) error {
 	return err
 }
 
-// zeroWrites returns the operations of the prewrite of path: its zero
-// writes and the syncs of path, in order.
+// prewriteOps returns the operations of the prewrite of path: its zero
+// writes and the write-backs and syncs of path, in order.
 func (r *tmpRecorder) prewriteOps(path string) []tmpOp {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []tmpOp
 	for _, o := range r.ops {
-		if o.path == path && (o.kind == vfstest.OpWrite && o.zeros || o.kind == vfstest.OpSync) {
+		if o.path == path && (o.kind == vfstest.OpWrite && o.zeros || o.kind == vfstest.OpSync || o.kind == vfstest.OpWriteBack) {
 			out = append(out, o)
 		}
 	}
@@ -95,16 +96,23 @@ func (r *tmpRecorder) prewrittenPaths() []string {
 }
 
 // checkChunked checks that ops are n chunks of chunk bytes in order from
-// offset 0, each write followed by its sync before the next write.
-func checkChunked(t *testing.T, ops []tmpOp, n, chunk int) {
+// offset 0, each write written back (sync_file_range) before the next
+// write, and the last one synced instead when synced is true: a prewrite
+// that reaches the segment's end makes it durable with one sync, not one
+// per chunk.
+func checkChunked(t *testing.T, ops []tmpOp, n, chunk int, synced bool) {
 	t.Helper()
 	if len(ops) != 2*n {
-		t.Fatalf("prewrite: %d operations, want %d writes each followed by a sync: %v", len(ops), n, ops)
+		t.Fatalf("prewrite: %d operations, want %d writes each followed by a write-back or sync: %v", len(ops), n, ops)
 	}
 	for i := range n {
 		w, s := ops[2*i], ops[2*i+1]
-		if w.kind != vfstest.OpWrite || w.off != int64(i*chunk) || w.n != chunk || s.kind != vfstest.OpSync {
-			t.Fatalf("prewrite chunk %d: %v then %v, want a write of %d zeros at %d then a sync", i, w, s, chunk, i*chunk)
+		want := vfstest.OpWriteBack
+		if synced && i == n-1 {
+			want = vfstest.OpSync
+		}
+		if w.kind != vfstest.OpWrite || w.off != int64(i*chunk) || w.n != chunk || s.kind != want {
+			t.Fatalf("prewrite chunk %d of %d: %v then %v, want a write of %d zeros at %d then a %v", i, n, w, s, chunk, i*chunk, want)
 		}
 	}
 }
@@ -199,7 +207,7 @@ func TestPrewriteWritesAndSyncsEachChunk(t *testing.T) {
 				reopenCheck(t, l, dir, next)
 				return
 			}
-			checkChunked(t, ops, prewriteSeg/chunk, chunk)
+			checkChunked(t, ops, prewriteSeg/chunk, chunk, true)
 			if m.PrewrittenBytes != prewriteSeg || m.PrewriteFailures != 0 {
 				t.Fatalf("metrics: %d bytes prewritten, %d failures; want %d, 0", m.PrewrittenBytes, m.PrewriteFailures, prewriteSeg)
 			}
@@ -215,7 +223,7 @@ func TestPrewriteWritesAndSyncsEachChunk(t *testing.T) {
 
 // TestPrewriteStopsForRollover: a rollover that finds the prewrite running
 // waits for its current chunk only, and takes the segment with the chunks
-// written so far, all synced (no dirty page for its first sync).
+// written so far, all written back (no dirty page for its first sync).
 func TestPrewriteStopsForRollover(t *testing.T) {
 	const chunk = 8 << 10
 	started := make(chan struct{})
@@ -238,7 +246,7 @@ func TestPrewriteStopsForRollover(t *testing.T) {
 	if len(paths) != 1 {
 		t.Fatalf("prewritten files %v, want one", paths)
 	}
-	checkChunked(t, rec.prewriteOps(paths[0]), 2, chunk)
+	checkChunked(t, rec.prewriteOps(paths[0]), 2, chunk, false)
 	if m := l.Metrics(); m.PrewrittenBytes != 2*chunk || m.PrewriteFailures != 0 {
 		t.Fatalf("metrics: %d bytes prewritten, %d failures; want %d, 0", m.PrewrittenBytes, m.PrewriteFailures, 2*chunk)
 	}
@@ -273,7 +281,7 @@ func TestCloseStopsPrewrite(t *testing.T) {
 	if len(paths) != 1 {
 		t.Fatalf("prewritten files %v, want one", paths)
 	}
-	checkChunked(t, rec.prewriteOps(paths[0]), 1, chunk)
+	checkChunked(t, rec.prewriteOps(paths[0]), 1, chunk, false)
 	for _, name := range segDirNames(t, dir) {
 		if strings.HasSuffix(name, segment.TempSuffix) || strings.HasSuffix(name, segment.PoolSuffix) {
 			t.Fatalf("Close left the partly prewritten file as %s", name)
@@ -284,26 +292,27 @@ func TestCloseStopsPrewrite(t *testing.T) {
 	checkRecords(t, l2, 1, next, 1<<10)
 }
 
-// TestPrewriteEIO: a write or sync of the prewrite fails with EIO. The log
-// goes on (the file is replaced by a plain one), and the failure is in
-// Metrics, the aof.prewrite.failures counter and an aof.prewrite span with
-// the error.
+// TestPrewriteEIO: a write, a write-back or the sync of the prewrite fails
+// with EIO. The log goes on (the file is replaced by a plain one), and the
+// failure is in Metrics, the aof.prewrite.failures counter and an
+// aof.prewrite span with the error.
 func TestPrewriteEIO(t *testing.T) {
 	const chunk = 16 << 10
-	for _, kind := range []vfstest.OpKind{vfstest.OpWrite, vfstest.OpSync} {
+	for _, kind := range []vfstest.OpKind{vfstest.OpWrite, vfstest.OpWriteBack, vfstest.OpSync} {
 		t.Run(kind.String(), func(t *testing.T) {
 			rec := &tmpRecorder{fail: func(op tmpOp, prior []tmpOp) error {
-				// Fail the second chunk's write, or its sync.
+				// Fail the second chunk's write or write-back, or
+				// the one sync, after the last chunk.
 				if op.kind != kind || kind == vfstest.OpWrite && !op.zeros {
 					return nil
 				}
 				n := 0
 				for _, p := range prior {
-					if p.kind == kind && (kind == vfstest.OpSync || p.zeros) {
+					if p.kind == kind && (kind != vfstest.OpWrite || p.zeros) {
 						n++
 					}
 				}
-				if n == 1 {
+				if kind == vfstest.OpSync && n == 0 || kind != vfstest.OpSync && n == 1 {
 					return unix.EIO
 				}
 				return nil

@@ -553,21 +553,36 @@ func newSalt() uint64 {
 }
 
 // Prewrite writes zeros over [off, off+len(zeros)) of a prepared segment's
-// file (one that was never activated) and makes them durable, so that the
-// file's blocks there are written ones: a record later written into them
-// is made durable without the extent conversion a preallocated
-// ("unwritten") block costs the first sync on ext4 and XFS. zeros must
-// hold only zero bytes; the range must lie inside the segment. Each call
-// leaves no dirty page of its own behind, so it can be stopped between
-// calls and the segment activated at once.
-func (s *Segment) Prewrite(off int64, zeros []byte) error {
+// file (one that was never activated) and writes them back to the device
+// (vfs.File.WriteBack), so that the file's blocks there are written ones: a
+// record later written into them is made durable without the extent
+// conversion a preallocated ("unwritten") block costs the first sync on
+// ext4 and XFS. With durable it syncs the file instead, which makes every
+// range written back before durable too. zeros must hold only zero bytes;
+// the range must lie inside the segment. Each call leaves no dirty page of
+// its own behind, so it can be stopped between calls and the segment
+// activated at once; whatever was not synced then is by the segment's
+// first sync (its conversions are in the file's metadata).
+//
+// One sync per segment, not one per call: each sync of the prewrite is a
+// journal commit and a device cache flush beside the appenders' own syncs
+// on the same device. Measured on the development VM (ext4 on virtio,
+// durable 64 KiB records, 1 writer, 1 MiB calls, two interleaved runs of
+// benchmarks/cmd/compare each): 4.77k and 5.31k records/s with a sync per
+// call, 5.69k and 5.90k with one per segment; p99 2.23 and 1.18 ms against
+// 0.79 and 0.72 ms.
+func (s *Segment) Prewrite(off int64, zeros []byte, durable bool) error {
 	if off < 0 || off+int64(len(zeros)) > s.hdr.Size {
 		return fmt.Errorf("prewrite [%d, %d) of a %d-byte segment: out of range", off, off+int64(len(zeros)), s.hdr.Size)
 	}
 	if err := writeAt(s.file, zeros, off); err != nil {
 		return fmt.Errorf("prewrite %s at %d: %w", s.path, off, err)
 	}
-	if err := s.file.Sync(); err != nil {
+	flush := func() error { return s.file.WriteBack(off, int64(len(zeros))) }
+	if durable {
+		flush = s.file.Sync
+	}
+	if err := flush(); err != nil {
 		return fmt.Errorf("prewrite %s at %d: %w", s.path, off, err)
 	}
 	if off <= s.blocks {

@@ -67,7 +67,7 @@ func TestWriteOutWritesInPieces(t *testing.T) {
 	defer s.Release()
 	ff.SetFault(rec.fault)
 	zeros := make([]byte, 3*WriteChunk)
-	if err := s.Prewrite(WriteChunk/2, zeros); err != nil {
+	if err := s.Prewrite(WriteChunk/2, zeros, false); err != nil {
 		t.Fatal(err)
 	}
 	checkPieces(t, "Prewrite", rec.take(), WriteChunk/2, WriteChunk/2+int64(len(zeros)))

@@ -35,11 +35,13 @@ const (
 	OpRename
 	// OpRemove is FS.Remove.
 	OpRemove
+	// OpWriteBack is File.WriteBack.
+	OpWriteBack
 	numOpKinds
 )
 
 // String returns the operation's name: "create", "write", "allocate",
-// "sync", "syncdir", "rename" or "remove".
+// "sync", "syncdir", "rename", "remove" or "writeback".
 func (k OpKind) String() string {
 	switch k {
 	case OpCreate:
@@ -56,6 +58,8 @@ func (k OpKind) String() string {
 		return "rename"
 	case OpRemove:
 		return "remove"
+	case OpWriteBack:
+		return "writeback"
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -72,6 +76,8 @@ func (k OpKind) errOp() string {
 		return "fdatasync"
 	case OpSyncDir:
 		return "fsync"
+	case OpWriteBack:
+		return "sync_file_range"
 	}
 	return k.String()
 }
@@ -260,6 +266,13 @@ func (f *faultFile) Sync() error {
 		return err
 	}
 	return f.File.Sync()
+}
+
+func (f *faultFile) WriteBack(off, n int64) error {
+	if err := f.fs.decide(Op{Kind: OpWriteBack, Path: f.Name(), Off: off}); err != nil {
+		return err
+	}
+	return f.File.WriteBack(off, n)
 }
 
 func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
