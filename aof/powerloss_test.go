@@ -256,9 +256,9 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 		if len(snaps) >= powerSnapsPerGen {
 			return
 		}
-		// Rollovers (rename), new segments made durable (syncdir)
-		// and seals get extra cut points.
-		extra := (op == "rename" || op == "syncdir" || op == "allocate") && hookRng.IntN(4) == 0
+		// Rollovers (rename), new segments made durable (syncdir),
+		// prewrites (writeback) and seals get extra cut points.
+		extra := (op == "rename" || op == "syncdir" || op == "allocate" || op == "writeback") && hookRng.IntN(4) == 0
 		if n < nextCut && !extra {
 			return
 		}
@@ -272,8 +272,9 @@ func powerRun(t *testing.T, root string, cfg Config, rng *rand.Rand, prevAcked u
 		snaps = append(snaps, s)
 	})
 	// Early rollovers after a few syncs, so that small generations make
-	// them (with prewriting on).
-	l, err := Open(filepath.Join(root, "log"), cfg, WithFS(pfs), withEarlySyncs(int64(1+rng.IntN(8))))
+	// them (with prewriting on); prewrites in four chunks, so that cuts
+	// fall after chunks written back but not synced.
+	l, err := Open(filepath.Join(root, "log"), cfg, WithFS(pfs), withEarlySyncs(int64(1+rng.IntN(8))), withPrewriteChunk(int(cfg.SegmentSize/4)))
 	if err != nil {
 		t.Fatalf("%s: Open: %v", where, err)
 	}
