@@ -244,6 +244,9 @@ type options struct {
 	// prewriteBusy, set by benchmarks only, leaves the preparer in the
 	// default I/O class.
 	prewriteBusy bool
+	// prewritePaused, set by tests only, is told of every pause of a
+	// prewrite.
+	prewritePaused func(d time.Duration)
 	// earlySyncs, set by tests only, replaces earlySyncs (early.go).
 	earlySyncs int64
 }

@@ -309,7 +309,7 @@ func OpenContext(ctx context.Context, dir string, cfg Config, opts ...Option) (*
 // prewriteConfig is the preparer's prewrite setting: Config's, with the
 // tests' seams, and a report that counts and traces each prewrite.
 func (l *Log) prewriteConfig(o options) prewriteConfig {
-	pw := prewriteConfig{on: !l.cfg.NoPrewrite, chunk: defaultPrewriteChunk, hook: o.prewriteHook, idle: !o.prewriteBusy}
+	pw := prewriteConfig{on: !l.cfg.NoPrewrite, chunk: defaultPrewriteChunk, hook: o.prewriteHook, idle: !o.prewriteBusy, paused: o.prewritePaused}
 	if o.prewriteChunk > 0 {
 		pw.chunk = o.prewriteChunk
 	}

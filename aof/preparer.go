@@ -65,6 +65,9 @@ type prewriteConfig struct {
 	hook func(off int64)
 	// idle runs the prewrite in the idle I/O scheduling class (idleIO).
 	idle bool
+	// paused, set by tests only, is told of every pause of the
+	// prewrite (prewritePause).
+	paused func(d time.Duration)
 }
 
 // defaultPrewriteChunk is the prewrite's write and write-back unit: large
@@ -171,6 +174,7 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 	from := s.WrittenTo()
 	off := from
 	var err error
+	pace := p.newPacer()
 	for off < size {
 		if p.pw.hook != nil {
 			p.pw.hook(off)
@@ -179,10 +183,14 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 			break
 		}
 		n := min(int64(p.pw.chunk), size-off)
+		t := time.Now()
 		if err = s.Prewrite(off, p.pw.zeros[:n], off+n == size); err != nil {
 			break
 		}
 		off += n
+		if off < size {
+			p.pause(pace.after(n, time.Since(t), size-off), hurry)
+		}
 	}
 	if p.pw.report != nil {
 		p.pw.report(start, off-from, size-from, err)
@@ -197,6 +205,98 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 	p.mu.Unlock()
 	s, _ = segment.Prepare(p.fs, p.dir, id, p.size, p.perm)
 	return s
+}
+
+// The prewrite is paced: a segment's zeros written at the device's full
+// speed sit in its cache, and the appenders' syncs, each a flush of that
+// cache, pay for writing them out. So once a chunk is done the prewrite
+// waits, when it is ahead, until it is on course to finish within
+// prewritePaceShare of the time the active segment takes to fill at its
+// recent append rate. Measured on the development VM (a 3-node
+// hashicorp/raft cluster, 64 callers applying 4 KiB commands, each node's
+// segments prewritten beside its syncs, two runs of each): Apply p99
+// 16.8 and 18.1 ms unpaced, 10.9 and 10.0 ms paced, commands/s 1.05-1.08x.
+// It does not wait while nobody appends (nothing to disturb), when the
+// active segment's own blocks are not all written (an early rollover
+// waits for this prewrite to end), or when it is late.
+const (
+	prewritePaceShare = 0.6
+	// maxPrewritePause bounds one wait, so that a log that was quiet
+	// and then appends fast finds the prewrite back at full speed
+	// within a chunk.
+	maxPrewritePause = 50 * time.Millisecond
+)
+
+// prewritePause returns how long the prewrite waits after a chunk of
+// chunk bytes that took took, with left bytes still to prewrite, when the
+// active segment took appended bytes in the last window and has free
+// bytes left: the wait that spreads what is left evenly over
+// prewritePaceShare of the time the active segment takes to fill at that
+// rate, minus what the chunk took; 0 when nothing was appended or it is
+// late, at most maxPrewritePause.
+func prewritePause(chunk int64, took time.Duration, left, appended int64, window time.Duration, free int64) time.Duration {
+	if appended <= 0 || window <= 0 || left <= 0 || free <= 0 {
+		return 0
+	}
+	fill := float64(window) * float64(free) / float64(appended)
+	perChunk := time.Duration(prewritePaceShare * fill * float64(chunk) / float64(left))
+	return min(max(0, perChunk-took), maxPrewritePause)
+}
+
+// pacer follows the active segment's appends during a prewrite.
+type pacer struct {
+	p    *preparer
+	seg  *segment.Segment // the active segment when last looked at
+	end  int64            // its reserved end then
+	when time.Time
+}
+
+func (p *preparer) newPacer() *pacer {
+	pc := &pacer{p: p}
+	pc.look(time.Now())
+	return pc
+}
+
+// look notes the active segment's reserved end at now; it returns the
+// bytes appended to it since the last look (0 if the active segment
+// changed meanwhile) and the segment.
+func (pc *pacer) look(now time.Time) (appended int64, window time.Duration, s *segment.Segment) {
+	s = pc.p.active()
+	end, _ := s.Reserved()
+	if s == pc.seg {
+		appended, window = end-pc.end, now.Sub(pc.when)
+	}
+	pc.seg, pc.end, pc.when = s, end, now
+	return appended, window, s
+}
+
+// after returns the pause after a chunk of n bytes that took took, with
+// left bytes still to prewrite (prewritePause); 0 while the active
+// segment's blocks are not all written.
+func (pc *pacer) after(n int64, took time.Duration, left int64) time.Duration {
+	appended, window, s := pc.look(time.Now())
+	if !written(s) {
+		return 0
+	}
+	end, _ := s.Reserved()
+	return prewritePause(n, took, left, appended, window, s.Header().Size-end)
+}
+
+// pause waits d, or less if a rollover waits or the log closes.
+func (p *preparer) pause(d time.Duration, hurry <-chan struct{}) {
+	if d <= 0 {
+		return
+	}
+	if p.pw.paused != nil {
+		p.pw.paused(d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-hurry:
+	case <-p.stopc:
+	}
 }
 
 // warmMeanwhile serves warm requests on a goroutine of their own until
