@@ -44,7 +44,7 @@ type Metrics struct {
 	SealedSegments  uint64
 	RemovedSegments uint64
 	// PrewrittenBytes counts bytes of new segment files written with
-	// zeros and synced ahead of use; PrewriteFailures counts such
+	// zeros and written back ahead of use; PrewriteFailures counts such
 	// prewrites that failed (Config.NoPrewrite).
 	PrewrittenBytes  int64
 	PrewriteFailures uint64

@@ -38,6 +38,10 @@ func TestPrewritePause(t *testing.T) {
 		{"late", MiB, time.Millisecond, 32 * MiB, 10 * MiB, 10 * time.Millisecond, 32 * MiB, 0},
 		// A slow log: 1 MiB/s leaves 19.2 s; the pause is capped.
 		{"capped", MiB, time.Millisecond, 32 * MiB, MiB, time.Second, 32 * MiB, maxPrewritePause},
+		// A byte a minute into a GiB of room: a fill time beyond
+		// time.Duration's range still gives the cap (it overflowed
+		// to a negative Duration, and no pause, before).
+		{"overflow", MiB, 0, MiB, 1, time.Minute, 1 << 30, maxPrewritePause},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := prewritePause(c.chunk, c.took, c.left, c.appended, c.window, c.free)

@@ -51,15 +51,15 @@ type preparer struct {
 // prewriteConfig says whether and how the preparer prewrites segments.
 type prewriteConfig struct {
 	on bool
-	// chunk is how many bytes one write and sync cover (a rollover
-	// waits for at most one).
+	// chunk is how many bytes one write and write-back cover (a
+	// rollover waits for at most one).
 	chunk int
 	// zeros is chunk bytes of anonymous memory never written: reads of
 	// it map the kernel's zero page, so it costs no memory. Set by
 	// startPreparer, unmapped by stop.
 	zeros []byte
 	// report is told of every prewrite: when it started, how many bytes
-	// it made durable of how many, and its failure if any.
+	// it wrote back of how many, and its failure if any.
 	report func(start time.Time, done, size int64, err error)
 	// hook, set by tests only, runs before each chunk with its offset.
 	hook func(off int64)
@@ -239,8 +239,13 @@ func prewritePause(chunk int64, took time.Duration, left, appended int64, window
 		return 0
 	}
 	fill := float64(window) * float64(free) / float64(appended)
-	perChunk := time.Duration(prewritePaceShare * fill * float64(chunk) / float64(left))
-	return min(max(0, perChunk-took), maxPrewritePause)
+	// In float until capped: a quiet log's fill time can exceed
+	// time.Duration's range.
+	pause := prewritePaceShare*fill*float64(chunk)/float64(left) - float64(took)
+	if pause <= 0 {
+		return 0
+	}
+	return time.Duration(min(pause, float64(maxPrewritePause)))
 }
 
 // pacer follows the active segment's appends during a prewrite.
@@ -303,7 +308,9 @@ func (p *preparer) pause(d time.Duration, hurry <-chan struct{}) {
 // stop returns: the prewrite of a segment takes about as long as the
 // appenders take to fill one, and without it they would fault the append
 // buffer in themselves all that time. The goroutine lives only while the
-// caller runs, so an idle log keeps its goroutine count.
+// caller runs, so an idle log keeps its goroutine count. Stopping it waits
+// for a Warm under way, so a rollover that takes the segment may wait for
+// one Warm (at most warmAhead of the buffer faulted in) besides the chunk.
 func (p *preparer) warmMeanwhile() (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {

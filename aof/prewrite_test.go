@@ -183,7 +183,10 @@ func reopenCheck(t *testing.T, l *Log, dir string, next uint64) {
 	checkRecords(t, l2, 1, next, 1<<10)
 }
 
-func TestPrewriteWritesAndSyncsEachChunk(t *testing.T) {
+// TestPrewriteWritesBackEachChunk: with prewriting on, the preparer writes
+// zeros over the whole next segment, each chunk written back before the next
+// and the last synced, before any record goes there; with it off, nothing.
+func TestPrewriteWritesBackEachChunk(t *testing.T) {
 	const chunk = 16 << 10
 	for _, on := range []bool{false, true} {
 		t.Run(fmt.Sprintf("on=%v", on), func(t *testing.T) {

@@ -126,7 +126,7 @@ func (in *instruments) create(m metric.Meter) error {
 	in.durable = counter(MetricDurableSize, "By", "Bytes made durable.")
 	in.truncated = counter(MetricRecoveryTruncated, "By", "Bytes cut by recovery at open (torn tails, repairs).")
 	in.removed = counter(MetricSegmentsRemoved, "{segment}", "Segment files removed by retention (TruncateFront, RetainBytes, RetainAge) or TruncateBack.")
-	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and synced (unless Config.NoPrewrite).")
+	in.prewritten = counter(MetricPrewriteSize, "By", "Bytes of new segment files prewritten with zeros and written back (unless Config.NoPrewrite).")
 	in.prewriteFailures = counter(MetricPrewriteFailures, "{failure}", "Prewrites of a new segment file that failed; the file is replaced by one not prewritten and the log goes on.")
 	in.recycled = counter(MetricSegmentsRecycled, "{segment}", "Segment files reused from the pool of dropped ones (Config.RecycleSegments) instead of created.")
 	in.earlyRolls = counter(MetricEarlyRollovers, "{rollover}", "Rollovers from an active segment whose syncs landed in preallocated blocks to a segment of written blocks, before it was full.")

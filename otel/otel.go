@@ -478,7 +478,7 @@ func (t *Telemetry) Truncated(ctx context.Context, start time.Time, end, reason 
 
 // Prewritten records an aof.prewrite span from start to now: the
 // preparer wrote zeros over done bytes of a new segment file of size bytes
-// and made them durable (unless Config.NoPrewrite); err is why it stopped
+// and wrote them back (unless Config.NoPrewrite); err is why it stopped
 // short, if it failed. It runs on the preparer's goroutine, under no
 // caller's context.
 func (t *Telemetry) Prewritten(start time.Time, done, size int64, err error) {

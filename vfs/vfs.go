@@ -36,7 +36,7 @@ type File interface {
 	// range that Allocate reserved are written ones once it returns (their
 	// extent conversion is done, in the journal's running transaction), so
 	// a later Sync of data written there commits no conversion. Where the
-	// system has no such call it does nothing.
+	// system has no such call it syncs the file instead.
 	WriteBack(off, n int64) error
 	// Allocate reserves disk blocks for [0, size) so later writes and
 	// mapped reads in that range can neither fail with ENOSPC nor raise
@@ -351,8 +351,8 @@ func (f *osFile) Allocate(size int64) error {
 
 func (f *osFile) WriteBack(off, n int64) error {
 	err := unix.SyncFileRange(int(f.f.Fd()), off, n, unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-	if err == unix.ENOSYS || err == unix.ESPIPE {
-		return nil // a hint: nothing to do where it is not supported
+	if err == unix.ENOSYS {
+		return f.Sync() // writes the range back too, and more
 	}
 	return pathErr("sync_file_range", f.Name(), err)
 }
