@@ -213,9 +213,10 @@ func (p *preparer) prewrite(s *segment.Segment, hurry <-chan struct{}) *segment.
 // waits, when it is ahead, until it is on course to finish within
 // prewritePaceShare of the time the active segment takes to fill at its
 // recent append rate. Measured on the development VM (a 3-node
-// hashicorp/raft cluster, 64 callers applying 4 KiB commands, each node's
-// segments prewritten beside its syncs, two runs of each): Apply p99
-// 16.8 and 18.1 ms unpaced, 10.9 and 10.0 ms paced, commands/s 1.05-1.08x.
+// hashicorp/raft cluster on one disk, 64 callers applying 4 KiB commands,
+// each node's segments prewritten beside its syncs, unpaced and paced
+// builds run alternately, three runs each): Apply p99 16.4-17.5 ms
+// unpaced, 9.7-11.4 ms paced, commands/s unchanged.
 // It does not wait while nobody appends (nothing to disturb), when the
 // active segment's own blocks are not all written (an early rollover
 // waits for this prewrite to end), or when it is late.
