@@ -263,29 +263,28 @@ func (p *preparer) newPacer() *pacer {
 	return pc
 }
 
-// look notes the active segment's reserved end at now; it returns the
-// bytes appended to it since the last look (0 if the active segment
-// changed meanwhile) and the segment.
-func (pc *pacer) look(now time.Time) (appended int64, window time.Duration, s *segment.Segment) {
-	s = pc.p.active()
+// look notes the active segment and its reserved end at now; it returns
+// the bytes appended to it since the last look (0 if the active segment
+// changed meanwhile).
+func (pc *pacer) look(now time.Time) (appended int64, window time.Duration) {
+	s := pc.p.active()
 	end, _ := s.Reserved()
 	if s == pc.seg {
 		appended, window = end-pc.end, now.Sub(pc.when)
 	}
 	pc.seg, pc.end, pc.when = s, end, now
-	return appended, window, s
+	return appended, window
 }
 
 // after returns the pause after a chunk of n bytes that took took, with
 // left bytes still to prewrite (prewritePause); 0 while the active
 // segment's blocks are not all written.
 func (pc *pacer) after(n int64, took time.Duration, left int64) time.Duration {
-	appended, window, s := pc.look(time.Now())
-	if !written(s) {
+	appended, window := pc.look(time.Now())
+	if !written(pc.seg) {
 		return 0
 	}
-	end, _ := s.Reserved()
-	return prewritePause(n, took, left, appended, window, s.Header().Size-end)
+	return prewritePause(n, took, left, appended, window, pc.seg.Header().Size-pc.end)
 }
 
 // pause waits d, or less if a rollover waits or the log closes.
